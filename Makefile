@@ -1,0 +1,70 @@
+# Cost Guardian: `make run` serves the app with demo data; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+export FLASK_APP := app
+
+.PHONY: run test setup setup-dev vendor chromium lock migrate clean
+
+run: setup
+	$(BIN)/flask migrate
+	$(BIN)/flask seed-demo
+	@echo "Cost Guardian on http://127.0.0.1:$(PORT)  (Ctrl-C stops the server and the task consumer)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --logfile instance/huey.log --quiet & \
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+
+test: setup-dev chromium
+	rm -f .coverage .coverage.*
+	$(BIN)/pytest --backend=sqlite --cov --cov-report=
+	@if [ -n "$$TEST_DATABASE_URL" ] || [ -n "$$TEST_REDIS_URL" ]; then \
+	  $(BIN)/pytest --backend=postgres --cov --cov-append --cov-report= ; \
+	else echo "TEST_DATABASE_URL/TEST_REDIS_URL not set: the PostgreSQL + Redis pass is skipped"; fi
+	$(BIN)/coverage report --fail-under=85
+
+setup: $(VENV)/.installed static/vendor/.installed
+setup-dev: $(VENV)/.installed-dev static/vendor/.installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock
+	touch $@
+
+$(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock -r requirements-dev.lock
+	touch $@ $(VENV)/.installed
+
+# htmx and Pico CSS come from the npm registry, pinned in package-lock.json,
+# and are served from static/vendor/ (never a CDN).
+vendor: static/vendor/.installed
+static/vendor/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+	cp node_modules/@picocss/pico/css/pico.jade.min.css static/vendor/pico.min.css
+	touch $@
+
+# Browser tests use the system Chromium (CHROMIUM_PATH or /usr/bin/chromium);
+# as root on Debian it is installed when missing.
+chromium:
+	@if [ -n "$$CHROMIUM_PATH" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); \
+	else echo "no system Chromium: the browser tests fall back to Playwright's own browser"; fi
+
+# Re-pin the dependencies after editing requirements*.in.
+lock: $(VENV)/.installed-dev
+	$(BIN)/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links --no-header --annotation-style=line -o requirements.lock requirements.in
+	$(BIN)/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links --no-header --annotation-style=line -o requirements-dev.lock requirements-dev.in
+
+migrate: setup
+	$(BIN)/flask migrate
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor .coverage .coverage.* .pytest_cache

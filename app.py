@@ -1,0 +1,3 @@
+from costguardian import create_app
+
+app = create_app()

@@ -1,0 +1,79 @@
+"""Cost Guardian: see, attribute, forecast and cap what an organization spends on AI APIs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from jinja2 import ChoiceLoader, FileSystemLoader
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from costguardian import config as settings
+from costguardian.db import connect_database
+from costguardian.extensions import csrf, db, htmx, limiter, login_manager
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_databases: dict[str, object] = {}
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Defaults, then the environment, then the test's overrides."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("CG_INSTANCE_PATH") or str(settings.PROJECT_ROOT / "instance"),
+        static_folder=str(settings.PROJECT_ROOT / "static"),
+    )
+    config = settings.from_environ()
+    config.update(test_config or {})
+    settings.finalize(config, app.instance_path)
+    app.config.update(config)
+    _configure_security(app)
+
+    # Pages live in templates/, htmx fragments in partials/<area>/_name.html.
+    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(PACKAGE_DIR / "templates")),
+                                     FileSystemLoader(str(PACKAGE_DIR))])
+
+    db.initialize(_database_for(app.config["DATABASE_URL"]))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    if app.config["CG_TRUSTED_PROXIES"]:
+        n = app.config["CG_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+
+    from costguardian import cli, oidc, web
+    from costguardian.views import register_blueprints
+
+    web.init_app(app)
+    oidc.init_app(app)
+    register_blueprints(app)
+    cli.init_app(app)
+    return app
+
+
+def _database_for(url: str):
+    """One Database object per URL for the process, so that apps built by
+    tests and by the queue consumer share connection pools."""
+    if url not in _databases:
+        _databases[url] = connect_database(url)
+    return _databases[url]
+
+
+def _configure_security(app: Flask) -> None:
+    production = settings.is_production(app.config)
+    app.config.setdefault("SESSION_COOKIE_NAME", "cg_session")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_DURATION=60 * 60 * 24 * 30,
+        PREFERRED_URL_SCHEME="https" if production else "http",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        MAX_CONTENT_LENGTH=app.config.get("MAX_CONTENT_LENGTH") or 4 * 1024 * 1024,
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
+    )

@@ -1,0 +1,105 @@
+"""Who may see what: the sign-in guard, the current organization, and the
+permission decorators every view declares."""
+from __future__ import annotations
+
+import functools
+
+from flask import abort, g, redirect, request, session, url_for
+from flask_login import current_user
+
+from costguardian import permissions
+from costguardian.extensions import htmx
+from costguardian.models import Membership
+from costguardian.services.actor import Actor
+
+# Endpoints anyone may call without signing in. A test proves every other
+# route answers an anonymous request with a sign-in redirect or a 401.
+PUBLIC_ENDPOINTS = frozenset({
+    "static",
+    "health.healthz",
+    "health.readyz",
+    "auth.login",
+    "auth.signup",
+    "auth.forgot_password",
+    "auth.reset_password",
+    "auth.oidc_start",
+    "auth.oidc_callback",
+})
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def require_sign_in():
+    """before_request: every non-public endpoint needs a signed-in user."""
+    if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if current_user.is_authenticated:
+        return None
+    if wants_json() or htmx:
+        abort(401)
+    return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+
+
+def load_organization():
+    """before_request: g.membership and g.org for the signed-in user, from the
+    organization chosen in the session (else their first one)."""
+    g.membership = g.org = None
+    if not current_user.is_authenticated:
+        return
+    memberships = list(Membership.for_user(current_user))
+    g.memberships = memberships
+    chosen = session.get("org_id")
+    membership = next((m for m in memberships if m.organization_id == chosen), None)
+    if membership is None and memberships:
+        membership = memberships[0]
+        session["org_id"] = membership.organization_id
+    if membership is not None:
+        g.membership, g.org = membership, membership.organization
+
+
+def can(permission: str) -> bool:
+    """For templates and views: does the current member's role grant this?"""
+    membership = g.get("membership")
+    return membership is not None and permissions.role_can(membership.role, permission)
+
+
+def org_required(view):
+    """The view needs a current organization; without one, onboarding."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.get("org") is None:
+            if htmx or wants_json():
+                abort(409, "Create or join an organization first.")
+            return redirect(url_for("orgs.new"))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def require_permission(permission: str):
+    """Declare the permission a view needs: 403 (a friendly page for full
+    pages, a bare status for htmx and JSON) when the role lacks it."""
+    if permission not in permissions.PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}")
+
+    def decorate(view):
+        @functools.wraps(view)
+        @org_required
+        def wrapped(*args, **kwargs):
+            if not can(permission):
+                abort(403, f"Your role ({g.membership.role}) does not allow this ({permission}).")
+            return view(*args, **kwargs)
+
+        wrapped.required_permission = permission
+        return wrapped
+
+    return decorate
+
+
+def current_actor() -> Actor:
+    """The signed-in user (or nobody) and where the request came from, for audit rows."""
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    return Actor(user=user, ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""))

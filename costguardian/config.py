@@ -1,0 +1,123 @@
+"""Settings, read from the environment in one place.
+
+Order of precedence: the defaults below, then the process environment (and a
+`.env` file, if present), then the overrides a test passes to `create_app`.
+Every setting is documented with its default in docs/OPERATIONS.md.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+GOOGLE_METADATA_URL = "https://accounts.google.com/.well-known/openid-configuration"
+
+DEFAULTS: dict[str, object] = {
+    "CG_ENV": "development",
+    "SECRET_KEY": None,
+    "DATABASE_URL": "sqlite:///instance/costguardian.db",
+    "HUEY_URL": "sqlite:///instance/huey.db",
+    "CG_ENCRYPTION_KEYS": None,
+    "GOOGLE_CLIENT_ID": None,
+    "GOOGLE_CLIENT_SECRET": None,
+    "OIDC_SERVER_METADATA_URL": GOOGLE_METADATA_URL,
+    "OIDC_PROVIDER_NAME": "Google",
+    "MAIL_URL": "console://",
+    "MAIL_FROM": "Cost Guardian <no-reply@localhost>",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "LOGIN_LIMIT_PER_IP": "20 per minute",
+    "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
+    "PASSWORD_RESET_TTL_MINUTES": 60,
+    "CG_TRUSTED_PROXIES": 0,
+    "CG_BASE_URL": None,
+}
+
+# Settings whose environment value is an integer.
+INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES"}
+
+
+class ConfigError(RuntimeError):
+    """Start-up must stop: the configuration is unsafe or unusable."""
+
+
+def from_environ(environ: os._Environ | dict | None = None) -> dict[str, object]:
+    """Defaults overlaid with whatever the environment sets."""
+    environ = os.environ if environ is None else environ
+    config = dict(DEFAULTS)
+    for key in DEFAULTS:
+        value = environ.get(key)
+        if value in (None, ""):
+            continue
+        if key in INTEGER_SETTINGS:
+            try:
+                value = int(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
+        config[key] = value
+    return config
+
+
+def resolve_sqlite_url(url: str) -> str:
+    """Make a relative `sqlite:///path` absolute against the project root.
+
+    `make run` may be started from any directory; the embedded database must
+    always be the project's own instance/ file.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path = url[len(prefix):]
+    if path == ":memory:" or path.startswith("/"):
+        return url
+    return prefix + str(PROJECT_ROOT / path)
+
+
+def huey_url() -> str:
+    """The task queue URL, for the consumer process that has no Flask app."""
+    return resolve_sqlite_url(os.environ.get("HUEY_URL") or str(DEFAULTS["HUEY_URL"]))
+
+
+def is_production(config) -> bool:
+    return config.get("CG_ENV") == "production"
+
+
+def finalize(config: dict, instance_path: str) -> None:
+    """Fill generated development secrets and refuse unsafe production set-ups."""
+    config["DATABASE_URL"] = resolve_sqlite_url(str(config["DATABASE_URL"]))
+    config["HUEY_URL"] = resolve_sqlite_url(str(config["HUEY_URL"]))
+    if is_production(config):
+        missing = [k for k in ("SECRET_KEY", "CG_ENCRYPTION_KEYS") if not config.get(k)]
+        if missing:
+            raise ConfigError(
+                "CG_ENV=production needs " + " and ".join(missing)
+                + " set in the environment; see docs/OPERATIONS.md. "
+                + "Generate values with: python -c \"import secrets; print(secrets.token_urlsafe(48))\" "
+                + "and python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\""
+            )
+        return
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _kept_secret(instance_path, "secret_key", lambda: secrets.token_urlsafe(48))
+    if not config.get("CG_ENCRYPTION_KEYS"):
+        config["CG_ENCRYPTION_KEYS"] = _kept_secret(
+            instance_path, "encryption_key", lambda: Fernet.generate_key().decode()
+        )
+
+
+def _kept_secret(instance_path: str, name: str, make) -> str:
+    """A development secret generated once and kept in instance/ (mode 0600)."""
+    path = Path(instance_path) / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process (the queue consumer) won the race
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value

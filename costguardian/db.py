@@ -1,0 +1,75 @@
+"""Database connection (SQLite or PostgreSQL from one URL) and migrations."""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from urllib.parse import urlparse
+
+from peewee import Database, SqliteDatabase
+from playhouse.db_url import parse as parse_db_url
+from playhouse.migrations import Runner
+from playhouse.pool import PooledPostgresqlDatabase
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,  # ms to wait on a lock held by another process
+    "synchronous": "normal",  # durable with WAL, without an fsync per commit
+}
+
+
+def connect_database(url: str) -> Database:
+    """A peewee Database for `sqlite:///path` or `postgresql://user@host/db`."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):] or ":memory:"
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
+    if scheme in ("postgres", "postgresql"):
+        params = parse_db_url(url)
+        return PooledPostgresqlDatabase(
+            params.pop("database"), prefer_psycopg3=True,
+            max_connections=32, stale_timeout=300, timeout=10, **params,
+        )
+    raise ValueError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {url!r}")
+
+
+def migration_runner(database: Database) -> Runner:
+    return Runner(database, directory=MIGRATIONS_DIR)
+
+
+def connected(database: Database):
+    """A connection for the block: the open one if any (left open), else a
+    new one closed afterwards."""
+    return nullcontext() if not database.is_closed() else database.connection_context()
+
+
+def migrate(database: Database) -> list[str]:
+    """Apply pending migrations in order; returns the names applied."""
+    with connected(database):
+        return migration_runner(database).up()
+
+
+def pending_migrations(database: Database) -> list[str]:
+    with connected(database):
+        return [m.name for m in migration_runner(database).status() if not m.applied]
+
+
+@contextmanager
+def locked(row):
+    """A transaction holding a write lock on `row` until it ends, so that
+    read-check-write rules (e.g. "keep one owner") hold under concurrency.
+    SQLite takes the database write lock up front (BEGIN IMMEDIATE);
+    PostgreSQL locks the one row (SELECT … FOR UPDATE)."""
+    database = row._meta.database
+    if isinstance(getattr(database, "obj", database), SqliteDatabase):
+        with database.atomic("IMMEDIATE"):
+            yield
+        return
+    with database.atomic():
+        model = type(row)
+        model.select(model._meta.primary_key).where(model._meta.primary_key == row.get_id()).for_update().execute()
+        yield

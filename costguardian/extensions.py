@@ -1,0 +1,16 @@
+"""Extensions, created once here and bound to the app in `create_app`.
+
+The OIDC client registry (Authlib's OAuth) is the exception: it caches clients
+by name across apps, so each app gets its own, in `costguardian.oidc`."""
+from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from peewee import DatabaseProxy
+
+db = DatabaseProxy()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = HTMX()
+limiter = Limiter(get_remote_address)

@@ -1,0 +1,36 @@
+"""Page or fragment, redirects and toasts: the htmx conventions in one place."""
+from __future__ import annotations
+
+import json
+
+from flask import make_response, redirect, render_template
+
+from costguardian.extensions import htmx
+
+
+def render(page: str, partial: str, /, status: int = 200, **context):
+    """The full page, or only its partial when htmx asks (and is not boosting).
+    The page template includes the same partial file, so markup exists once."""
+    template = partial if htmx and not htmx.boosted else page
+    return make_response(render_template(template, **context), status)
+
+
+def redirect_to(url: str):
+    """Post/redirect/get for plain forms; HX-Redirect for htmx requests."""
+    if htmx:
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def trigger(response, event: str, value=None):
+    """Add an HX-Trigger event (merged with any already set)."""
+    events = json.loads(response.headers.get("HX-Trigger", "{}"))
+    events[event] = value if value is not None else True
+    response.headers["HX-Trigger"] = json.dumps(events)
+    return response
+
+
+def toast(response, message: str, level: str = "success"):
+    return trigger(response, "showToast", {"message": message, "level": level})

@@ -1,0 +1,32 @@
+"""The audit log: who did what, to what, from where, when."""
+from __future__ import annotations
+
+from peewee import CharField, DateTimeField, ForeignKeyField, JSONField, TextField
+
+from costguardian.models.base import BaseModel, utcnow
+from costguardian.models.org import Organization
+from costguardian.models.user import User
+
+
+class AuditLog(BaseModel):
+    # Null for account-level events (sign-in, password reset) that belong to
+    # no single organization.
+    organization = ForeignKeyField(Organization, null=True, on_delete="CASCADE")
+    actor = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    action = CharField(max_length=64)
+    target_type = CharField(max_length=32, default="")
+    target_id = CharField(max_length=64, default="")
+    detail = JSONField(default=dict)
+    ip = CharField(max_length=45, default="")
+    user_agent = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("organization", "created_at"), False),
+            (("actor", "created_at"), False),
+        )
+
+    @classmethod
+    def in_org(cls, org):
+        return cls.select().where(cls.organization == org)

@@ -1,0 +1,61 @@
+"""People who sign in, their external identities and password-reset tokens."""
+from __future__ import annotations
+
+from flask_login import UserMixin
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+
+from costguardian.models.base import BaseModel, utcnow
+
+
+class User(UserMixin, BaseModel):
+    email = CharField(max_length=254, unique=True)  # always stored lower-case
+    name = CharField(max_length=120, default="")
+    password_hash = CharField(max_length=255, null=True)  # None: signs in through OIDC only
+    is_superadmin = BooleanField(default=False)
+    is_disabled = BooleanField(default=False)
+    # Bumped on password change/reset; part of the session id, so every older
+    # session (and remember-me cookie) stops working at once.
+    session_version = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "users"  # "user" is reserved in PostgreSQL
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return not self.is_disabled
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    @classmethod
+    def by_email(cls, email: str) -> "User | None":
+        return cls.get_or_none(cls.email == email.strip().lower())
+
+
+class ExternalIdentity(BaseModel):
+    """A user's account at an OIDC issuer (Google or any other)."""
+
+    user = ForeignKeyField(User, backref="identities", on_delete="CASCADE")
+    issuer = CharField(max_length=255)
+    subject = CharField(max_length=255)
+    email = CharField(max_length=254, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("issuer", "subject"), True),)
+
+
+class PasswordResetToken(BaseModel):
+    """Single-use, expiring; only the SHA-256 of the emailed token is stored."""
+
+    user = ForeignKeyField(User, backref="reset_tokens", on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)

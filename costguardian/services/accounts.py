@@ -1,0 +1,245 @@
+"""Accounts: sign-up, password sign-in, OIDC sign-in, password reset and change."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from peewee import IntegrityError
+
+from costguardian.extensions import db
+from costguardian.models import ExternalIdentity, PasswordResetToken, User, utcnow
+from costguardian.services import audit, mail
+from costguardian.services.actor import Actor
+from costguardian.services.errors import RuleViolation, ValidationError
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so that a missing account
+# takes as long to refuse as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def normalize_email(raw: str) -> str:
+    """The address as stored (lower-case), or ValidationError on the `email` field."""
+    try:
+        result = validate_email((raw or "").strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError({"email": str(exc)}) from exc
+    return result.normalized.lower()
+
+
+def password_problem(password: str, email: str = "") -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"Use at most {MAX_PASSWORD_LENGTH} characters."
+    if email and password.strip().lower() == email.lower():
+        return "Your password cannot be your email address."
+    return None
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _check_password(user: User | None, password: str) -> bool:
+    stored = user.password_hash if user is not None else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if stored is None:
+        return False
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = hash_password(password)
+        user.save(only=[User.password_hash])
+    return True
+
+
+def sign_up(email: str, name: str, password: str, actor: Actor) -> User:
+    email = normalize_email(email)
+    problem = password_problem(password, email)
+    if problem:
+        raise ValidationError({"password": problem})
+    if User.by_email(email):
+        raise ValidationError({"email": "An account with this email already exists. Sign in instead."})
+    try:
+        with db.atomic():
+            user = User.create(email=email, name=name.strip()[:120], password_hash=hash_password(password))
+    except IntegrityError as exc:  # a concurrent sign-up with the same address
+        raise ValidationError({"email": "An account with this email already exists. Sign in instead."}) from exc
+    audit.record(actor_for(user, actor), "user.signed_up", target=user, method="password")
+    return user
+
+
+def authenticate(email: str, password: str, actor: Actor) -> User | None:
+    """The user if the password is right and the account usable; audits both outcomes."""
+    try:
+        email = normalize_email(email)
+    except ValidationError:
+        return None
+    user = User.by_email(email)
+    if not _check_password(user, password) or user.is_disabled:
+        audit.record(actor, "auth.sign_in_failed", target=user, email=email)
+        return None
+    mark_signed_in(user, actor, "password")
+    return user
+
+
+def mark_signed_in(user: User, actor: Actor, method: str) -> None:
+    user.last_login_at = utcnow()
+    user.save(only=[User.last_login_at])
+    audit.record(actor_for(user, actor), "auth.signed_in", target=user, method=method)
+
+
+def actor_for(user: User, actor: Actor) -> Actor:
+    """The same request's actor, now known to be `user` (after sign-in/sign-up)."""
+    return Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
+
+
+def load_session_user(session_id: str) -> User | None:
+    """Flask-Login's loader: `<user id>:<session version>`; an old version is refused."""
+    user_id, _, version = (session_id or "").partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = User.get_or_none(User.id == int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+# --- password reset -----------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_password_reset(email: str, link_for: Callable[[str], str], ttl_minutes: int, actor: Actor) -> None:
+    """Email a single-use reset link if the account exists; silent otherwise,
+    so the form does not reveal which addresses have accounts."""
+    try:
+        email = normalize_email(email)
+    except ValidationError:
+        return
+    user = User.by_email(email)
+    if user is None or user.is_disabled:
+        return
+    token = secrets.token_urlsafe(32)
+    PasswordResetToken.create(
+        user=user, token_hash=_token_hash(token),
+        expires_at=utcnow() + timedelta(minutes=ttl_minutes),
+    )
+    audit.record(actor, "auth.password_reset_requested", target=user)
+    mail.send_template(
+        user.email, "password_reset",
+        user=user, link=link_for(token), ttl_minutes=ttl_minutes,
+    )
+
+
+def usable_reset_token(token: str) -> PasswordResetToken | None:
+    row = (PasswordResetToken.select(PasswordResetToken, User).join(User)
+           .where(PasswordResetToken.token_hash == _token_hash(token or "")).first())
+    if row is None or row.used_at is not None or row.expires_at <= utcnow() or row.user.is_disabled:
+        return None
+    return row
+
+
+def reset_password(token: str, new_password: str, actor: Actor) -> User:
+    row = usable_reset_token(token)
+    if row is None:
+        raise RuleViolation("This reset link is invalid, expired or already used. Ask for a new one.")
+    user = row.user
+    problem = password_problem(new_password, user.email)
+    if problem:
+        raise ValidationError({"password": problem})
+    with db.atomic():
+        # Claim the token first: of two concurrent uses, only one updates a row.
+        claimed = (PasswordResetToken.update(used_at=utcnow())
+                   .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_null())
+                   .execute())
+        if not claimed:
+            raise RuleViolation("This reset link is invalid, expired or already used. Ask for a new one.")
+        _set_password(user, new_password)
+        # Every other outstanding link for this account dies with this one.
+        (PasswordResetToken.update(used_at=utcnow())
+         .where(PasswordResetToken.user == user, PasswordResetToken.used_at.is_null())
+         .execute())
+    audit.record(actor_for(user, actor), "auth.password_reset", target=user)
+    return user
+
+
+def change_password(user: User, current: str, new_password: str, actor: Actor) -> User:
+    if user.password_hash and not _check_password(user, current):
+        raise ValidationError({"current_password": "That is not your current password."})
+    problem = password_problem(new_password, user.email)
+    if problem:
+        raise ValidationError({"new_password": problem})
+    _set_password(user, new_password)
+    audit.record(actor, "auth.password_changed", target=user)
+    return user
+
+
+def _set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.session_version += 1  # signs out every other session
+    user.save(only=[User.password_hash, User.session_version])
+
+
+def update_profile(user: User, name: str, actor: Actor) -> User:
+    name = (name or "").strip()
+    if len(name) > 120:
+        raise ValidationError({"name": "Use at most 120 characters."})
+    user.name = name
+    user.save(only=[User.name])
+    audit.record(actor, "user.updated", target=user, fields=["name"])
+    return user
+
+
+# --- sign-in through an OIDC provider ----------------------------------------
+
+def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor) -> User:
+    """The user for these ID-token claims: the linked one, an existing account
+    with the same verified email (then linked), or a new account."""
+    subject = str(claims.get("sub") or "")
+    if not subject:
+        raise RuleViolation("The identity provider did not say who you are (no subject).")
+    identity = (ExternalIdentity.select(ExternalIdentity, User).join(User)
+                .where(ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject).first())
+    if identity is not None:
+        user = identity.user
+    else:
+        user = _user_for_new_identity(issuer, subject, claims, actor)
+    if user.is_disabled:
+        raise RuleViolation("This account is disabled. Contact your administrator.")
+    mark_signed_in(user, actor, "oidc")
+    return user
+
+
+def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor) -> User:
+    try:
+        email = normalize_email(str(claims.get("email") or ""))
+    except ValidationError as exc:
+        raise RuleViolation("The identity provider did not share a usable email address.") from exc
+    verified = claims.get("email_verified") in (True, "true")
+    with db.atomic():
+        user = User.by_email(email)
+        if user is not None and not verified:
+            raise RuleViolation(
+                "An account with this email exists, and the identity provider did not confirm "
+                "that the address is yours. Sign in with your password instead."
+            )
+        created = user is None
+        if created:
+            user = User.create(email=email, name=str(claims.get("name") or "")[:120])
+        ExternalIdentity.create(user=user, issuer=issuer, subject=subject, email=email)
+    if created:
+        audit.record(actor_for(user, actor), "user.signed_up", target=user, method="oidc")
+    audit.record(actor_for(user, actor), "auth.identity_linked", target=user, issuer=issuer)
+    return user

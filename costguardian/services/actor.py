@@ -1,0 +1,15 @@
+"""Who is acting and from where: what the audit log records for every mutation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: object | None  # a User, or None for the system / CLI
+    ip: str = ""
+    user_agent: str = ""
+
+    @classmethod
+    def system(cls) -> "Actor":
+        return cls(user=None, ip="", user_agent="cli")

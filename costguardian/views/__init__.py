@@ -1,0 +1,9 @@
+"""One blueprint per area, registered here."""
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from costguardian.views import account, audit, auth, dashboard, health, members, orgs, settings
+
+    for module in (health, auth, dashboard, orgs, settings, members, audit, account):
+        app.register_blueprint(module.bp)

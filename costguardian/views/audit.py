@@ -1,0 +1,18 @@
+"""The organization's audit log."""
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from costguardian.authz import require_permission
+from costguardian.htmx import render
+from costguardian.services import audit
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+
+@bp.get("/")
+@require_permission("audit:read")
+def index():
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows, has_next = audit.for_org(g.org, page=page)
+    return render("audit/index.html", "partials/audit/_rows.html", rows=rows, page=page, has_next=has_next)

@@ -1,0 +1,163 @@
+"""Sign-up, sign-in (password and OIDC), sign-out and password reset."""
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from authlib.integrations.base_client import OAuthError
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from costguardian import oidc
+from costguardian.authz import current_actor
+from costguardian.extensions import limiter
+from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
+from costguardian.services import accounts, audit
+from costguardian.services.errors import RuleViolation, ValidationError
+
+bp = Blueprint("auth", __name__)
+
+
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()
+
+
+def _failed(response) -> bool:
+    return response.status_code == 422
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if target:
+        parts = urlparse(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+            return target
+    return url_for("dashboard.index")
+
+
+def _start_session(user, remember: bool = False) -> None:
+    session.clear()  # nothing from before sign-in carries over
+    login_user(user, remember=remember)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_account_key, deduct_when=_failed)
+def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = accounts.authenticate(form.email.data, form.password.data, current_actor())
+        if user is not None:
+            _start_session(user, remember=form.remember.data)
+            return redirect(_safe_next(request.args.get("next")))
+        form.form_errors.append("That email and password do not match an account.")
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit("20 per hour", methods=["POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.index"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.sign_up(form.email.data, form.name.data or "", form.password.data, current_actor())
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            _start_session(user)
+            flash("Welcome to Cost Guardian. Create your organization to begin.", "success")
+            return redirect(url_for("orgs.new"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/signup.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        audit.record(current_actor(), "auth.signed_out", target=current_user._get_current_object())
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit("3 per hour", methods=["POST"], key_func=_account_key)
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.start_password_reset(
+            form.email.data,
+            link_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
+            ttl_minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"],
+            actor=current_actor(),
+        )
+        return render_template("auth/forgot_password_sent.html", email=form.email.data)
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/forgot_password.html", form=form), status
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@limiter.limit("20 per hour", methods=["POST"])
+def reset_password(token: str):
+    if accounts.usable_reset_token(token) is None:
+        return render_template("auth/reset_password_invalid.html"), 410
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.reset_password(token, form.password.data, current_actor())
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        except RuleViolation:
+            return render_template("auth/reset_password_invalid.html"), 410
+        else:
+            _start_session(user)
+            flash("Your password is changed, and every other session is signed out.", "success")
+            return redirect(url_for("dashboard.index"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/reset_password.html", form=form, token=token), status
+
+
+@bp.get("/login/oidc")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"])
+def oidc_start():
+    client = oidc.client()
+    if client is None:
+        abort(404)
+    session["next"] = _safe_next(request.args.get("next"))
+    try:
+        return client.authorize_redirect(url_for("auth.oidc_callback", _external=True))
+    except Exception:  # the provider's metadata could not be fetched
+        current_app.logger.exception("OIDC provider unreachable")
+        flash(f"{current_app.config['OIDC_PROVIDER_NAME']} sign-in is unavailable right now. "
+              "Try again, or use your email and password.", "error")
+        return redirect(url_for("auth.login"))
+
+
+@bp.get("/login/oidc/callback")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"])
+def oidc_callback():
+    client = oidc.client()
+    if client is None:
+        abort(404)
+    provider = current_app.config["OIDC_PROVIDER_NAME"]
+    try:
+        token = client.authorize_access_token()
+    except OAuthError as exc:
+        flash(f"{provider} sign-in did not complete ({exc.description or exc.error}).", "error")
+        return redirect(url_for("auth.login"))
+    claims = token.get("userinfo") or {}
+    try:
+        user = accounts.sign_in_with_oidc(client.load_server_metadata()["issuer"], dict(claims), current_actor())
+    except RuleViolation as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("auth.login"))
+    next_url = session.get("next")
+    _start_session(user)
+    return redirect(_safe_next(next_url))

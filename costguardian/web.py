@@ -1,0 +1,138 @@
+"""Request plumbing: database connection per request, the sign-in guard,
+security headers, error pages and template globals."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, make_response, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from costguardian import authz, permissions
+from costguardian.config import is_production
+from costguardian.extensions import db, htmx, login_manager
+from costguardian.htmx import toast
+from costguardian.money import format_usd
+from costguardian.services import accounts
+
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+ERROR_TITLES = {
+    400: "Bad request", 401: "Sign in required", 403: "You don't have access", 404: "Not found",
+    405: "Method not allowed", 409: "Not possible yet", 413: "Too large", 429: "Too many attempts",
+    500: "Something went wrong",
+}
+
+
+def init_app(app: Flask) -> None:
+    login_manager.user_loader(accounts.load_session_user)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @app.before_request
+    def _open_db():
+        # The probes manage their own connection so that a database outage
+        # answers 503 from /readyz rather than an error page.
+        if request.endpoint not in ("health.healthz", "health.readyz"):
+            db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close_db(exc):
+        if not db.is_closed():
+            db.close()
+
+    app.before_request(authz.require_sign_in)
+    app.before_request(authz.load_organization)
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if is_production(app.config):
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if current_user.is_authenticated:
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def _globals():
+        return {
+            "can": authz.can,
+            "current_org": g.get("org"),
+            "current_membership": g.get("membership"),
+            "memberships": g.get("memberships", []),
+            "ROLES": permissions.ROLES,
+            "oidc_enabled": bool(app.config.get("GOOGLE_CLIENT_ID")),
+            "oidc_provider_name": app.config.get("OIDC_PROVIDER_NAME", "Google"),
+        }
+
+    app.jinja_env.filters["usd"] = format_usd
+    app.jinja_env.filters["datetime"] = _format_datetime
+
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _format_datetime(value, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
+    return value.strftime(fmt) if value else ""
+
+
+def error_response(status: int, detail: str):
+    """problem+json for the API, a short text for htmx (shown as a toast),
+    a friendly page otherwise; never a stack trace."""
+    title = ERROR_TITLES.get(status, "Error")
+    if authz.wants_json():
+        response = jsonify(type=f"https://costguardian.dev/problems/http-{status}", title=title,
+                           status=status, detail=detail)
+        response.status_code = status
+        response.mimetype = "application/problem+json"
+        return response
+    if htmx:
+        return toast(make_response(detail, status), detail, "error")
+    return make_response(render_template("errors/error.html", status=status, title=title, detail=detail), status)
+
+
+def _http_error(exc: HTTPException):
+    detail = exc.description or ""
+    if exc.code == 429:
+        detail = ("Too many attempts. For your account's safety, please wait a few minutes "
+                  f"and try again ({exc.description}).")
+    elif exc.code == 404 and "requested URL was not found" in detail:
+        detail = "There is nothing at this address."
+    response = error_response(exc.code or 500, detail)
+    if exc.code == 429 and exc.response is not None and "Retry-After" in exc.response.headers:
+        response.headers["Retry-After"] = exc.response.headers["Retry-After"]
+    return response
+
+
+def _csrf_error(exc: CSRFError):
+    return error_response(400, "This form has expired or was not sent from this site. Reload the page and try again.")
+
+
+def _unexpected_error(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "An unexpected error occurred. It has been logged; please try again.")

@@ -1,0 +1,151 @@
+"""Fixtures for every test: one app per session on the chosen backend, a
+clean database per test, test clients that speak CSRF and htmx, factories.
+
+`pytest --backend=sqlite` (default) uses SQLite files and a SQLite Huey;
+`pytest --backend=postgres` uses TEST_DATABASE_URL and TEST_REDIS_URL, and an
+unreachable server fails the run instead of skipping it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+import pytest
+from cryptography.fernet import Fernet
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                     help="database and queue the suite runs against")
+
+
+def pytest_configure(config):
+    backend = config.getoption("--backend")
+    instance = tempfile.mkdtemp(prefix="cg-test-")
+    os.environ["CG_INSTANCE_PATH"] = instance
+    if backend == "postgres":
+        database_url, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+        if not database_url or not redis_url:
+            raise pytest.UsageError("--backend=postgres needs TEST_DATABASE_URL and TEST_REDIS_URL")
+        _require_reachable(database_url, redis_url)
+        os.environ["DATABASE_URL"], os.environ["HUEY_URL"] = database_url, redis_url
+        os.environ["RATELIMIT_STORAGE_URI"] = redis_url
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{instance}/test.db"
+        os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
+        os.environ["RATELIMIT_STORAGE_URI"] = "memory://"
+    config.cg_backend = backend
+
+
+def _require_reachable(database_url: str, redis_url: str) -> None:
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(database_url, connect_timeout=5).close()
+    except Exception as exc:
+        raise pytest.UsageError(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}") from exc
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        raise pytest.UsageError(f"Redis at TEST_REDIS_URL is unreachable: {exc}") from exc
+
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key",
+    "CG_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "MAIL_URL": "console://",
+    "MAIL_FROM": "Cost Guardian <no-reply@costguardian.test>",
+}
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig) -> str:
+    return pytestconfig.cg_backend
+
+
+@pytest.fixture(scope="session")
+def app(oidc_provider):
+    """The application, on a database built by the migrations."""
+    from costguardian import create_app
+    from costguardian.db import migrate
+    from costguardian.extensions import db
+
+    app = create_app({**TEST_CONFIG, **oidc_provider.app_config(),
+                      "RATELIMIT_KEY_PREFIX": f"cgtest-{uuid.uuid4().hex[:8]}"})
+    from tests.support import reset_schema
+
+    reset_schema(db.obj)
+    migrate(db.obj)
+    return app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _immediate_tasks():
+    """Tasks run inline (STYLE.md: huey.immediate = True); tests that need the
+    real queue switch it off themselves."""
+    from tasks import huey
+
+    huey.immediate = True
+    yield
+    huey.immediate = False
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request):
+    yield
+    if "app" not in request.fixturenames:
+        return
+    from costguardian.extensions import limiter
+    from tests.support import empty_tables
+
+    app = request.getfixturevalue("app")
+    with app.app_context():
+        empty_tables()
+        limiter.reset()
+
+
+@pytest.fixture
+def app_ctx(app):
+    from costguardian.db import connected
+    from costguardian.extensions import db
+
+    with app.app_context(), connected(db):
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    from tests.support import Client
+
+    return Client(app)
+
+
+@pytest.fixture
+def make_user(app_ctx):
+    from tests.support import make_user
+
+    return make_user
+
+
+@pytest.fixture
+def make_org(app_ctx):
+    from tests.support import make_org
+
+    return make_org
+
+
+@pytest.fixture
+def owner_client(app, make_user, make_org):
+    """A signed-in owner of a fresh organization: (client, user, org)."""
+    from tests.support import Client
+
+    user = make_user("owner@acme.test", name="Olga Owner")
+    org = make_org("Acme", owner=user)
+    client = Client(app)
+    client.sign_in(user.email)
+    return client, user, org
