@@ -35,7 +35,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.initialize(_database_for(app.config["DATABASE_URL"]))
     login_manager.init_app(app)
-    csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
     if app.config["CG_TRUSTED_PROXIES"]:
@@ -45,7 +44,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     from costguardian import cli, oidc, web
     from costguardian.views import register_blueprints
 
-    web.init_app(app)
+    web.init_app(app)  # first: the sign-in guard runs before CSRF and the views
+    csrf.init_app(app)
     oidc.init_app(app)
     register_blueprints(app)
     cli.init_app(app)

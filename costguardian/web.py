@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from costguardian import authz, permissions
 from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
-from costguardian.htmx import toast
+from costguardian.rendering import toast
 from costguardian.money import format_usd
 from costguardian.services import accounts
 
@@ -49,12 +49,14 @@ def init_app(app: Flask) -> None:
     def _open_db():
         # The probes manage their own connection so that a database outage
         # answers 503 from /readyz rather than an error page.
-        if request.endpoint not in ("health.healthz", "health.readyz"):
-            db.connect(reuse_if_open=True)
+        if request.endpoint not in ("health.healthz", "health.readyz") and db.is_closed():
+            db.connect()
+            g.opened_db = True
 
     @app.teardown_request
     def _close_db(exc):
-        if not db.is_closed():
+        # Close only what this request opened (a test or task may hold its own).
+        if g.pop("opened_db", False) and not db.is_closed():
             db.close()
 
     app.before_request(authz.require_sign_in)

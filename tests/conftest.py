@@ -59,7 +59,7 @@ TEST_CONFIG = {
     "SECRET_KEY": "test-secret-key",
     "CG_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "MAIL_URL": "console://",
-    "MAIL_FROM": "Cost Guardian <no-reply@costguardian.test>",
+    "MAIL_FROM": "Cost Guardian <no-reply@costguardian.example.com>",
 }
 
 
@@ -144,7 +144,7 @@ def owner_client(app, make_user, make_org):
     """A signed-in owner of a fresh organization: (client, user, org)."""
     from tests.support import Client
 
-    user = make_user("owner@acme.test", name="Olga Owner")
+    user = make_user("owner@acme.com", name="Olga Owner")
     org = make_org("Acme", owner=user)
     client = Client(app)
     client.sign_in(user.email)

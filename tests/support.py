@@ -1,6 +1,8 @@
 """Test helpers: factories, a CSRF-aware test client, database reset."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 
 from peewee import PostgresqlDatabase, sort_models
@@ -14,7 +16,7 @@ PASSWORD = "correct horse battery staple"
 SYSTEM = Actor.system()
 
 
-def make_user(email: str = "user@example.test", password: str = PASSWORD, name: str = "",
+def make_user(email: str = "user@example.com", password: str = PASSWORD, name: str = "",
               superadmin: bool = False) -> User:
     user = accounts.sign_up(email, name, password, SYSTEM)
     if superadmin:
@@ -24,7 +26,7 @@ def make_user(email: str = "user@example.test", password: str = PASSWORD, name: 
 
 
 def make_org(name: str = "Acme", owner: User | None = None, time_zone: str = "UTC"):
-    owner = owner or make_user(f"owner-{name.lower().replace(' ', '-')}@example.test")
+    owner = owner or make_user(f"owner-{name.lower().replace(' ', '-')}@example.com")
     return orgs.create_organization(name, owner, SYSTEM, time_zone=time_zone)
 
 
@@ -54,26 +56,28 @@ def empty_tables() -> None:
                 model.delete().execute()
 
 
+_SESSION_RENEWING = {"/login", "/logout", "/signup"}
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
 class Client:
-    """Flask's test client that fetches and sends the CSRF token like a browser."""
+    """Flask's test client that fetches and sends the CSRF token like a browser.
+
+    Each request runs in an empty contextvars context: a test holding an app
+    context (the `app_ctx` fixture) would otherwise lend it, and its `g`, to
+    every request, which never happens in a real server."""
 
     def __init__(self, app):
         self.app = app
-        self.http = app.test_client()
+        self._http = app.test_client()
+        self.http = _Isolated(self._http)
         self._token = None
 
     def csrf_token(self) -> str:
-        if self._token is None:
-            page = self.http.get("/login" if not self._signed_in() else "/account/")
+        if self._token is None:  # any page carries it: /account/, or /login when signed out
+            page = self.http.get("/account/", follow_redirects=True)
             self._token = _CSRF.search(page.get_data(as_text=True)).group(1)
         return self._token
-
-    def _signed_in(self) -> bool:
-        with self.http.session_transaction() as session:
-            return "_user_id" in session
 
     def get(self, url, htmx: bool = False, **kwargs):
         headers = kwargs.pop("headers", {})
@@ -90,15 +94,42 @@ class Client:
                 headers["X-CSRFToken"] = self.csrf_token()
         elif csrf:
             data.setdefault("csrf_token", self.csrf_token())
-        return self.http.post(url, data=data, headers=headers, **kwargs)
+        response = self.http.post(url, data=data, headers=headers, **kwargs)
+        if url.split("?")[0] in _SESSION_RENEWING or url.startswith("/reset-password/"):
+            self._token = None  # sign-in and sign-out start a new session, with a new token
+        return response
 
     def sign_in(self, email: str, password: str = PASSWORD):
         response = self.post("/login", {"email": email, "password": password})
         assert response.status_code == 302, response.get_data(as_text=True)
-        self._token = None  # the session was renewed at sign-in
         return response
 
     def sign_out(self):
-        response = self.post("/logout")
-        self._token = None
-        return response
+        return self.post("/logout")
+
+
+class _Isolated:
+    """Proxy of a test client whose requests each run in a fresh context."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name in ("get", "post", "put", "delete", "patch", "open"):
+            return lambda *a, **kw: contextvars.Context().run(attr, *a, **kw)
+        return attr
+
+
+@contextlib.contextmanager
+def other_app(**overrides):
+    """A second app with different settings; the shared database handle that
+    create_app re-points is restored afterwards."""
+    from costguardian import create_app
+    from tests.conftest import TEST_CONFIG
+
+    previous = db.obj
+    try:
+        yield create_app({**TEST_CONFIG, **overrides})
+    finally:
+        db.initialize(previous)

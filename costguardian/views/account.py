@@ -6,7 +6,7 @@ from flask_login import current_user, login_user
 
 from costguardian.authz import current_actor
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
-from costguardian.htmx import render, toast
+from costguardian.rendering import render, toast
 from costguardian.services import accounts
 from costguardian.services.errors import ValidationError
 

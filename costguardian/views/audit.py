@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from costguardian.authz import require_permission
-from costguardian.htmx import render
+from costguardian.rendering import render
 from costguardian.services import audit
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")

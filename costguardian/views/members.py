@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from costguardian import permissions
 from costguardian.authz import current_actor, require_permission
-from costguardian.htmx import redirect_to, render, toast
+from costguardian.rendering import redirect_to, render, toast
 from costguardian.models import Membership
 from costguardian.services import orgs
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError

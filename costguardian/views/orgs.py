@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from costguardian.authz import current_actor
 from costguardian.forms import OrganizationForm, apply_errors
-from costguardian.htmx import redirect_to
+from costguardian.rendering import redirect_to
 from costguardian.models import Membership, Organization
 from costguardian.services import orgs
 from costguardian.services.errors import ValidationError

@@ -5,7 +5,7 @@ from flask import Blueprint, g
 
 from costguardian.authz import current_actor, require_permission
 from costguardian.forms import OrganizationForm, apply_errors
-from costguardian.htmx import render, toast
+from costguardian.rendering import render, toast
 from costguardian.services import orgs
 from costguardian.services.errors import ValidationError
 

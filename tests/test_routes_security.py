@@ -1,0 +1,102 @@
+"""Every route is signed-in only unless it is on the public list; security
+headers and CSRF on every response and form."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from costguardian.authz import PUBLIC_ENDPOINTS
+
+
+def _concrete_urls(app):
+    """One URL per rule and method, with integer/string arguments filled in."""
+    for rule in app.url_map.iter_rules():
+        url = re.sub(r"<(?:(\w+):)?(\w+)>", lambda m: "1" if m.group(1) == "int" else "x", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, url
+
+
+def test_public_allow_list_names_real_endpoints(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert PUBLIC_ENDPOINTS <= endpoints
+
+
+def test_every_non_public_route_refuses_anonymous_requests(app):
+    client = app.test_client()
+    checked = 0
+    for endpoint, method, url in _concrete_urls(app):
+        if endpoint in PUBLIC_ENDPOINTS:
+            continue
+        response = client.open(url, method=method)
+        checked += 1
+        if url.startswith("/api/"):
+            assert response.status_code == 401, (method, url)
+            assert response.mimetype == "application/problem+json"
+        elif method == "GET":
+            assert response.status_code == 302, (method, url, response.status_code)
+            assert response.headers["Location"].startswith("/login"), (method, url)
+        else:  # a POST without a session is refused before CSRF or the view
+            assert response.status_code in (302, 401), (method, url, response.status_code)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/login")
+    assert checked >= 10
+
+
+def test_anonymous_htmx_request_gets_401_not_a_redirect(client):
+    assert client.get("/members/", htmx=True).status_code == 401
+
+
+def test_sign_in_redirect_keeps_the_requested_page(client):
+    response = client.get("/members/")
+    assert response.headers["Location"] == "/login?next=/members/"
+
+
+@pytest.mark.parametrize("path", ["/login", "/healthz", "/static/css/app.css"])
+def test_security_headers(client, path):
+    headers = client.get(path).headers
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_pages_have_no_inline_scripts(owner_client):
+    client, _, _ = owner_client
+    for path in ("/", "/members/", "/settings/", "/audit/", "/account/", "/orgs/new"):
+        html = client.get(path).get_data(as_text=True)
+        for tag in re.findall(r"<script[^>]*>", html):
+            assert "src=" in tag, (path, tag)
+        assert " on" + "click=" not in html
+
+
+def test_form_post_without_csrf_token_is_refused(owner_client):
+    client, _, org = owner_client
+    response = client.post("/settings/", {"name": "Hacked", "time_zone": "UTC", "currency": "USD"}, csrf=False)
+    assert response.status_code == 400
+    assert "expired or was not sent from this site" in response.get_data(as_text=True)
+    response = client.post("/settings/", {"name": "Hacked", "time_zone": "UTC", "currency": "USD"},
+                           htmx=True, csrf=False)
+    assert response.status_code == 400
+    from costguardian.models import Organization
+    assert Organization.get_by_id(org.id).name == "Acme"
+
+
+def test_htmx_request_with_csrf_header_is_accepted(owner_client):
+    client, _, _ = owner_client
+    response = client.post("/settings/", {"name": "Acme Two", "time_zone": "UTC", "currency": "USD"}, htmx=True)
+    assert response.status_code == 200
+
+
+def test_unknown_page_is_a_friendly_404(owner_client):
+    client, _, _ = owner_client
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert "There is nothing at this address." in response.get_data(as_text=True)
+
+
+def test_session_cookie_flags(client):
+    response = client.get("/login")
+    cookie = response.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -1,2 +1,0 @@
-def test_healthz(client):
-    assert client.get("/healthz").json == {"status": "ok"}
