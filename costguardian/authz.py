@@ -99,6 +99,16 @@ def require_permission(permission: str):
     return decorate
 
 
+def personal(view):
+    """Declare that a view acts only on the signed-in user's own account
+    (profile, sign-out, creating or switching their organizations), so no
+    organization permission applies. Every non-public view declares either
+    this or `require_permission`; a test checks it."""
+    view.required_permission = None
+    view.personal = True
+    return view
+
+
 def current_actor() -> Actor:
     """The signed-in user (or nobody) and where the request came from, for audit rows."""
     user = current_user._get_current_object() if current_user.is_authenticated else None

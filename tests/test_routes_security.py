@@ -100,3 +100,22 @@ def test_session_cookie_flags(client):
     response = client.get("/login")
     cookie = response.headers.get("Set-Cookie", "")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_every_signed_in_route_declares_its_permission(app):
+    """A view either names the organization permission it needs or is marked
+    personal (acts on the user's own account); nothing is left implicit."""
+    from costguardian.permissions import PERMISSIONS
+
+    undeclared = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC_ENDPOINTS:
+            continue
+        view = app.view_functions[rule.endpoint]
+        if not hasattr(view, "required_permission"):
+            undeclared.append(rule.endpoint)
+        elif view.required_permission is None:
+            assert getattr(view, "personal", False), rule.endpoint
+        else:
+            assert view.required_permission in PERMISSIONS, rule.endpoint
+    assert undeclared == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask_login import current_user, login_user
 
-from costguardian.authz import current_actor
+from costguardian.authz import current_actor, personal
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
 from costguardian.rendering import render, toast
 from costguardian.services import accounts
@@ -23,11 +23,13 @@ def _page(**forms):
 
 
 @bp.get("/")
+@personal
 def index():
     return render(PAGE, PAGE, **_page())
 
 
 @bp.post("/profile")
+@personal
 def update_profile():
     form = ProfileForm()
     if form.validate():
@@ -41,6 +43,7 @@ def update_profile():
 
 
 @bp.post("/password")
+@personal
 def change_password():
     form = ChangePasswordForm()
     if form.validate():

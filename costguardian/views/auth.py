@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_user, logout_user
 
 from costguardian import oidc
-from costguardian.authz import current_actor
+from costguardian.authz import current_actor, personal
 from costguardian.extensions import limiter
 from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
 from costguardian.services import accounts, audit
@@ -77,6 +77,7 @@ def signup():
 
 
 @bp.post("/logout")
+@personal
 def logout():
     if current_user.is_authenticated:
         audit.record(current_actor(), "auth.signed_out", target=current_user._get_current_object())

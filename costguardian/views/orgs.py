@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from costguardian.authz import current_actor
+from costguardian.authz import current_actor, personal
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.rendering import redirect_to
 from costguardian.models import Membership, Organization
@@ -15,6 +15,7 @@ bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@personal
 def new():
     form = OrganizationForm()
     if form.validate_on_submit():
@@ -33,6 +34,7 @@ def new():
 
 
 @bp.post("/switch/<slug>")
+@personal
 def switch(slug: str):
     """Make another of the user's organizations the current one."""
     membership = (Membership.for_user(current_user).where(Organization.slug == slug).first())

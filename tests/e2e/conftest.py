@@ -97,7 +97,7 @@ def shot(request, backend):
     /tmp/e2e-shots/<backend>/<test name>-<step>.png and returns its path."""
     folder = SHOTS_DIR / backend
     folder.mkdir(parents=True, exist_ok=True)
-    test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
+    test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
 
     def take(page, step: str) -> Path:
         path = folder / f"{test_name}-{step}.png"
