@@ -43,7 +43,7 @@ def up(migrator, db):
         class Meta:
             database = db
             table_name = 'audit_log'
-            indexes = ((('organization', 'created_at'), False), (('actor', 'created_at'), False))
+            indexes = ((('organization', 'id'), False), (('actor', 'id'), False))
     db.create_tables([AuditLog])
 
     class Department(Model):

@@ -20,7 +20,11 @@ from costguardian.services.errors import RuleViolation, ValidationError
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 
-_hasher = PasswordHasher()
+# argon2id at OWASP's recommended floor (19 MiB, 2 passes, 1 lane): about 25 ms
+# a check on a 2-core server, where argon2-cffi's default (64 MiB, 3 passes,
+# 4 lanes) costs about 225 ms and would make sign-in itself a load problem.
+# Hashes made with other parameters are upgraded at the next sign-in.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the account does not exist, so that a missing account
 # takes as long to refuse as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))

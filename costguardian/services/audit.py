@@ -27,7 +27,7 @@ def for_org(org, page: int = 1, per_page: int = 50) -> tuple[list[AuditLog], boo
     query = (AuditLog.select(AuditLog, User)
              .join(User, JOIN.LEFT_OUTER, on=(AuditLog.actor == User.id))
              .where(AuditLog.organization == org)
-             .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+             .order_by(AuditLog.id.desc())
              .offset((page - 1) * per_page).limit(per_page + 1))
     rows = list(query)
     return rows[:per_page], len(rows) > per_page
