@@ -217,3 +217,9 @@ def test_audit_log_is_scoped_and_guarded(app, owner_client, make_org, make_user)
     viewer_client = Client(app)
     viewer_client.sign_in(viewer.email)
     assert viewer_client.get("/audit/").status_code == 403
+
+
+def test_huge_or_unknown_ids_are_404_not_errors(owner_client):
+    client, _, _ = owner_client
+    for member_id in (0, 999999, 2**31, 10**30):
+        assert client.post(f"/members/{member_id}/role", {"role": "viewer"}, htmx=True).status_code == 404

@@ -7,6 +7,9 @@ from costguardian.models.base import BaseModel, utcnow
 from costguardian.models.user import User
 
 
+MAX_ID = 2**31 - 1
+
+
 class Organization(BaseModel):
     name = CharField(max_length=120)
     slug = CharField(max_length=63, unique=True)
@@ -32,6 +35,8 @@ class TenantModel(BaseModel):
         try:
             pk = int(pk)
         except (TypeError, ValueError):
+            return None
+        if not 0 < pk <= MAX_ID:  # beyond INTEGER, PostgreSQL would raise instead of finding nothing
             return None
         return cls.in_org(org).where(cls._meta.primary_key == pk).first()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Callable
@@ -16,6 +17,9 @@ from costguardian.models import ExternalIdentity, PasswordResetToken, User, utcn
 from costguardian.services import audit, mail
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
+
+_SESSION_ID = re.compile(r"([0-9]{1,10}):([0-9]{1,10})")
+_MAX_ID = 2**31 - 1  # an INTEGER primary key on PostgreSQL
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
@@ -110,11 +114,12 @@ def actor_for(user: User, actor: Actor) -> Actor:
 
 def load_session_user(session_id: str) -> User | None:
     """Flask-Login's loader: `<user id>:<session version>`; an old version is refused."""
-    user_id, _, version = (session_id or "").partition(":")
-    if not user_id.isdigit() or not version.isdigit():
+    match = _SESSION_ID.fullmatch(session_id or "")
+    if match is None or int(match[1]) > _MAX_ID:
         return None
-    user = User.get_or_none(User.id == int(user_id))
-    if user is None or user.session_version != int(version):
+    user_id, version = int(match[1]), int(match[2])
+    user = User.get_or_none(User.id == user_id)
+    if user is None or user.session_version != version:
         return None
     return user
 
