@@ -13,7 +13,7 @@ run: setup
 	$(BIN)/flask seed-demo
 	@echo "Cost Guardian on http://127.0.0.1:$(PORT)  (Ctrl-C stops the server and the task consumer)"
 	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --logfile instance/huey.log --quiet & \
+	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
 	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: setup-dev chromium

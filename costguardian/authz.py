@@ -46,7 +46,7 @@ def load_organization():
     """before_request: g.membership and g.org for the signed-in user, from the
     organization chosen in the session (else their first one)."""
     g.membership = g.org = None
-    if not current_user.is_authenticated:
+    if request.endpoint in ("static", None) or not current_user.is_authenticated:
         return
     memberships = list(Membership.for_user(current_user))
     g.memberships = memberships

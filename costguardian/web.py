@@ -31,6 +31,10 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 
+# Static files need no database; the probes open their own connection so that
+# an outage answers 503 from /readyz rather than an error page.
+_NO_DATABASE = frozenset({"static", "health.healthz", "health.readyz"})
+
 ERROR_TITLES = {
     400: "Bad request", 401: "Sign in required", 403: "You don't have access", 404: "Not found",
     405: "Method not allowed", 409: "Not possible yet", 413: "Too large", 429: "Too many attempts",
@@ -47,9 +51,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _open_db():
-        # The probes manage their own connection so that a database outage
-        # answers 503 from /readyz rather than an error page.
-        if request.endpoint not in ("health.healthz", "health.readyz") and db.is_closed():
+        if request.endpoint not in _NO_DATABASE and db.is_closed():
             db.connect()
             g.opened_db = True
 
@@ -73,8 +75,8 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if is_production(app.config):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if current_user.is_authenticated:
-            headers.setdefault("Cache-Control", "no-store")
+        if request.endpoint not in _NO_DATABASE and current_user.is_authenticated:
+            headers.setdefault("Cache-Control", "no-store")  # private pages stay out of shared caches
         return response
 
     @app.context_processor
