@@ -457,7 +457,7 @@ def test_oidc_links_an_existing_password_user_with_a_verified_email(app_ctx, mak
     assert len(audit_rows("auth.identity_linked")) == 1
 
 
-@pytest.mark.parametrize("verified", [False, "false", None, "True", "yes"])
+@pytest.mark.parametrize("verified", [False, "false", None, "True", "yes", 1])
 def test_oidc_refuses_an_existing_email_the_provider_did_not_verify(app_ctx, make_user, verified):
     make_user("carol@example.com")
     the_claims = claims(verified=verified)
@@ -527,6 +527,8 @@ def test_oidc_a_disabled_password_user_with_a_verified_email_is_refused(app_ctx,
 
     assert fresh(user).last_login_at is None
     assert audit_rows("auth.signed_in") == []
+    assert ExternalIdentity.select().count() == 0  # a refused sign-in links nothing
+    assert audit_rows("auth.identity_linked") == []
 
 
 # --- profile --------------------------------------------------------------------

@@ -7,7 +7,7 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Inte
 from costguardian.models.base import BaseModel, utcnow
 
 
-class User(UserMixin, BaseModel):
+class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over UserMixin's
     email = CharField(max_length=254, unique=True)  # always stored lower-case
     name = CharField(max_length=120, default="")
     password_hash = CharField(max_length=255, null=True)  # None: signs in through OIDC only

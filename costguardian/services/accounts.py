@@ -236,18 +236,28 @@ def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor
         email = normalize_email(str(claims.get("email") or ""))
     except ValidationError as exc:
         raise RuleViolation("The identity provider did not share a usable email address.") from exc
-    verified = claims.get("email_verified") in (True, "true")
-    with db.atomic():
-        user = User.by_email(email)
-        if user is not None and not verified:
-            raise RuleViolation(
-                "An account with this email exists, and the identity provider did not confirm "
-                "that the address is yours. Sign in with your password instead."
-            )
-        created = user is None
-        if created:
-            user = User.create(email=email, name=str(claims.get("name") or "")[:120])
-        ExternalIdentity.create(user=user, issuer=issuer, subject=subject, email=email)
+    verified = claims.get("email_verified") is True or claims.get("email_verified") == "true"
+    try:
+        with db.atomic():
+            user = User.by_email(email)
+            if user is not None and not verified:
+                raise RuleViolation(
+                    "An account with this email exists, and the identity provider did not confirm "
+                    "that the address is yours. Sign in with your password instead."
+                )
+            if user is not None and user.is_disabled:
+                raise RuleViolation("This account is disabled. Contact your administrator.")
+            created = user is None
+            if created:
+                user = User.create(email=email, name=str(claims.get("name") or "")[:120])
+            ExternalIdentity.create(user=user, issuer=issuer, subject=subject, email=email)
+    except IntegrityError as exc:
+        # A concurrent first sign-in of the same person won the race; use its result.
+        identity = ExternalIdentity.get_or_none(ExternalIdentity.issuer == issuer,
+                                                ExternalIdentity.subject == subject)
+        if identity is None:
+            raise RuleViolation("Sign-in collided with another one for the same address; please try again.") from exc
+        return identity.user
     if created:
         audit.record(actor_for(user, actor), "user.signed_up", target=user, method="oidc")
     audit.record(actor_for(user, actor), "auth.identity_linked", target=user, issuer=issuer)
