@@ -1,6 +1,7 @@
 """Operator commands, run through Flask's CLI runner against the test database."""
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -242,3 +243,13 @@ def test_seed_demo_without_the_saved_credentials_creates_nothing_new(cli, demo_c
     assert "set on an earlier run" in again.output
     assert Organization.select().count() == 1
     assert User.select().count() == 5
+
+
+def test_make_migration_writes_nothing_when_the_migrations_build_the_models(app):
+    from costguardian.db import MIGRATIONS_DIR
+
+    before = sorted(os.listdir(MIGRATIONS_DIR))
+    result = app.test_cli_runner().invoke(args=["make-migration", "anything"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to write" in result.output
+    assert sorted(os.listdir(MIGRATIONS_DIR)) == before
