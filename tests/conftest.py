@@ -31,13 +31,35 @@ def pytest_configure(config):
         if not database_url or not redis_url:
             raise pytest.UsageError("--backend=postgres needs TEST_DATABASE_URL and TEST_REDIS_URL")
         _require_reachable(database_url, redis_url)
-        os.environ["DATABASE_URL"], os.environ["HUEY_URL"] = database_url, redis_url
+        # A database of its own for this run, so that two runs on one server
+        # (a developer and CI, or parallel sessions) never wipe each other's rows.
+        config.cg_database = _create_run_database(database_url)
+        os.environ["DATABASE_URL"], os.environ["HUEY_URL"] = config.cg_database, redis_url
         os.environ["RATELIMIT_STORAGE_URI"] = redis_url
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{instance}/test.db"
         os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
         os.environ["RATELIMIT_STORAGE_URI"] = "memory://"
     config.cg_backend = backend
+
+
+def _create_run_database(server_url: str) -> str:
+    import psycopg
+
+    name = f"cg_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_unconfigure(config):
+    url = getattr(config, "cg_database", None)
+    if url:
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(os.environ["TEST_DATABASE_URL"], autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _require_reachable(database_url: str, redis_url: str) -> None:
