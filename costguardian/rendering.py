@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import make_response, redirect, render_template
+from flask import current_app, make_response, redirect, render_template, url_for
 
 from costguardian.extensions import htmx
 
@@ -34,3 +34,12 @@ def trigger(response, event: str, value=None):
 
 def toast(response, message: str, level: str = "success"):
     return trigger(response, "showToast", {"message": message, "level": level})
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL for links that leave the browser (emails, OIDC redirects):
+    from CG_BASE_URL when set, so a forged Host header cannot redirect them."""
+    base = current_app.config.get("CG_BASE_URL")
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)

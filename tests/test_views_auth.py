@@ -129,3 +129,17 @@ def test_forgot_password_for_unknown_email_looks_the_same_and_sends_nothing(clie
 def test_reset_with_garbage_token_is_gone(client, app_ctx):
     assert client.get("/reset-password/not-a-token").status_code == 410
     assert client.post("/reset-password/not-a-token", {"password": "x" * 12, "confirm": "x" * 12}).status_code == 410
+
+
+def test_external_links_use_the_configured_base_url_not_the_host_header(app):
+    from costguardian.rendering import external_url
+
+    with app.test_request_context("/", headers={"Host": "evil.example"}):
+        assert external_url("auth.reset_password", token="t") == "http://evil.example/reset-password/t"
+        app.config["CG_BASE_URL"] = "https://costguardian.example.com/"
+        try:
+            assert external_url("auth.reset_password", token="t") == \
+                "https://costguardian.example.com/reset-password/t"
+            assert external_url("auth.oidc_callback") == "https://costguardian.example.com/login/oidc/callback"
+        finally:
+            app.config["CG_BASE_URL"] = None

@@ -11,6 +11,7 @@ from costguardian import oidc
 from costguardian.authz import current_actor, personal
 from costguardian.extensions import limiter
 from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
+from costguardian.rendering import external_url
 from costguardian.services import accounts, audit
 from costguardian.services.errors import RuleViolation, ValidationError
 
@@ -95,7 +96,7 @@ def forgot_password():
     if form.validate_on_submit():
         accounts.start_password_reset(
             form.email.data,
-            link_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
+            link_for=lambda token: external_url("auth.reset_password", token=token),
             ttl_minutes=current_app.config["PASSWORD_RESET_TTL_MINUTES"],
             actor=current_actor(),
         )
@@ -133,7 +134,7 @@ def oidc_start():
         abort(404)
     session["next"] = _safe_next(request.args.get("next"))
     try:
-        return client.authorize_redirect(url_for("auth.oidc_callback", _external=True))
+        return client.authorize_redirect(external_url("auth.oidc_callback"))
     except Exception:  # the provider's metadata could not be fetched
         current_app.logger.exception("OIDC provider unreachable")
         flash(f"{current_app.config['OIDC_PROVIDER_NAME']} sign-in is unavailable right now. "
