@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import abort, g, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from costguardian import permissions
@@ -24,6 +24,7 @@ PUBLIC_ENDPOINTS = frozenset({
     "auth.reset_password",
     "auth.oidc_start",
     "auth.oidc_callback",
+    "api.openapi",
 })
 
 
@@ -35,6 +36,8 @@ def require_sign_in():
     """before_request: every non-public endpoint needs a signed-in user."""
     if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if getattr(current_app.view_functions.get(request.endpoint), "api_key_auth", False):
+        return None  # the JSON API authenticates each request by its API key instead
     if current_user.is_authenticated:
         return None
     if wants_json() or htmx:

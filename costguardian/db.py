@@ -10,6 +10,8 @@ from playhouse.db_url import parse as parse_db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase
 
+from costguardian.extensions import db
+
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
 
 SQLITE_PRAGMAS = {
@@ -73,3 +75,12 @@ def locked(row):
         model = type(row)
         model.select(model._meta.primary_key).where(model._meta.primary_key == row.get_id()).for_update().execute()
         yield
+
+
+def write_transaction():
+    """A transaction that will write: on SQLite it takes the write lock at
+    BEGIN (IMMEDIATE), so it waits for the busy timeout instead of failing
+    when another writer got there between its first read and first write."""
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()

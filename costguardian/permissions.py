@@ -20,6 +20,7 @@ PERMISSIONS: dict[str, str] = {
     "members:read": "See who is in the organization and their roles.",
     "members:manage": "Add and remove members and change their roles.",
     "keys:manage": "Create, rotate and revoke API keys.",
+    "prices:manage": "Set the organization's own model prices and model aliases.",
     "billing:manage": "Change the subscription, payment method and invoices.",
     "org:settings": "Change the organization's name, time zone and settings.",
     "audit:read": "Read the organization's audit log.",

@@ -52,7 +52,7 @@ def test_readyz_reports_pending_migrations(tmp_path):
     with other_app(DATABASE_URL=f"sqlite:///{tmp_path}/empty.db") as app:
         response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.json["checks"]["database"] == "pending migrations: 0001_initial"
+    assert response.json["checks"]["database"] == "pending migrations: 0001_initial, 0002_usage"
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])

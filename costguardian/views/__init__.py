@@ -3,7 +3,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from costguardian.views import account, audit, auth, dashboard, health, members, orgs, settings
+    from costguardian.views import account, api, audit, auth, dashboard, health, members, orgs, settings
 
-    for module in (health, auth, dashboard, orgs, settings, members, audit, account):
+    for module in (health, auth, dashboard, orgs, settings, members, audit, account, api):
         app.register_blueprint(module.bp)

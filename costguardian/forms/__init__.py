@@ -1,5 +1,7 @@
 """Flask-WTF forms: shape and CSRF. Domain rules live in services; their
-ValidationError is merged back into the form with `apply_errors`."""
+ValidationError is merged back into the form with `apply_errors`.
+Forms of the accounts and organization areas live here; other areas keep
+theirs in a module of this package named after the area."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm

@@ -1,0 +1,136 @@
+"""Usage: append-only events, hourly rollups (and per-tag rollups), prices
+an organization sets itself and the names it gives its models."""
+from __future__ import annotations
+
+from peewee import BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, JSONField
+
+from costguardian.models.base import BaseModel, utcnow
+from costguardian.models.keys import ApiKey
+from costguardian.models.org import Department, Organization, TenantModel
+
+# Rollup dimensions use these instead of NULL, so that the unique key (and
+# INSERT … ON CONFLICT) works the same on SQLite and PostgreSQL.
+NO_KEY = 0
+NO_DEPARTMENT = 0
+NO_USER = ""
+
+
+class UsageEvent(TenantModel):
+    """One priced call. Never updated, except its cost when prices change."""
+
+    event_id = CharField(max_length=128)
+    occurred_at = DateTimeField()
+    received_at = DateTimeField(default=utcnow)
+    provider = CharField(max_length=64)
+    model = CharField(max_length=128)  # normalised: the same model is one name everywhere
+    model_raw = CharField(max_length=200)  # as sent
+    api_key = ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")
+    user_ref = CharField(max_length=200, default=NO_USER)  # a member's email or the sender's end-user id
+    department = ForeignKeyField(Department, null=True, on_delete="SET NULL")
+    input_tokens = BigIntegerField(default=0)  # every prompt token, cached ones included
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    batch = BooleanField(default=False)
+    service_tier = CharField(max_length=16, default="")
+    cost_nanos = BigIntegerField(null=True)  # None: no known price (never silently $0)
+    priced_by = CharField(max_length=16, default="")  # catalog, override, or "" when unpriced
+    tags = JSONField(default=list)
+
+    class Meta:
+        indexes = (
+            (("organization", "event_id"), True),
+            (("organization", "occurred_at"), False),
+            (("organization", "provider", "model", "occurred_at"), False),
+        )
+
+
+class UsageRollup(BaseModel):
+    """Sums per UTC hour and dimension combination; dashboards read these."""
+
+    organization = ForeignKeyField(Organization, on_delete="CASCADE")
+    hour = DateTimeField()
+    provider = CharField(max_length=64)
+    model = CharField(max_length=128)
+    api_key_id = IntegerField(default=NO_KEY)
+    user_ref = CharField(max_length=200, default=NO_USER)
+    department_id = IntegerField(default=NO_DEPARTMENT)
+    requests = BigIntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cost_nanos = BigIntegerField(default=0)  # of the priced requests
+    unpriced_requests = BigIntegerField(default=0)
+
+    DIMENSIONS = ("provider", "model", "api_key_id", "user_ref", "department_id")
+    KEY = ("hour",) + DIMENSIONS  # with organization: the unique key
+    MEASURES = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                "cost_nanos", "unpriced_requests")
+
+    class Meta:
+        indexes = (
+            (("organization", "hour", "provider", "model", "api_key_id", "user_ref", "department_id"), True),
+        )
+
+
+class UsageTagRollup(BaseModel):
+    """The same sums per tag, for filtering and grouping by tag."""
+
+    organization = ForeignKeyField(Organization, on_delete="CASCADE")
+    hour = DateTimeField()
+    tag = CharField(max_length=100)
+    provider = CharField(max_length=64)
+    model = CharField(max_length=128)
+    api_key_id = IntegerField(default=NO_KEY)
+    user_ref = CharField(max_length=200, default=NO_USER)
+    department_id = IntegerField(default=NO_DEPARTMENT)
+    requests = BigIntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cost_nanos = BigIntegerField(default=0)
+    unpriced_requests = BigIntegerField(default=0)
+
+    DIMENSIONS = ("tag",) + UsageRollup.DIMENSIONS
+    KEY = ("tag", "hour") + UsageRollup.DIMENSIONS
+    MEASURES = UsageRollup.MEASURES
+
+    class Meta:
+        indexes = (
+            (("organization", "tag", "hour", "provider", "model", "api_key_id", "user_ref", "department_id"), True),
+        )
+
+
+class PriceOverride(TenantModel):
+    """An organization's own price for a model from a date on (negotiated
+    discounts, fine-tuned or self-hosted models, providers the catalog lacks).
+    Prices are nano-dollars per million tokens, so any price with up to 15
+    decimal places per token is exact."""
+
+    provider = CharField(max_length=64)
+    model = CharField(max_length=128)
+    effective_from = DateTimeField()
+    input_nanos_per_mtok = BigIntegerField()
+    cache_read_nanos_per_mtok = BigIntegerField(null=True)  # None: cached input costs the input price
+    cache_write_nanos_per_mtok = BigIntegerField(null=True)
+    output_nanos_per_mtok = BigIntegerField()
+    note = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("organization", "provider", "model", "effective_from"), True),)
+
+
+class ModelAlias(TenantModel):
+    """A name an organization uses for a model, e.g. an Azure deployment
+    "prod-gpt4o" that is really gpt-4o."""
+
+    provider = CharField(max_length=64)
+    alias = CharField(max_length=200)
+    model = CharField(max_length=128)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("organization", "provider", "alias"), True),)

@@ -1,0 +1,376 @@
+"""Ingest: a batch of raw usage events becomes priced, attributed, stored events
+and hourly rollups, in one transaction.
+
+Per event the answer is accepted (with its cost), duplicate (the event_id is
+already stored: a retried batch never double-counts) or rejected with the
+reasons; one bad event never rejects the good ones beside it. The batch is
+aggregated in memory first, so it costs one INSERT of events and one upsert
+per distinct rollup row.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from peewee import EXCLUDED, fn
+
+from costguardian.db import write_transaction
+from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, Department, ModelAlias, UsageEvent, UsageRollup,
+                                 UsageTagRollup, utcnow)
+from costguardian.services import catalog
+from costguardian.services.pricing import OrgPrices, Tokens
+from costguardian.services.usage_objects import UsageObjectError, tokens_from_usage_object
+
+MAX_EVENTS = 1000
+MAX_TOKENS = 10**12
+MAX_FUTURE = timedelta(minutes=5)
+EARLIEST = datetime(2015, 1, 1)
+MAX_TAGS = 20
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+EVENT_FIELDS = {"event_id", "provider", "model", "occurred_at", "user", "department", "tags", "usage",
+                "batch", "service_tier", *TOKEN_FIELDS}
+
+
+class BatchError(Exception):
+    """The request as a whole is unusable (not the events in it)."""
+
+    def __init__(self, problem: str, detail: str, errors: dict | None = None):
+        super().__init__(detail)
+        self.problem, self.detail, self.errors = problem, detail, errors or {}
+
+
+class EventRejected(Exception):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass
+class EventResult:
+    index: int
+    event_id: str | None
+    status: str  # accepted, duplicate, rejected
+    cost_nanos: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    provider: str = ""
+    model: str = ""
+
+    def as_json(self) -> dict:
+        body = {"index": self.index, "event_id": self.event_id, "status": self.status}
+        if self.status == "accepted":
+            body.update(provider=self.provider, model=self.model, cost_usd=usd_string(self.cost_nanos),
+                        priced=self.cost_nanos is not None)
+        elif self.status == "rejected":
+            body["errors"] = self.errors
+        return body
+
+
+@dataclass
+class BatchResult:
+    results: list[EventResult]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    def as_json(self) -> dict:
+        return {"accepted": self.count("accepted"), "duplicates": self.count("duplicate"),
+                "rejected": self.count("rejected"), "results": [r.as_json() for r in self.results]}
+
+
+def usd_string(nanos: int | None) -> str | None:
+    """Nano-dollars as a plain decimal string ("0.00325"), None when unknown."""
+    if nanos is None:
+        return None
+    return format((Decimal(nanos) / Decimal(1_000_000_000)).normalize(), "f")
+
+
+def events_from_body(body) -> tuple[list, bool]:
+    """(the raw events, whether the body was a single event) or BatchError."""
+    if isinstance(body, dict) and "events" in body:
+        extra = set(body) - {"events"}
+        if extra:
+            raise BatchError("invalid-body", "A batch holds only 'events'.",
+                             {name: "Unknown field." for name in sorted(extra)})
+        events = body["events"]
+        if not isinstance(events, list):
+            raise BatchError("invalid-body", "'events' must be a list of event objects.")
+        if not events:
+            raise BatchError("invalid-body", "'events' is empty; send between 1 and 1,000 events.")
+        if len(events) > MAX_EVENTS:
+            raise BatchError("too-many-events", f"A batch holds at most {MAX_EVENTS:,} events; this one has "
+                                                f"{len(events):,}. Split it.")
+        return events, False
+    if isinstance(body, dict):
+        return [body], True
+    raise BatchError("invalid-body", "Send one event object, or {\"events\": [...]}.")
+
+
+# --- validation ---------------------------------------------------------------
+
+@dataclass
+class _Context:
+    """What validating one organization's batch needs, loaded once."""
+
+    now: datetime
+    departments: dict[str, int]  # lower-case name -> id
+    aliases: dict[tuple[str, str], str]  # (provider, lower-case alias) -> model
+    key_user: str
+    key_department: int
+
+
+def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> str:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            errors[name] = "Required."
+        return ""
+    if not isinstance(value, str):
+        errors[name] = "Must be a string."
+        return ""
+    value = value.strip()
+    if required and not value:
+        errors[name] = "Must not be empty."
+    elif len(value) > limit:
+        errors[name] = f"At most {limit} characters."
+    return value
+
+
+def _count(raw: dict, name: str, errors: dict) -> int:
+    value = raw.get(name, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors[name] = "Must be a whole number."
+        return 0
+    if value < 0:
+        errors[name] = "Must not be negative."
+    elif value > MAX_TOKENS:
+        errors[name] = f"Must be at most {MAX_TOKENS:,}."
+    return value
+
+
+def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime:
+    value = raw.get("occurred_at")
+    if value is None:
+        return now
+    if not isinstance(value, str):
+        errors["occurred_at"] = "Must be an ISO 8601 timestamp string, e.g. 2026-11-26T14:03:00Z."
+        return now
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        errors["occurred_at"] = "Not an ISO 8601 timestamp, e.g. 2026-11-26T14:03:00Z."
+        return now
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    if moment > now + MAX_FUTURE:
+        errors["occurred_at"] = "Is in the future (more than 5 minutes ahead of the server's clock)."
+    elif moment < EARLIEST:
+        errors["occurred_at"] = f"Is before {EARLIEST.year}."
+    return moment
+
+
+def _tags(raw: dict, errors: dict) -> list[str]:
+    value = raw.get("tags")
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif not isinstance(v, (str, int, float)):
+                errors["tags"] = "Tag values must be strings, numbers or booleans."
+                return []
+            items.append(f"{str(k).strip()}:{str(v).strip()}")
+    elif isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            errors["tags"] = "A list of tags must hold strings."
+            return []
+        items = [v.strip() for v in value]
+    else:
+        errors["tags"] = "Must be an object of key/value strings or a list of strings."
+        return []
+    items = [t for t in dict.fromkeys(items) if t]
+    if len(items) > MAX_TAGS:
+        errors["tags"] = f"At most {MAX_TAGS} tags."
+    elif any(len(t) > 100 for t in items):
+        errors["tags"] = "Each tag is at most 100 characters."
+    return items
+
+
+def validate_event(raw, ctx: _Context) -> dict:
+    """The stored row for one raw event, or EventRejected with every problem."""
+    if not isinstance(raw, dict):
+        raise EventRejected({"": "Each event must be a JSON object."})
+    errors: dict[str, str] = {}
+    for name in sorted(set(raw) - EVENT_FIELDS):
+        errors[name] = "Unknown field."
+    event_id = _string(raw, "event_id", errors, True, 128)
+    provider_raw = _string(raw, "provider", errors, True, 64)
+    model_raw = _string(raw, "model", errors, True, 200)
+    occurred_at = _timestamp(raw, errors, ctx.now)
+    user = _string(raw, "user", errors, False, 200)
+    department_name = _string(raw, "department", errors, False, 120)
+    service_tier = _string(raw, "service_tier", errors, False, 16)
+    batch = raw.get("batch", False)
+    if not isinstance(batch, bool):
+        errors["batch"] = "Must be true or false."
+    tags = _tags(raw, errors)
+    provider = catalog.normalize_provider(provider_raw) if provider_raw else ""
+
+    if "usage" in raw:
+        given = [name for name in TOKEN_FIELDS if name in raw]
+        if given:
+            errors["usage"] = f"Send either 'usage' or token counts ({', '.join(given)}), not both."
+            tokens = Tokens()
+        else:
+            try:
+                tokens = tokens_from_usage_object(raw["usage"], provider)
+            except UsageObjectError as exc:
+                errors["usage"] = str(exc)
+                tokens = Tokens()
+    else:
+        tokens = Tokens(input=_count(raw, "input_tokens", errors), cache_read=_count(raw, "cache_read_tokens", errors),
+                        cache_write=_count(raw, "cache_write_tokens", errors),
+                        output=_count(raw, "output_tokens", errors))
+    if not any(name in errors for name in TOKEN_FIELDS) and tokens.cache_read + tokens.cache_write > tokens.input:
+        errors["input_tokens"] = ("Must include the cached tokens: input_tokens counts every prompt token, so "
+                                  "cache_read_tokens + cache_write_tokens cannot exceed it.")
+
+    department_id = ctx.key_department
+    if department_name:
+        department_id = ctx.departments.get(department_name.lower(), -1)
+        if department_id == -1:
+            errors["department"] = f"No department named '{department_name}' in this organization."
+    if errors:
+        raise EventRejected(errors)
+
+    model = ctx.aliases.get((provider, model_raw.lower()))
+    if model is None:
+        model, _ = catalog.resolve_model(provider, model_raw)
+    return {
+        "event_id": event_id, "occurred_at": occurred_at, "provider": provider, "model": model,
+        "model_raw": model_raw, "user_ref": user or ctx.key_user, "department": department_id or None,
+        "input_tokens": tokens.input, "cache_read_tokens": tokens.cache_read,
+        "cache_write_tokens": tokens.cache_write, "output_tokens": tokens.output,
+        "batch": batch, "service_tier": service_tier, "tags": tags,
+    }
+
+
+# --- the batch ------------------------------------------------------------------
+
+def ingest(org, api_key, raw_events: list, now: datetime | None = None) -> BatchResult:
+    """Validate, price and store a batch for `org`, sent with `api_key` (or None
+    for internal callers such as the demo seeder)."""
+    ctx = _Context(
+        now=now or utcnow(),
+        departments={d.name.lower(): d.id for d in Department.in_org(org).select(Department.id, Department.name)},
+        aliases={(a.provider, a.alias.lower()): a.model for a in ModelAlias.in_org(org)},
+        key_user=(api_key.user.email if api_key is not None and api_key.user_id else NO_USER),
+        key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
+    )
+    prices = OrgPrices.for_org(org)
+    results: list[EventResult] = []
+    rows: list[dict] = []
+    row_results: list[EventResult] = []
+    seen: set[str] = set()
+    received_at = ctx.now
+    for index, raw in enumerate(raw_events):
+        event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
+        try:
+            row = validate_event(raw, ctx)
+        except EventRejected as exc:
+            results.append(EventResult(index, event_id, "rejected", errors=exc.errors))
+            continue
+        if row["event_id"] in seen:
+            results.append(EventResult(index, row["event_id"], "duplicate"))
+            continue
+        seen.add(row["event_id"])
+        cost, priced_by = prices.price(
+            row["provider"], row["model"], row["occurred_at"],
+            Tokens(row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"], row["output_tokens"]),
+            row["batch"], row["service_tier"])
+        row.update(organization=org.id, api_key=api_key.id if api_key is not None else None,
+                   cost_nanos=cost, priced_by=priced_by, received_at=received_at)
+        result = EventResult(index, row["event_id"], "accepted", cost, provider=row["provider"], model=row["model"])
+        results.append(result)
+        rows.append(row)
+        row_results.append(result)
+    if rows:
+        inserted = _store(org, rows)
+        for row, result in zip(rows, row_results):
+            if row["event_id"] not in inserted:
+                result.status, result.cost_nanos = "duplicate", None
+    return BatchResult(results)
+
+
+def _store(org, rows: list[dict]) -> set[str]:
+    """Insert the events (skipping ids already stored) and add the inserted
+    ones to the rollups, atomically. Returns the inserted event ids."""
+    with write_transaction():
+        inserted = {
+            r.event_id for r in UsageEvent.insert_many(rows).on_conflict_ignore()
+            .returning(UsageEvent.event_id).objects().execute()
+        }
+        fresh = [row for row in rows if row["event_id"] in inserted]
+        if fresh:
+            _add_to_rollups(org.id, fresh)
+    return inserted
+
+
+def _add_to_rollups(org_id: int, rows: list[dict]) -> None:
+    totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
+    tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
+    for row in rows:
+        key = (row["occurred_at"].replace(minute=0, second=0, microsecond=0), row["provider"], row["model"],
+               row["api_key"] or NO_KEY, row["user_ref"], row["department"] or NO_DEPARTMENT)
+        measures = (1, row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"],
+                    row["output_tokens"], row["cost_nanos"] or 0, 1 if row["cost_nanos"] is None else 0)
+        _accumulate(totals[key], measures)
+        for tag in row["tags"]:
+            _accumulate(tag_totals[(tag,) + key], measures)
+    upsert_rollups(UsageRollup, org_id, totals)
+    if tag_totals:
+        upsert_rollups(UsageTagRollup, org_id, tag_totals)
+
+
+def _accumulate(into: list[int], measures: tuple) -> None:
+    for i, value in enumerate(measures):
+        into[i] += value
+
+
+def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
+    """Add the totals to the rollup rows, creating missing ones: INSERT … ON
+    CONFLICT DO UPDATE SET x = x + excluded.x. Keys are sorted so concurrent
+    batches lock rows in the same order (no deadlocks on PostgreSQL)."""
+    dims = model.KEY
+    rows = []
+    for key in sorted(totals, key=_sort_key):
+        row = {"organization": org_id}
+        row.update(zip(dims, key))
+        row.update(zip(model.MEASURES, totals[key]))
+        rows.append(row)
+    conflict = [model.organization] + [getattr(model, d) for d in dims]
+    update = {getattr(model, m): getattr(model, m) + getattr(EXCLUDED, m) for m in model.MEASURES}
+    for start in range(0, len(rows), 500):
+        (model.insert_many(rows[start:start + 500])
+         .on_conflict(conflict_target=conflict, update=update).execute())
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple(str(part) for part in key)
+
+
+def unpriced_models(org):
+    """Models with events of unknown cost, most requests first."""
+    return (UsageRollup.select(UsageRollup.provider, UsageRollup.model,
+                               fn.SUM(UsageRollup.unpriced_requests).alias("requests"),
+                               fn.MIN(UsageRollup.hour).alias("first_hour"),
+                               fn.MAX(UsageRollup.hour).alias("last_hour"))
+            .where(UsageRollup.organization == org, UsageRollup.unpriced_requests > 0)
+            .group_by(UsageRollup.provider, UsageRollup.model)
+            .order_by(fn.SUM(UsageRollup.unpriced_requests).desc()))
+

@@ -1,0 +1,189 @@
+"""Organization API keys: create, authenticate, rotate with a grace period, revoke.
+
+A key reads `cg_<env>_<prefix>_<secret>`. Only the prefix (the lookup index)
+and the SHA-256 of the secret are stored; the whole key is shown once.
+Validation is one indexed lookup by prefix and a constant-time comparison.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from peewee import JOIN
+
+from costguardian.models import ApiKey, Department, Membership, Organization, User, utcnow
+from costguardian.services import audit
+from costguardian.services.actor import Actor
+from costguardian.services.errors import RuleViolation, ValidationError
+
+SCOPES = {
+    "ingest": "Send usage events (POST /api/v1/usage).",
+    "gateway": "Call AI providers through the Cost Guardian gateway.",
+    "read": "Read usage and budget status through the API.",
+    "admin": "Manage members, invitations, departments and budgets through the API.",
+}
+ENVS = ("live", "test")
+MAX_GRACE_HOURS = 24 * 30
+_KEY = re.compile(r"cg_(live|test)_([a-z0-9]{12})_([A-Za-z0-9_-]{32,64})")
+_PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+LAST_USED_RESOLUTION = 60  # seconds: last_used_at is written at most this often per key and process
+
+
+class ApiKeyError(Exception):
+    """A request's key is missing, malformed, unknown, revoked, expired or lacks a scope."""
+
+    def __init__(self, status: int, problem: str, detail: str):
+        super().__init__(detail)
+        self.status, self.problem, self.detail = status, problem, detail
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)[:43]
+
+
+def _new_prefix() -> str:
+    return "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(12))
+
+
+def _plaintext(key: ApiKey, secret: str) -> str:
+    return f"cg_{key.env}_{key.prefix}_{secret}"
+
+
+def _validated_scopes(scopes) -> str:
+    chosen = [s.strip() for s in (scopes or []) if s and s.strip()]
+    unknown = [s for s in chosen if s not in SCOPES]
+    if unknown:
+        raise ValidationError({"scopes": f"Unknown scope: {', '.join(unknown)}."})
+    if not chosen:
+        raise ValidationError({"scopes": "Choose at least one scope."})
+    return ",".join(s for s in SCOPES if s in chosen)
+
+
+def create_key(org: Organization, actor: Actor, name: str, scopes, *, env: str = "live",
+               expires_at: datetime | None = None, user: User | None = None,
+               department: Department | None = None) -> NewKey:
+    errors = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "Name the key after what uses it, e.g. \"search-service prod\"."
+    elif len(name) > 80:
+        errors["name"] = "Use at most 80 characters."
+    if env not in ENVS:
+        errors["env"] = "Choose live or test."
+    if expires_at is not None and expires_at <= utcnow():
+        errors["expires_at"] = "The expiry must be in the future."
+    if user is not None and Membership.of(user, org) is None:
+        errors["user"] = "That person is not a member of this organization."
+    if department is not None and department.organization_id != org.id:
+        errors["department"] = "Choose a department of this organization."
+    try:
+        scope_text = _validated_scopes(scopes)
+    except ValidationError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationError(errors)
+    secret = _new_secret()
+    key = ApiKey.create(organization=org, name=name, env=env, prefix=_new_prefix(), secret_hash=_hash(secret),
+                        scopes=scope_text, user=user, department=department, created_by=actor.user,
+                        expires_at=expires_at)
+    audit.record(actor, "key.created", org=org, target=key, name=name, scopes=scope_text, prefix=key.prefix)
+    return NewKey(key, _plaintext(key, secret))
+
+
+def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
+    """A new secret for the same key id; the old one keeps working for `grace_hours`."""
+    if key.status() != "active":
+        raise RuleViolation("Only an active key can be rotated.")
+    if not 0 <= grace_hours <= MAX_GRACE_HOURS:
+        raise ValidationError({"grace_hours": f"Choose between 0 and {MAX_GRACE_HOURS} hours."})
+    secret = _new_secret()
+    now = utcnow()
+    key.previous_secret_hash = key.secret_hash if grace_hours else None
+    key.previous_valid_until = now + timedelta(hours=grace_hours) if grace_hours else None
+    key.secret_hash = _hash(secret)
+    key.rotated_at = now
+    key.save()
+    audit.record(actor, "key.rotated", org=key.organization, target=key, prefix=key.prefix, grace_hours=grace_hours)
+    return NewKey(key, _plaintext(key, secret))
+
+
+def revoke_key(key: ApiKey, actor: Actor) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        key.previous_secret_hash = None
+        key.save()
+        audit.record(actor, "key.revoked", org=key.organization, target=key, prefix=key.prefix)
+    return key
+
+
+def keys_of(org: Organization):
+    return (ApiKey.in_org(org).select(ApiKey, User, Department)
+            .join(User, JOIN.LEFT_OUTER, on=(ApiKey.user == User.id))
+            .switch(ApiKey).join(Department, JOIN.LEFT_OUTER, on=(ApiKey.department == Department.id))
+            .order_by(ApiKey.revoked_at.is_null(False), ApiKey.created_at.desc()))
+
+
+def authenticate(authorization: str | None, scope: str) -> ApiKey:
+    """The key in an `Authorization: Bearer …` header, if valid and granted
+    `scope`; otherwise ApiKeyError with the HTTP status and a readable detail."""
+    if not authorization:
+        raise ApiKeyError(401, "missing-api-key", "Send your Cost Guardian API key as 'Authorization: Bearer cg_…'.")
+    scheme, _, token = authorization.strip().partition(" ")
+    match = _KEY.fullmatch(token.strip()) if scheme.lower() == "bearer" else None
+    if match is None:
+        raise ApiKeyError(401, "invalid-api-key", "The Authorization header does not hold a Cost Guardian API key.")
+    env, prefix, secret = match.groups()
+    key = (ApiKey.select(ApiKey, Organization).join(Organization)
+           .where(ApiKey.prefix == prefix).first())
+    now = utcnow()
+    if key is None or key.env != env or not _secret_matches(key, secret, now):
+        raise ApiKeyError(401, "invalid-api-key", "This API key is not valid.")
+    if key.revoked_at is not None:
+        raise ApiKeyError(401, "revoked-api-key", "This API key was revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiKeyError(401, "expired-api-key", "This API key has expired.")
+    if scope not in key.scope_list:
+        raise ApiKeyError(403, "insufficient-scope",
+                        f"This API key lacks the '{scope}' scope (it has: {', '.join(key.scope_list)}).")
+    touch(key, now)
+    return key
+
+
+def _secret_matches(key: ApiKey, secret: str, now: datetime) -> bool:
+    digest = _hash(secret)
+    if hmac.compare_digest(digest, key.secret_hash):
+        return True
+    return (key.previous_secret_hash is not None and key.previous_valid_until is not None
+            and key.previous_valid_until > now and hmac.compare_digest(digest, key.previous_secret_hash))
+
+
+_last_written: dict[int, float] = {}
+_touch_lock = threading.Lock()
+
+
+def touch(key: ApiKey, now: datetime) -> None:
+    """Record use without a write per request: at most one UPDATE per key per
+    LAST_USED_RESOLUTION seconds in each process."""
+    clock = time.monotonic()
+    with _touch_lock:
+        last = _last_written.get(key.id)
+        if last is not None and clock - last < LAST_USED_RESOLUTION:
+            return
+        _last_written[key.id] = clock
+    ApiKey.update(last_used_at=now).where(ApiKey.id == key.id).execute()
