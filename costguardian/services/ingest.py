@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from peewee import EXCLUDED, fn
+from peewee import EXCLUDED, OperationalError, fn
 
 from costguardian.db import write_transaction
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, Department, ModelAlias, UsageEvent, UsageRollup,
@@ -309,16 +309,27 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None) -> Batch
 
 def _store(org, rows: list[dict]) -> set[str]:
     """Insert the events (skipping ids already stored) and add the inserted
-    ones to the rollups, atomically. Returns the inserted event ids."""
-    with write_transaction():
-        inserted = {
-            r.event_id for r in UsageEvent.insert_many(rows).on_conflict_ignore()
-            .returning(UsageEvent.event_id).objects().execute()
-        }
-        fresh = [row for row in rows if row["event_id"] in inserted]
-        if fresh:
-            _add_to_rollups(org.id, fresh)
-    return inserted
+    ones to the rollups, atomically. Returns the inserted event ids.
+
+    Rows go in event_id order and rollups in key order, so concurrent batches
+    take their locks in one global order; a deadlock the database still
+    reports (it should not happen) is retried."""
+    rows = sorted(rows, key=lambda row: row["event_id"])
+    for attempt in range(3):
+        try:
+            with write_transaction():
+                inserted = {
+                    r.event_id for r in UsageEvent.insert_many(rows).on_conflict_ignore()
+                    .returning(UsageEvent.event_id).objects().execute()
+                }
+                fresh = [row for row in rows if row["event_id"] in inserted]
+                if fresh:
+                    _add_to_rollups(org.id, fresh)
+            return inserted
+        except OperationalError as exc:
+            if attempt == 2 or "deadlock" not in str(exc).lower():
+                raise
+    raise AssertionError("unreachable")
 
 
 def _add_to_rollups(org_id: int, rows: list[dict]) -> None:

@@ -1,0 +1,122 @@
+"""The ingest service's promises: rollups always equal the sum of their events,
+whatever the order, retries, duplicates, back-dating or concurrency."""
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+
+from costguardian.extensions import db
+from costguardian.models import Department, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.services import ingest
+from costguardian.services.keys import create_key
+from tests.support import SYSTEM
+
+MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"),
+          ("google", "gemini-2.0-flash"), ("mistral", "mistral-large-latest"), ("acme", "private-model")]
+
+
+def _random_events(rng: random.Random, count: int, id_space: int, start: datetime) -> list[dict]:
+    events = []
+    for _ in range(count):
+        provider, model = rng.choice(MODELS)
+        inp = rng.randint(0, 300_000)
+        read = rng.randint(0, inp // 3)
+        write = rng.randint(0, (inp - read) // 4)
+        event = {"event_id": f"e{rng.randrange(id_space)}", "provider": provider, "model": model,
+                 "input_tokens": inp, "cache_read_tokens": read, "cache_write_tokens": write,
+                 "output_tokens": rng.randint(0, 20_000),
+                 "occurred_at": (start - timedelta(minutes=rng.randint(0, 60 * 24 * 40))).isoformat() + "Z",
+                 "user": rng.choice(["", "ann@acme.com", "cust-1", "cust-2"])}
+        if rng.random() < 0.3:
+            event["department"] = rng.choice(["Research", "Platform"])
+        if rng.random() < 0.4:
+            event["tags"] = rng.sample(["env:prod", "env:dev", "feature:search", "feature:chat"], rng.randint(1, 2))
+        events.append(event)
+    return events
+
+
+def _brute_force(model_class):
+    """The rollups recomputed from the raw events."""
+    expected = defaultdict(lambda: [0] * 7)
+    for e in UsageEvent.select():
+        key = (e.occurred_at.replace(minute=0, second=0, microsecond=0), e.provider, e.model,
+               e.api_key_id or 0, e.user_ref, e.department_id or 0)
+        measures = (1, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, e.output_tokens,
+                    e.cost_nanos or 0, int(e.cost_nanos is None))
+        keys_ = [(tag,) + key for tag in e.tags] if model_class is UsageTagRollup else [key]
+        for k in keys_:
+            for i, value in enumerate(measures):
+                expected[k][i] += value
+    return {k: v for k, v in expected.items()}
+
+
+def _stored(model_class):
+    return {tuple(getattr(r, d) for d in model_class.KEY): [getattr(r, m) for m in model_class.MEASURES]
+            for r in model_class.select()}
+
+
+def test_rollups_equal_brute_force_sums_after_random_ingest(app_ctx, make_org):
+    org = make_org("Acme")
+    Department.create(organization=org, name="Research")
+    Department.create(organization=org, name="Platform")
+    key = create_key(org, SYSTEM, "k", ["ingest"]).key
+    rng = random.Random(20261126)
+    now = datetime(2026, 11, 26, 12, 0)
+    for _ in range(12):  # overlapping id space: many duplicates, across and within batches
+        batch = _random_events(rng, rng.randint(1, 120), id_space=600, start=now)
+        result = ingest.ingest(org, rng.choice([key, None]), batch, now=now)
+        assert result.count("rejected") == 0
+    assert UsageEvent.select().count() > 300
+    assert _stored(UsageRollup) == _brute_force(UsageRollup)
+    assert _stored(UsageTagRollup) == _brute_force(UsageTagRollup)
+
+
+def test_concurrent_batches_with_overlapping_ids_count_once(app, make_org, backend):
+    with app.app_context(), db.connection_context():
+        org = make_org("Acme")
+        Department.create(organization=org, name="Research")
+        Department.create(organization=org, name="Platform")
+    rng = random.Random(7)
+    now = datetime(2026, 11, 26, 12, 0)
+    batches = [_random_events(rng, 80, id_space=300, start=now) for _ in range(8)]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker(my_batches):
+        try:
+            with app.app_context(), db.connection_context():
+                barrier.wait(timeout=10)
+                for batch in my_batches:
+                    assert ingest.ingest(org, None, batch, now=now).count("rejected") == 0
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(batches[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with app.app_context(), db.connection_context():
+        distinct_ids = {e["event_id"] for batch in batches for e in batch}
+        assert UsageEvent.select().count() == len(distinct_ids)
+        assert _stored(UsageRollup) == _brute_force(UsageRollup)
+        assert _stored(UsageTagRollup) == _brute_force(UsageTagRollup)
+
+
+def test_internal_callers_may_ingest_without_a_key(app_ctx, make_org):
+    org = make_org("Acme")
+    result = ingest.ingest(org, None, [{"event_id": "a", "provider": "openai", "model": "gpt-4o",
+                                        "input_tokens": 10}])
+    assert result.count("accepted") == 1
+    assert UsageEvent.get().api_key_id is None and UsageRollup.get().api_key_id == 0
+
+
+@pytest.mark.parametrize("nanos, text", [(None, None), (0, "0"), (3_250_000, "0.00325"), (1, "0.000000001"),
+                                         (12_340_000_000, "12.34")])
+def test_usd_strings(nanos, text):
+    assert ingest.usd_string(nanos) == text
