@@ -116,12 +116,34 @@ def add_member(org_slug: str, email: str, role: str):
 
 
 @click.command("seed-demo")
-def seed_demo():
-    """Create the demo organization and its people (first run only) and print the sign-in."""
-    from costguardian.services import demo
+@click.option("--events", type=click.IntRange(min=0), default=0,
+              help="Also send this many usage events over the last 90 days, through the ingest service.")
+@click.option("--if-empty", is_flag=True, help="Send the events only when the demo organization has none yet.")
+@click.option("--seed", type=int, default=None, help="Random seed, for repeatable data.")
+def seed_demo(events: int, if_empty: bool, seed: int | None):
+    """Create the demo organization and its people (first run only), optionally
+    with usage, and print the sign-in."""
+    import time
+
+    from costguardian.models import UsageEvent
+    from costguardian.services import demo, demo_usage
 
     with connected(db.obj):
         credentials = demo.seed(Path(current_app.instance_path))
+        org = Organization.get_or_none(Organization.name == demo.DEMO_ORG)
+        if events and org is not None and not (if_empty and UsageEvent.in_org(org).exists()):
+            started = time.monotonic()
+            with click.progressbar(length=events, label=f"Sending {events:,} demo events") as bar:
+                done = [0]
+
+                def progress(n):
+                    bar.update(n - done[0])
+                    done[0] = n
+
+                totals = demo_usage.generate(org, events, seed=seed, progress=progress)
+            elapsed = time.monotonic() - started
+            click.echo(f"accepted {totals['accepted']:,} events in {elapsed:.1f} s "
+                       f"({totals['accepted'] / max(elapsed, 1e-9):,.0f}/s)")
     click.echo(
         "\n  Demo sign-in:  {email}  /  {password}\n  (owner of \"{org}\"; more demo people share the password: "
         "{others})\n".format(**credentials)
