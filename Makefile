@@ -4,13 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+DEMO_EVENTS ?= 30000
 export FLASK_APP := app
 
 .PHONY: run test setup setup-dev vendor chromium lock migrate clean
 
 run: setup
 	$(BIN)/flask migrate
-	$(BIN)/flask seed-demo
+	$(BIN)/flask seed-demo --events $(DEMO_EVENTS) --if-empty
 	@echo "Cost Guardian on http://127.0.0.1:$(PORT)  (Ctrl-C stops the server and the task consumer)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
@@ -47,6 +48,7 @@ static/vendor/.installed: package.json package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
 	cp node_modules/@picocss/pico/css/pico.jade.min.css static/vendor/pico.min.css
+	cp node_modules/chart.js/dist/chart.umd.min.js static/vendor/chart.umd.min.js
 	touch $@
 
 # Browser tests use the system Chromium (CHROMIUM_PATH or /usr/bin/chromium);

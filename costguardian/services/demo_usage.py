@@ -18,53 +18,64 @@ from costguardian.services.actor import Actor
 
 DAYS = 90
 BATCH = 1000
-# provider, model, weight, typical input tokens, typical output tokens, cache share
-MODELS = [
-    ("openai", "gpt-4o-mini", 30, 1_800, 300, 0.3),
-    ("openai", "gpt-4o", 14, 2_500, 450, 0.35),
-    ("openai", "o3-mini", 4, 3_000, 1_800, 0.1),
-    ("openai", "text-embedding-3-small", 12, 600, 0, 0.0),
-    ("anthropic", "claude-sonnet-4-5", 12, 6_000, 700, 0.55),
-    ("anthropic", "claude-haiku-4-5", 8, 2_000, 300, 0.4),
-    ("google", "gemini-2.5-flash", 8, 3_000, 500, 0.2),
-    ("google", "gemini-2.5-pro", 3, 9_000, 900, 0.3),
-    ("mistral", "mistral-small-latest", 4, 1_200, 250, 0.0),
-    ("deepseek", "deepseek-chat", 3, 2_200, 400, 0.25),
-    ("acme-selfhosted", "llama-3.1-70b-finetune", 2, 1_500, 300, 0.0),  # no catalog price: shows as unpriced
+# Each demo service has its own key (bound to a department), its own few
+# models, and its own way of attributing calls to people; that is how real
+# organizations' traffic looks, and why hourly rollups compress it.
+# name, department, share of traffic, [(provider, model, share, input, output, cache share)],
+# (share of calls attributed to members, share attributed to the service's end users)
+SERVICES = [
+    ("search-service prod", "Platform", 38, [
+        ("openai", "gpt-4o-mini", 0.55, 1_800, 300, 0.3),
+        ("openai", "text-embedding-3-small", 0.45, 600, 0, 0.0)], (0.0, 0.0)),
+    ("support-bot", "Support", 24, [
+        ("anthropic", "claude-haiku-4-5", 0.8, 2_000, 300, 0.4),
+        ("anthropic", "claude-sonnet-4-5", 0.2, 6_000, 700, 0.55)], (0.0, 0.15)),
+    ("research notebooks", "Research", 9, [
+        ("anthropic", "claude-sonnet-4-5", 0.4, 9_000, 900, 0.55),
+        ("openai", "gpt-4o", 0.25, 2_500, 450, 0.35),
+        ("openai", "o3-mini", 0.2, 3_000, 1_800, 0.1),
+        ("google", "gemini-2.5-pro", 0.15, 9_000, 900, 0.3)], (0.9, 0.0)),
+    ("data pipeline", "Engineering", 16, [
+        ("google", "gemini-2.5-flash", 0.7, 3_000, 500, 0.2),
+        ("deepseek", "deepseek-chat", 0.3, 2_200, 400, 0.25)], (0.0, 0.0)),
+    ("marketing copy tool", "Marketing", 10, [
+        ("openai", "gpt-4o", 0.5, 1_500, 600, 0.0),
+        ("mistral", "mistral-small-latest", 0.5, 1_200, 250, 0.0)], (0.6, 0.0)),
+    ("self-hosted evals", "Research", 3, [  # no catalog price: shows on the unpriced panel
+        ("acme-selfhosted", "llama-3.1-70b-finetune", 1.0, 1_500, 300, 0.0)], (0.0, 0.0)),
 ]
-KEYS = [  # name, scopes, department
-    ("search-service prod", ["ingest", "gateway"], "Platform"),
-    ("support-bot", ["ingest", "gateway"], "Support"),
-    ("research notebooks", ["ingest", "read"], "Research"),
-    ("marketing copy tool", ["ingest"], "Marketing"),
-]
-TAGS = ["feature:search", "feature:chat", "feature:summarise", "env:prod", "env:staging", "customer-tier:enterprise"]
+END_USERS = [f"customer-{i:03d}" for i in range(1, 41)]
+TAGS = ["feature:search", "feature:chat", "feature:summarise", "env:prod", "env:staging"]
 # Share of a working day's calls per hour (UTC); nights are quiet.
 HOUR_WEIGHTS = [1, 1, 1, 1, 1, 2, 3, 5, 8, 10, 10, 9, 8, 9, 10, 10, 9, 7, 5, 4, 3, 2, 2, 1]
 
 
-def demo_keys(org) -> list[ApiKey]:
-    """The demo's keys, created on first use (bound to its departments)."""
-    existing = list(ApiKey.in_org(org).where(ApiKey.revoked_at.is_null()))
-    if existing:
-        return existing
+def demo_keys(org) -> dict[str, ApiKey]:
+    """The demo services' keys by name, created on first use."""
+    existing = {k.name: k for k in ApiKey.in_org(org).where(ApiKey.revoked_at.is_null())}
     departments = {d.name: d for d in Department.in_org(org)}
-    return [keys.create_key(org, Actor.system(), name, scopes, department=departments.get(dept)).key
-            for name, scopes, dept in KEYS]
+    for name, department, *_ in SERVICES:
+        if name not in existing:
+            existing[name] = keys.create_key(org, Actor.system(), name, ["ingest", "gateway"],
+                                             department=departments.get(department)).key
+    return existing
+
+
+def _pick(rng: random.Random, cumulative: list[float]) -> int:
+    return bisect_left(cumulative, rng.random() * cumulative[-1])
 
 
 def generate(org, count: int, seed: int | None = None, now: datetime | None = None, progress=None) -> dict:
-    """Send `count` events through ingest; returns what was accepted."""
+    """Send `count` events through ingest; returns the per-status totals."""
     rng = random.Random(seed)
     now = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(days=DAYS)
     api_keys = demo_keys(org)
     members = [u.email for u in User.select(User.email).join(Membership).where(Membership.organization == org)]
-    departments = [d.name for d in Department.in_org(org)]
-    end_users = [f"customer-{i:04d}" for i in range(300)]
-    models = [m[:2] for m in MODELS]
-    model_cum = list(accumulate(m[2] for m in MODELS))
-    shape = {m[:2]: m[3:] for m in MODELS}
+    service_cum = list(accumulate(s[2] for s in SERVICES))
+    model_cums = [list(accumulate(m[2] for m in s[3])) for s in SERVICES]
+    customer_cum = list(accumulate(1 / (i + 1) for i in range(len(END_USERS))))  # a few big customers
+    member_cum = list(accumulate(range(len(members), 0, -1)))  # some people use AI far more than others
 
     # Weight every hour of the period: weekday/weekend, working hours, growth.
     hours, weights = [], []
@@ -80,9 +91,10 @@ def generate(org, count: int, seed: int | None = None, now: datetime | None = No
     totals = {"accepted": 0, "rejected": 0, "duplicates": 0}
     batch: list[dict] = []
     for n in range(count):
-        moment = hours[bisect_left(hour_cum, rng.random() * hour_cum[-1])] + timedelta(seconds=rng.randrange(3600))
-        provider, model = models[bisect_left(model_cum, rng.random() * model_cum[-1])]
-        typical_in, typical_out, cache_share = shape[(provider, model)]
+        service_index = _pick(rng, service_cum)
+        name, _, _, service_models, (member_share, end_user_share) = SERVICES[service_index]
+        provider, model, _, typical_in, typical_out, cache_share = service_models[_pick(rng, model_cums[service_index])]
+        moment = hours[_pick(rng, hour_cum)] + timedelta(seconds=rng.randrange(3600))
         input_tokens = max(1, int(rng.lognormvariate(math.log(typical_in), 0.7)))
         cached = int(input_tokens * cache_share * rng.random()) if cache_share else 0
         output_tokens = int(rng.lognormvariate(math.log(typical_out), 0.6)) if typical_out else 0
@@ -90,20 +102,23 @@ def generate(org, count: int, seed: int | None = None, now: datetime | None = No
                  "occurred_at": moment.isoformat() + "Z", "input_tokens": input_tokens,
                  "cache_read_tokens": cached, "output_tokens": output_tokens}
         roll = rng.random()
-        if roll < 0.45 and members:
-            event["user"] = rng.choice(members)
-        elif roll < 0.85:
-            event["user"] = rng.choice(end_users)
-        if departments and rng.random() < 0.25:
-            event["department"] = rng.choice(departments)
+        if roll < member_share and members:
+            event["user"] = members[_pick(rng, member_cum)]
+        elif roll < member_share + end_user_share:
+            event["user"] = END_USERS[_pick(rng, customer_cum)]
         if rng.random() < 0.5:
-            event["tags"] = rng.sample(TAGS, rng.randint(1, 2))
-        batch.append(event)
+            event["tags"] = [TAGS[service_index % 3], "env:prod" if rng.random() < 0.9 else "env:staging"]
+        batch.append((name, event))
         if len(batch) == BATCH or n == count - 1:
-            result = ingest.ingest(org, rng.choice(api_keys), batch, now=now + timedelta(hours=1))
-            totals["accepted"] += result.count("accepted")
-            totals["rejected"] += result.count("rejected")
-            totals["duplicates"] += result.count("duplicate")
+            # one request per service, as each service sends with its own key
+            by_key: dict[str, list[dict]] = {}
+            for key_name, item in batch:
+                by_key.setdefault(key_name, []).append(item)
+            for key_name, events in by_key.items():
+                result = ingest.ingest(org, api_keys[key_name], events, now=now + timedelta(hours=1))
+                totals["accepted"] += result.count("accepted")
+                totals["rejected"] += result.count("rejected")
+                totals["duplicates"] += result.count("duplicate")
             batch = []
             if progress:
                 progress(n + 1)
