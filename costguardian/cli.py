@@ -21,7 +21,7 @@ from costguardian.services.errors import ServiceError
 
 
 def init_app(app: Flask) -> None:
-    for command in (migrate, make_migration, create_user, create_org, add_member, seed_demo):
+    for command in (migrate, make_migration, create_user, create_org, add_member, seed_demo, create_api_key):
         app.cli.add_command(command)
 
 
@@ -148,3 +148,62 @@ def seed_demo(events: int, if_empty: bool, seed: int | None):
         "\n  Demo sign-in:  {email}  /  {password}\n  (owner of \"{org}\"; more demo people share the password: "
         "{others})\n".format(**credentials)
     )
+
+
+@click.command("create-api-key")
+@click.argument("org_slug")
+@click.option("--name", required=True, help="What uses the key, e.g. \"search-service prod\".")
+@click.option("--scopes", default="ingest", show_default=True,
+              help="Comma-separated scopes: ingest, gateway, read, admin.")
+@click.option("--env", type=click.Choice(["live", "test"]), default="live", show_default=True)
+@click.option("--user", "user_email", help="Attribute the key's usage to this member (email).")
+@click.option("--department", help="Attribute the key's usage to this department (name).")
+@click.option("--expires-days", type=click.IntRange(min=1), help="Expire after this many days (default: never).")
+def create_api_key(org_slug: str, name: str, scopes: str, env: str, user_email: str | None,
+                   department: str | None, expires_days: int | None):
+    """Create an organization API key. The key alone goes to standard output
+    (shown once; only its hash is stored), the details to standard error."""
+    from datetime import timedelta
+
+    from peewee import fn
+
+    from costguardian.models import Department, Membership, utcnow
+    from costguardian.services import keys
+
+    org = Organization.get_or_none(Organization.slug == org_slug)
+    if org is None:
+        _fail(f"no organization with the slug {org_slug!r}")
+    user = None
+    if user_email:
+        user = User.by_email(user_email)
+        if user is None:
+            _fail(f"no user {user_email}")
+        if Membership.of(user, org) is None:
+            _fail(f"{user.email} is not a member of {org.name}")
+    dept = None
+    if department:
+        dept = Department.in_org(org).where(fn.LOWER(Department.name) == department.strip().lower()).first()
+        if dept is None:
+            known = ", ".join(sorted(d.name for d in Department.in_org(org))) or "none yet"
+            _fail(f"no department {department!r} in {org.name} (departments: {known})")
+    chosen = [s.strip() for s in scopes.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in keys.SCOPES]
+    if unknown:
+        _fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(keys.SCOPES)}")
+    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+    try:
+        new = keys.create_key(org, Actor.system(), name, chosen, env=env, expires_at=expires_at,
+                              user=user, department=dept)
+    except ServiceError as exc:
+        _fail(exc.message)
+    key = new.key
+    attribution = ", ".join(filter(None, [f"user {user.email}" if user else "",
+                                          f"department {dept.name}" if dept else ""])) or "none (per event)"
+    click.echo(f"created API key \"{key.name}\" ({key.display_key}) for {org.name}", err=True)
+    click.echo(f"  scopes:      {', '.join(key.scope_list)}", err=True)
+    click.echo(f"  environment: {key.env}", err=True)
+    click.echo(f"  attribution: {attribution}", err=True)
+    click.echo(f"  expires:     {key.expires_at.strftime('%Y-%m-%d %H:%M UTC') if key.expires_at else 'never'}",
+               err=True)
+    click.echo("Copy the key now; it will not be shown again:", err=True)
+    click.echo(new.plaintext)

@@ -118,7 +118,12 @@ def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
     key.previous_valid_until = now + timedelta(hours=grace_hours) if grace_hours else None
     key.secret_hash = _hash(secret)
     key.rotated_at = now
-    key.save()
+    # Write only these columns, and only while the key is not revoked: a full save
+    # of a stale copy would undo a concurrent revocation (and a newer last_used_at).
+    changed = (ApiKey.previous_secret_hash, ApiKey.previous_valid_until, ApiKey.secret_hash, ApiKey.rotated_at)
+    if not (ApiKey.update({f: getattr(key, f.name) for f in changed})
+            .where(ApiKey.id == key.id, ApiKey.revoked_at.is_null()).execute()):
+        raise RuleViolation("Only an active key can be rotated.")
     audit.record(actor, "key.rotated", org=key.organization, target=key, prefix=key.prefix, grace_hours=grace_hours)
     return NewKey(key, _plaintext(key, secret))
 
@@ -127,7 +132,7 @@ def revoke_key(key: ApiKey, actor: Actor) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.previous_secret_hash = None
-        key.save()
+        key.save(only=[ApiKey.revoked_at, ApiKey.previous_secret_hash])
         audit.record(actor, "key.revoked", org=key.organization, target=key, prefix=key.prefix)
     return key
 

@@ -1,0 +1,129 @@
+"""Forms of the API keys area: creating a key and rotating one. The rules
+(scopes, members, expiry in the future) are the key service's; these forms
+give them shape and turn the choices into the service's arguments."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, RadioField, SelectField, SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, StopValidation
+from wtforms.validators import ValidationError as FieldError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from costguardian.models import Department, Membership, User, utcnow
+from costguardian.services import orgs
+from costguardian.services.errors import ValidationError
+from costguardian.services.keys import ENVS, SCOPES
+
+EXPIRY_CHOICES = [SelectChoice("never", "Never"), SelectChoice("30", "In 30 days"), SelectChoice("90", "In 90 days"),
+                  SelectChoice("365", "In 1 year"), SelectChoice("custom", "On a date…")]
+MAX_EXPIRY_DAYS = 5 * 366
+# How long the old secret keeps working after a rotation, in hours.
+GRACE_CHOICES = [(0, "Stops now"), (1, "1 hour"), (24, "24 hours"), (168, "7 days")]
+
+
+class CheckboxesField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class OptionalDateField(DateField):
+    """A date input that may be left empty (browsers send "")."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and not "".join(valuelist).strip():
+            self.data = None
+            return
+        super().process_formdata(valuelist)
+
+
+def department_paths(org) -> list[tuple[int, str]]:
+    """The organization's departments as (id, "Parent › Child"), sorted by that path."""
+    departments = {d.id: d for d in Department.in_org(org)}
+
+    def path(dept, seen=()):
+        parent = departments.get(dept.parent_id)
+        if parent is None or parent.id in seen:
+            return dept.name
+        return f"{path(parent, seen + (dept.id,))} › {dept.name}"
+
+    return sorted(((d.id, path(d)) for d in departments.values()), key=lambda item: item[1].lower())
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Name", validators=[
+        DataRequired(message="Name the key after what uses it, e.g. \"search-service prod\"."),
+        Length(max=80, message="Use at most 80 characters.")],
+        description="What uses this key, so you recognise it in reports and the audit log.")
+    scopes = CheckboxesField("Scopes", choices=[SelectChoice(s, d) for s, d in SCOPES.items()],
+                            default=["ingest"])
+    env = RadioField("Environment", choices=[SelectChoice(e, e.title()) for e in ENVS], default="live",
+                     description="Part of the key's text (cg_live_… or cg_test_…), so test keys stand out.")
+    expires = SelectField("Expires", choices=EXPIRY_CHOICES, default="never")
+    expires_on = OptionalDateField("Expiry date",
+                           description="The key stops working at the end of this day in the organization's "
+                                       "time zone.")
+    user = SelectField("Attribute usage to a member", default="",
+                       description="Usage sent with this key counts for this person unless an event names "
+                                   "another.")
+    department = SelectField("Attribute usage to a department", default="",
+                             description="Usage sent with this key counts for this department unless an event "
+                                         "names another.")
+
+    def __init__(self, org, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.org = org
+        self.user.choices = [SelectChoice("", "— Nobody in particular —")] + [
+            SelectChoice(str(m.user_id), f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
+            for m in orgs.members(org)]
+        self.department.choices = [SelectChoice("", "— No department —")] + [
+            SelectChoice(str(dept_id), label) for dept_id, label in department_paths(org)]
+
+    def validate_expires_on(self, field):
+        if self.expires.data != "custom":  # the date only counts with "On a date…"
+            field.errors[:] = []
+            field.data = None
+            raise StopValidation()
+        if field.errors:  # "Not a valid date value."
+            return
+        if field.data is None:
+            raise FieldError("Pick the day the key stops working.")
+        if field.data > utcnow().date() + timedelta(days=MAX_EXPIRY_DAYS):
+            raise FieldError("Choose a date within five years, or \"Never\".")
+
+    def expires_at(self) -> datetime | None:
+        """The expiry as naive UTC: N days from now, or the end of the chosen day
+        in the organization's time zone."""
+        if self.expires.data == "never":
+            return None
+        if self.expires.data == "custom":
+            end_of_day = datetime.combine(self.expires_on.data, time.max, tzinfo=ZoneInfo(self.org.time_zone))
+            return end_of_day.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+        return utcnow() + timedelta(days=int(self.expires.data))
+
+    def bound_user(self) -> User | None:
+        if not self.user.data:
+            return None
+        membership = Membership.in_org(self.org).where(Membership.user == int(self.user.data)).first()
+        return membership.user if membership is not None else None
+
+    def bound_department(self) -> Department | None:
+        return Department.get_in_org(self.org, self.department.data) if self.department.data else None
+
+    def apply_errors(self, exc: ValidationError) -> None:
+        """Show the service's field errors next to the fields they concern."""
+        fields = {"expires_at": "expires_on" if self.expires.data == "custom" else "expires"}
+        for name, message in exc.errors.items():
+            field = getattr(self, fields.get(name, name), None)
+            if field is not None and hasattr(field, "errors"):
+                field.errors = list(field.errors) + [message]
+            else:
+                self.form_errors.append(message)
+
+
+class RotateForm(FlaskForm):
+    grace_hours = SelectField("Old secret keeps working", coerce=int, default=24,
+                              choices=[SelectChoice(str(hours), label) for hours, label in GRACE_CHOICES])
