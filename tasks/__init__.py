@@ -66,3 +66,12 @@ def deliver_email(message_id: int) -> None:
     from costguardian.services import mail
 
     mail.deliver(message_id)
+
+
+@app_task(retries=3, retry_delay=60)
+def reprice_model(org_id: int, provider: str, model: str) -> None:
+    """Bring an organization's stored usage of one model in line with its
+    prices (after an override was created, changed or deleted)."""
+    from costguardian.services import prices
+
+    prices.reprice_by_id(org_id, provider, model)

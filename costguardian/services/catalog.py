@@ -53,19 +53,61 @@ def normalize_provider(raw: str) -> str:
     return result
 
 
-def clean_model(provider: str, raw: str) -> str:
+def _lower_name(raw: str) -> str:
     model = (raw or "").strip().lower()
     if model.startswith("models/"):
         model = model[len("models/"):]
+    return model
+
+
+def clean_model(provider: str, raw: str) -> str:
+    model = _lower_name(raw)
     for prefix in (provider + "/", provider + ":"):
         if model.startswith(prefix):
             model = model[len(prefix):]
     return model[:128]
 
 
+def _provider(provider_id: str) -> gp_types.Provider | None:
+    return next((p for p in get_snapshot().providers if p.id == provider_id), None)
+
+
+def _by_id(provider: gp_types.Provider | None, model: str) -> gp_types.ModelInfo | None:
+    return next((m for m in provider.models if m.id.lower() == model), None) if provider else None
+
+
+def _find(provider_id: str, model: str) -> gp_types.ModelInfo | None:
+    """The catalog's model for a name: its own id first (some catalog ids do
+    not match their own match rules, and a stored name must resolve the same
+    in every process), then the catalog's matching, then an id of a provider
+    it falls back to (Azure → OpenAI …)."""
+    provider = _provider(provider_id)
+    info = _by_id(provider, model)
+    if info is not None:
+        return info
+    try:
+        return get_snapshot().find_provider_model(model, None, provider_id, None)[1]
+    except LookupError:
+        pass
+    for fallback in (provider.fallback_model_providers or []) if provider else []:
+        info = _by_id(_provider(fallback), model)
+        if info is not None:
+            return info
+    return None
+
+
+def is_own_model(provider_id: str, info: gp_types.ModelInfo) -> bool:
+    """Whether the provider lists the model itself (not through a fallback
+    provider, whose batch and service-tier prices genai-prices then ignores)."""
+    provider = _provider(provider_id)
+    return provider is not None and any(m is info for m in provider.models)
+
+
 def resolve_model(provider: str, raw_model: str) -> tuple[str, gp_types.ModelInfo | None]:
     """(normalised model name, the catalog's ModelInfo or None) for a
-    normalised provider. Cached: the catalog lookup is slow."""
+    normalised provider. Cached: the catalog lookup is slow. A name with the
+    provider's prefix ("openai/gpt-4o") is tried as is first, since a few
+    catalog ids carry it ("perplexity/sonar" is not "sonar")."""
     key = (provider, raw_model)
     try:
         return _model_cache[key]
@@ -73,10 +115,10 @@ def resolve_model(provider: str, raw_model: str) -> tuple[str, gp_types.ModelInf
         pass
     model = clean_model(provider, raw_model)
     info = None
-    try:
-        _, info = get_snapshot().find_provider_model(model, None, provider, None)
-    except LookupError:
-        info = None
+    for candidate in dict.fromkeys((_lower_name(raw_model)[:128], model)):
+        info = _find(provider, candidate) if candidate else None
+        if info is not None:
+            break
     result = (info.id if info is not None else model, info)
     with _lock:
         if len(_model_cache) >= _CACHE_LIMIT:

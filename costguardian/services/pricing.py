@@ -125,7 +125,10 @@ def catalog_rates(provider: str, model: str, when: datetime, batch: bool = False
         return _catalog_rates[key]
     except KeyError:
         pass
-    rates = _rates_from_catalog(info, when.replace(tzinfo=timezone.utc), _context(batch, service_tier))
+    context = _context(batch, service_tier)
+    if context and not catalog.is_own_model(provider, info):
+        context = None  # as genai-prices: a fallback provider's model (Azure's gpt-4o) has no variants
+    rates = _rates_from_catalog(info, when.replace(tzinfo=timezone.utc), context)
     with _catalog_lock:
         if len(_catalog_rates) >= _CACHE_LIMIT:
             _catalog_rates.clear()

@@ -2,11 +2,12 @@
 (`input_tokens` counts every prompt token, cached ones included).
 
 - OpenAI chat completions: prompt_tokens (includes cached), prompt_tokens_details.cached_tokens
-- OpenAI responses: input_tokens (includes cached), input_tokens_details.cached_tokens
+  (and .cache_write_tokens, which OpenAI-compatible routers report)
+- OpenAI responses: input_tokens (includes cached), input_tokens_details.cached_tokens (.cache_write_tokens)
 - Anthropic messages: input_tokens EXCLUDES cache reads and writes, which come as
   cache_read_input_tokens and cache_creation_input_tokens
 - Gemini usageMetadata: promptTokenCount (includes cachedContentTokenCount);
-  thoughtsTokenCount is billed as output
+  toolUsePromptTokenCount is billed as input on top of it, thoughtsTokenCount as output
 - AWS Bedrock Converse: inputTokens excludes cacheReadInputTokens / cacheWriteInputTokens
 """
 from __future__ import annotations
@@ -35,9 +36,10 @@ def tokens_from_usage_object(usage, provider: str) -> Tokens:
     if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI chat completions (and compatibles)
         return Tokens(input=_int(usage, "prompt_tokens"),
                       cache_read=_int(usage, "prompt_tokens_details", "cached_tokens"),
+                      cache_write=_int(usage, "prompt_tokens_details", "cache_write_tokens"),
                       output=_int(usage, "completion_tokens"))
     if "promptTokenCount" in usage or "candidatesTokenCount" in usage:  # Gemini usageMetadata
-        return Tokens(input=_int(usage, "promptTokenCount"),
+        return Tokens(input=_int(usage, "promptTokenCount") + _int(usage, "toolUsePromptTokenCount"),
                       cache_read=_int(usage, "cachedContentTokenCount"),
                       output=_int(usage, "candidatesTokenCount") + _int(usage, "thoughtsTokenCount"))
     if "inputTokens" in usage or "outputTokens" in usage:  # AWS Bedrock Converse
@@ -52,6 +54,7 @@ def tokens_from_usage_object(usage, provider: str) -> Tokens:
                           output=_int(usage, "output_tokens"))
         return Tokens(input=_int(usage, "input_tokens"),  # OpenAI responses
                       cache_read=_int(usage, "input_tokens_details", "cached_tokens"),
+                      cache_write=_int(usage, "input_tokens_details", "cache_write_tokens"),
                       output=_int(usage, "output_tokens"))
     raise UsageObjectError("Not a usage object this server recognises (OpenAI chat or responses, Anthropic "
                            "messages, Gemini usageMetadata or Bedrock Converse); send token counts instead.")
