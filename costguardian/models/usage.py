@@ -24,9 +24,12 @@ class UsageEvent(TenantModel):
     provider = CharField(max_length=64)
     model = CharField(max_length=128)  # normalised: the same model is one name everywhere
     model_raw = CharField(max_length=200)  # as sent
-    api_key = ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")
+    # No ON DELETE action: a key or department with usage history is never
+    # deleted from under its events (keys are revoked; departments are merged),
+    # so events and rollups keep agreeing on who spent what.
+    api_key = ForeignKeyField(ApiKey, null=True)
     user_ref = CharField(max_length=200, default=NO_USER)  # a member's email or the sender's end-user id
-    department = ForeignKeyField(Department, null=True, on_delete="SET NULL")
+    department = ForeignKeyField(Department, null=True)
     input_tokens = BigIntegerField(default=0)  # every prompt token, cached ones included
     cache_read_tokens = BigIntegerField(default=0)
     cache_write_tokens = BigIntegerField(default=0)

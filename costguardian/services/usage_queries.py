@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from peewee import fn
@@ -21,6 +22,12 @@ from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Departm
 
 GROUPS = ("provider", "model", "api_key", "user", "department", "tag")
 INTERVALS = ("total", "day", "month")
+# What the explorer can group by: the dimensions, or the local day.
+EXPLORER_GROUPS = ("provider", "model", "department", "user", "api_key", "tag", "day")
+# Named date ranges, relative to today in the organization's time zone.
+PRESETS = {"today": "Today", "last_7_days": "Last 7 days", "this_month": "This month",
+           "last_month": "Last month", "last_30_days": "Last 30 days", "last_90_days": "Last 90 days"}
+MAX_RANGE_DAYS = 366 * 3
 _COLUMN = {"provider": "provider", "model": "model", "api_key": "api_key_id", "user": "user_ref",
            "department": "department_id", "tag": "tag"}
 
@@ -36,12 +43,15 @@ class Totals:
     unpriced_requests: int = 0
 
     def add(self, other: "Totals") -> None:
-        for f in fields(Totals):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in _MEASURE_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
     def uncached_input_tokens(self) -> int:
         return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
+
+_MEASURE_NAMES = tuple(f.name for f in fields(Totals))
 
 
 @dataclass
@@ -77,6 +87,25 @@ def month_range(day: date) -> tuple[date, date]:
     return first, next_first - timedelta(days=1)
 
 
+def same_day_last_month(day: date) -> date:
+    """The same day of the month before, clamped to its length (31 Mar → 28/29 Feb)."""
+    first_previous, last_previous = month_range(day.replace(day=1) - timedelta(days=1))
+    return first_previous.replace(day=min(day.day, last_previous.day))
+
+
+def preset_range(preset: str, day: date) -> tuple[date, date]:
+    """The first and last day of a named range (PRESETS) seen from `day`."""
+    if preset == "today":
+        return day, day
+    if preset == "this_month":
+        return day.replace(day=1), day
+    if preset == "last_month":
+        return month_range(day.replace(day=1) - timedelta(days=1))
+    if preset.startswith("last_") and preset.endswith("_days"):
+        return day - timedelta(days=int(preset[5:-5]) - 1), day
+    raise ValueError(f"preset must be one of {', '.join(PRESETS)}")
+
+
 def utc_bounds(org, start: date, end: date) -> tuple[datetime, datetime]:
     """[start 00:00, end+1 00:00) local, as naive UTC, floored to the hour."""
     tz = zone(org)
@@ -109,7 +138,8 @@ def _table(flt: UsageFilter, group_by: str | None):
     return UsageTagRollup if flt.tags or group_by == "tag" else UsageRollup
 
 
-def _conditions(org, table, flt: UsageFilter):
+def rollup_conditions(org, table, flt: UsageFilter) -> list:
+    """The WHERE of `flt` on a rollup table (UsageRollup or UsageTagRollup)."""
     start, end = utc_bounds(org, flt.start, flt.end)
     conditions = [table.organization == org, table.hour >= start, table.hour < end]
     if flt.providers:
@@ -144,24 +174,24 @@ def summarize(org, flt: UsageFilter, group_by: str | None = None, interval: str 
         columns.append(getattr(table, _COLUMN[group_by]))
     if interval != "total":
         columns.append(table.hour)
-    query = table.select(*columns, *_sums(table)).where(*_conditions(org, table, flt)).tuples()
+    query = table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt)).tuples()
     if columns:
         query = query.group_by(*columns)
-    tz = zone(org)
-    buckets: dict[tuple, Row] = {}
+    local_day = _local_days(org)
+    sums: dict[tuple, list[int]] = {}
     width = len(columns)
     for record in query:
         key = record[0] if group_by is not None else None
         period = None
         if interval != "total":
-            local = record[width - 1].replace(tzinfo=timezone.utc).astimezone(tz).date()
+            local = local_day(record[width - 1])
             period = local if interval == "day" else local.replace(day=1)
-        measures = Totals(*[int(v or 0) for v in record[width:]])
-        row = buckets.get((key, period))
-        if row is None:
-            row = buckets[(key, period)] = Row(key=key, period=period)
-        row.add(measures)
-    rows = [r for r in buckets.values() if r.requests]
+        acc = sums.get((key, period))
+        if acc is None:
+            acc = sums[(key, period)] = [0] * len(UsageRollup.MEASURES)
+        for i, value in enumerate(record[width:]):
+            acc[i] += int(value or 0)
+    rows = [Row(*acc, key=key, period=period) for (key, period), acc in sums.items() if acc[0]]
     rows.sort(key=lambda r: (r.period or date.min, -r.cost_nanos, -r.requests, str(r.key)))
     label_rows(org, group_by, rows)
     return rows
@@ -172,22 +202,48 @@ def total(org, flt: UsageFilter) -> Totals:
     return rows[0] if rows else Totals()
 
 
+def _local_days(org):
+    """hour (naive UTC) -> local date, memoised: many rollup rows share an hour."""
+    tz, days = zone(org), {}
+
+    def local_day(hour: datetime) -> date:
+        day = days.get(hour)
+        if day is None:
+            day = days[hour] = hour.replace(tzinfo=timezone.utc).astimezone(tz).date()
+        return day
+
+    return local_day
+
+
 def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 6):
     """(days, {series label: [cost_nanos per day]}) for a stacked daily chart;
-    groups beyond the `top` biggest are summed as "Other"."""
+    groups beyond the `top` biggest are summed as "Other", groups without
+    cost are left out. Reads only the cost, per hour and group."""
+    if stack_by is not None and stack_by not in GROUPS:
+        raise ValueError(f"stack_by must be one of {', '.join(GROUPS)}")
     days = [flt.start + timedelta(days=i) for i in range((flt.end - flt.start).days + 1)]
-    rows = summarize(org, flt, group_by=stack_by, interval="day")
-    by_group: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
-    group_cost: dict[str, int] = defaultdict(int)
-    for row in rows:
-        label = row.label if stack_by else "Spend"
-        by_group[label][row.period] += row.cost_nanos
-        group_cost[label] += row.cost_nanos
-    ranked = sorted(group_cost, key=lambda g: -group_cost[g])
-    keep, rest = ranked[:top], ranked[top:]
-    series = {g: [by_group[g].get(d, 0) for d in days] for g in keep}
-    if rest:
-        series["Other"] = [sum(by_group[g].get(d, 0) for g in rest) for d in days]
+    table = _table(flt, stack_by)
+    columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
+    query = (table.select(*columns, table.hour, fn.SUM(table.cost_nanos))
+             .where(*rollup_conditions(org, table, flt)).group_by(*columns, table.hour).tuples())
+    local_day = _local_days(org)
+    by_key: dict = defaultdict(lambda: defaultdict(int))
+    for record in query:
+        by_key[record[0] if stack_by else None][local_day(record[-2])] += int(record[-1] or 0)
+    if stack_by is None:
+        return days, {"Spend": [by_key[None].get(d, 0) for d in days]}
+    rows = [Row(key=key, cost_nanos=sum(per_day.values())) for key, per_day in by_key.items()]
+    rows = [r for r in rows if r.cost_nanos]
+    label_rows(org, stack_by, rows)
+    rows.sort(key=lambda r: (-r.cost_nanos, r.label))
+    series: dict[str, list[int]] = {}
+    for row in rows[:top]:
+        values = [by_key[row.key].get(d, 0) for d in days]
+        if row.label in series:  # two groups with one name (e.g. keys): one series
+            values = [a + b for a, b in zip(series[row.label], values)]
+        series[row.label] = values
+    if rows[top:]:
+        series["Other"] = [sum(by_key[r.key].get(d, 0) for r in rows[top:]) for d in days]
     return days, series
 
 
@@ -222,13 +278,122 @@ def member_names(org, refs: list[str]) -> dict[str, str]:
     return {lowered[u.email]: (f"{u.name} ({u.email})" if u.name else u.email) for u in query}
 
 
-def dimension_values(org, dimension: str, since: datetime | None = None, limit: int = 500) -> list:
-    """The distinct values a filter can offer, most used first."""
+def dimension_values(org, dimension: str, since: datetime | None = None, limit: int = 500,
+                     by_name: bool = False) -> list:
+    """The distinct values a filter can offer, most used first, or in
+    alphabetical order with `by_name` (read from the index alone: much
+    cheaper over a long history)."""
     table = UsageTagRollup if dimension == "tag" else UsageRollup
     column = getattr(table, _COLUMN[dimension])
     conditions = [table.organization == org]
     if since is not None:
         conditions.append(table.hour >= since)
+    if by_name:
+        query = table.select(column).distinct().where(*conditions).order_by(column).limit(limit).tuples()
+        return [value for value, in query]
     query = (table.select(column, fn.SUM(table.requests)).where(*conditions)
              .group_by(column).order_by(fn.SUM(table.requests).desc()).limit(limit).tuples())
     return [value for value, _ in query]
+
+
+def explore(org, flt: UsageFilter, group: str) -> list[Row]:
+    """The explorer's table: one row per value of a dimension (biggest cost
+    first), or per local day (oldest first) when `group` is "day"."""
+    if group not in EXPLORER_GROUPS:
+        raise ValueError(f"group must be one of {', '.join(EXPLORER_GROUPS)}")
+    if group == "day":
+        rows = summarize(org, flt, interval="day")
+        for row in rows:
+            row.key, row.label = row.period, row.period.isoformat()
+        return rows
+    return summarize(org, flt, group_by=group)
+
+
+def has_usage(org) -> bool:
+    """Has the organization ever recorded usage?"""
+    return UsageRollup.select(UsageRollup.id).where(UsageRollup.organization == org).limit(1).exists()
+
+
+def value_exists(org, dimension: str, value) -> bool:
+    """Does any of the organization's usage carry this value of a dimension?"""
+    table = UsageTagRollup if dimension == "tag" else UsageRollup
+    column = getattr(table, _COLUMN[dimension])
+    return table.select(table.id).where(table.organization == org, column == value).limit(1).exists()
+
+
+@dataclass
+class MonthToDate:
+    """This month so far against the same days of last month, and today."""
+
+    day: date
+    this_month: Totals
+    last_month_same_days: Totals  # the 1st up to the same day of the month before
+    last_month: Totals  # the whole month before
+    today: Totals
+    last_month_start: date
+    last_month_same_day: date
+    last_month_end: date
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        """The change against the same days of last month, None when there was no spend then."""
+        before = self.last_month_same_days.cost_nanos
+        if not before:
+            return None
+        return (Decimal(self.this_month.cost_nanos - before) * 100 / Decimal(before)).quantize(Decimal("0.1"))
+
+
+def month_to_date(org, day: date | None = None) -> MonthToDate:
+    """One read of the days from the 1st of last month to `day`, summed four ways."""
+    day = day or today(org)
+    last_start, last_end = month_range(day.replace(day=1) - timedelta(days=1))
+    last_same = same_day_last_month(day)
+    days = summarize(org, UsageFilter(last_start, day), interval="day")
+
+    def between(first: date, last: date) -> Totals:
+        totals = Totals()
+        for row in days:
+            if first <= row.period <= last:
+                totals.add(row)
+        return totals
+
+    return MonthToDate(
+        day=day, this_month=between(day.replace(day=1), day), last_month_same_days=between(last_start, last_same),
+        last_month=between(last_start, last_end), today=between(day, day),
+        last_month_start=last_start, last_month_same_day=last_same, last_month_end=last_end,
+    )
+
+
+def department_paths(org) -> dict[int, str]:
+    """Each department's name with its parents', e.g. "Engineering › Platform"."""
+    departments = {d.id: d for d in Department.in_org(org).select(Department.id, Department.name, Department.parent)}
+
+    def path(dept, seen=()) -> str:
+        parent = departments.get(dept.parent_id)
+        if parent is None or parent.id in seen:
+            return dept.name
+        return f"{path(parent, seen + (dept.id,))} › {dept.name}"
+
+    return {dept_id: path(dept) for dept_id, dept in departments.items()}
+
+
+def filter_choices(org) -> dict[str, list[tuple]]:
+    """(value, label) pairs for each filter of the explorer: the values the
+    organization's usage carries, its departments, keys and members."""
+    users = [u for u in dimension_values(org, "user", by_name=True) if u != NO_USER]
+    members = [u.email for u in User.select(User.email).join(Membership).where(Membership.organization == org)]
+    known = set(users)
+    users += [email for email in members if email not in known]
+    names = member_names(org, users)
+    keys = ApiKey.in_org(org).select(ApiKey.id, ApiKey.name, ApiKey.env, ApiKey.prefix, ApiKey.revoked_at)
+    return {
+        "provider": [(v, v) for v in dimension_values(org, "provider", by_name=True)],
+        "model": [(v, v) for v in dimension_values(org, "model", by_name=True)],
+        "tag": [(v, v) for v in dimension_values(org, "tag", by_name=True)],
+        "user": sorted(((u, names.get(u, u)) for u in users), key=lambda c: c[1].lower()),
+        "department": [(NO_DEPARTMENT, "(no department)")] + sorted(department_paths(org).items(),
+                                                                     key=lambda c: c[1].lower()),
+        "key": [(NO_KEY, "(no key)")] + sorted(
+            ((k.id, f"{k.name} ({k.display_key}{', revoked' if k.revoked_at else ''})") for k in keys),
+            key=lambda c: c[1].lower()),
+    }

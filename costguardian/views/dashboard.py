@@ -1,16 +1,63 @@
-"""The organization's home: what it has spent (empty until usage arrives)."""
+"""The organization's home: this month's spend against last month's, today,
+the top models, people, departments and keys, and 30 days of daily spend,
+all from the hourly rollups in the organization's time zone (an empty state
+until usage arrives)."""
 from __future__ import annotations
 
-from flask import Blueprint, g, render_template
+from datetime import timedelta
+
+from flask import Blueprint, g, render_template, request, url_for
 
 from costguardian.authz import require_permission
+from costguardian.extensions import htmx
 from costguardian.models import Membership
+from costguardian.rendering import render
+from costguardian.services import ingest, usage_queries
+from costguardian.services.usage_queries import UsageFilter
+from costguardian.views.usage import chart_data, prices_url
 
 bp = Blueprint("dashboard", __name__)
+
+PAGE, CHART = "dashboard/index.html", "partials/dashboard/_daily_chart.html"
+STACKS = {"provider": "By provider", "model": "By model"}
+CHART_DAYS = 30
+TOP_ROWS = 5
+UNPRICED_ROWS = 5
+# (service group, title, explorer filter, what the explorer groups that filter by)
+TOPS = (("model", "Top models", "model", "day"), ("user", "Top users", "user", "day"),
+        ("department", "Top departments", "department", "user"), ("api_key", "Top keys", "key", "day"))
+
+
+def _top_tables(org, month: UsageFilter) -> list[dict]:
+    tables = []
+    for group, title, param, then in TOPS:
+        rows = usage_queries.summarize(org, month, group_by=group)
+        links = [url_for("usage.index", **{param: row.key, "group_by": then})
+                 if not (group == "user" and not row.key) else None for row in rows[:TOP_ROWS]]
+        tables.append({"title": title, "group": group, "rows": list(zip(rows[:TOP_ROWS], links)),
+                       "more": max(len(rows) - TOP_ROWS, 0),
+                       "explore": url_for("usage.index", group_by=param)})
+    return tables
 
 
 @bp.get("/")
 @require_permission("usage:read")
 def index():
-    member_count = Membership.in_org(g.org).count()
-    return render_template("dashboard/index.html", member_count=member_count)
+    org = g.org
+    if not usage_queries.has_usage(org):
+        return render_template(PAGE, has_usage=False, member_count=Membership.in_org(org).count())
+    stack = request.args.get("stack")
+    stack = stack if stack in STACKS else "provider"
+    day = usage_queries.today(org)
+    context = {"has_usage": True, "stack": stack, "stacks": STACKS,
+               "chart": chart_data(org, UsageFilter(day - timedelta(days=CHART_DAYS - 1), day), stack)}
+    if htmx and not htmx.history_restore_request:  # the provider/model toggle redraws only the chart
+        return render(PAGE, CHART, **context)
+    month = usage_queries.month_to_date(org, day)
+    return render_template(
+        PAGE, **context,
+        member_count=Membership.in_org(org).count(), month=month,
+        tops=_top_tables(org, UsageFilter(day.replace(day=1), day)),
+        unpriced=list(ingest.unpriced_models(org).limit(UNPRICED_ROWS + 1)), unpriced_limit=UNPRICED_ROWS,
+        prices_url=prices_url(), usd_string=ingest.usd_string,
+    )

@@ -32,3 +32,45 @@
     if (zone && select.querySelector('option[value="' + zone + '"]')) { select.value = zone; }
   });
 })();
+
+// Copy buttons: <button data-copy-target="#field"> copies that field's value
+// (or an element's text) to the clipboard, e.g. a new API key shown once.
+(function () {
+  "use strict";
+
+  function announce(message, level) {
+    document.dispatchEvent(new CustomEvent("showToast", { detail: { value: { message: message, level: level } } }));
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy-target]");
+    if (!button) { return; }
+    var source = document.querySelector(button.getAttribute("data-copy-target"));
+    if (!source) { return; }
+    var text = "value" in source ? source.value : source.textContent;
+
+    function done(ok) {
+      button.textContent = ok ? "Copied" : "Copy failed";
+      button.classList.toggle("copied", ok);
+      if (ok) {
+        announce("Copied to the clipboard.", "success");
+      } else {
+        if (source.select) { source.select(); }
+        announce("Could not copy automatically: press Ctrl+C (⌘C) to copy the selected text.", "error");
+      }
+      setTimeout(function () { button.textContent = "Copy"; button.classList.remove("copied"); }, 3000);
+    }
+
+    function fallback() {
+      if (!source.select) { done(false); return; }
+      source.select();
+      try { done(document.execCommand("copy")); } catch (e) { done(false); }
+    }
+
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done(true); }, fallback);
+    } else {
+      fallback();
+    }
+  });
+})();

@@ -1,0 +1,139 @@
+"""Dashboard and explorer server time over a large demo organization, beside
+the same answers computed from the raw events.
+
+    .venv/bin/python bench/dashboard.py --instance /tmp/cg-1m [--events 1000000] [--database-url URL]
+
+The instance folder keeps the scratch database (SQLite unless --database-url)
+between runs; the demo organization is seeded through the ingest service up to
+--events. Pages are timed through the WSGI app in-process (server time only).
+The baseline computes each page's main numbers with SQL over usage_event.
+Not a test: results go to docs/PERFORMANCE.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def timed(fn, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[18] if len(samples) > 1 else samples[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instance", required=True, help="folder for the scratch database and secrets")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--database-url")
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+
+    instance = Path(args.instance)
+    instance.mkdir(parents=True, exist_ok=True)
+    os.environ["CG_INSTANCE_PATH"] = str(instance)
+    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{instance}/bench.db"
+    os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
+
+    from peewee import fn
+
+    from costguardian import create_app
+    from costguardian.db import migrate
+    from costguardian.extensions import db
+    from costguardian.models import Organization, UsageEvent, UsageRollup
+    from costguardian.services import demo, demo_usage, usage_queries
+
+    app = create_app({"RATELIMIT_ENABLED": False})
+    migrate(db.obj)
+    with db.connection_context():
+        credentials = demo.seed(instance)
+        org = Organization.get(Organization.name == demo.DEMO_ORG)
+        have = UsageEvent.in_org(org).count()
+        if have < args.events:
+            started = time.monotonic()
+            demo_usage.generate(org, args.events - have, seed=len(str(have)) + have)
+            print(f"seeded {args.events - have:,} events in {time.monotonic() - started:.0f} s")
+        events = UsageEvent.in_org(org).count()
+        rollups = UsageRollup.select().where(UsageRollup.organization == org).count()
+
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    response = client.post("/login", data={"email": credentials["email"], "password": credentials["password"],
+                                           "csrf_token": token})
+    assert response.status_code == 302, "sign-in failed"
+
+    with db.connection_context():
+        today = usage_queries.today(org)
+        month_start, month_end = usage_queries.month_range(today)
+        start_utc, end_utc = usage_queries.utc_bounds(org, month_start, month_end)
+        last_30_start, _ = usage_queries.utc_bounds(org, today - timedelta(days=29), today)
+
+    def raw_dashboard():
+        """The dashboard's month total, top models and 30-day daily series from events."""
+        with db.connection_context():
+            base = UsageEvent.select().where(UsageEvent.organization == org)
+            list(base.select(fn.COUNT(UsageEvent.id), fn.SUM(UsageEvent.cost_nanos))
+                 .where(UsageEvent.occurred_at >= start_utc, UsageEvent.occurred_at < end_utc).tuples())
+            list(base.select(UsageEvent.model, fn.SUM(UsageEvent.cost_nanos))
+                 .where(UsageEvent.occurred_at >= start_utc, UsageEvent.occurred_at < end_utc)
+                 .group_by(UsageEvent.model).tuples())
+            day = fn.DATE(UsageEvent.occurred_at) if db.obj.__class__.__name__.startswith("Sqlite") \
+                else fn.date_trunc("day", UsageEvent.occurred_at)
+            list(base.select(day, UsageEvent.provider, fn.SUM(UsageEvent.cost_nanos))
+                 .where(UsageEvent.occurred_at >= last_30_start).group_by(day, UsageEvent.provider).tuples())
+
+    def raw_explorer():
+        """The explorer's month grouped by model from events."""
+        with db.connection_context():
+            list(UsageEvent.select(UsageEvent.model, fn.COUNT(UsageEvent.id), fn.SUM(UsageEvent.input_tokens),
+                                   fn.SUM(UsageEvent.output_tokens), fn.SUM(UsageEvent.cost_nanos))
+                 .where(UsageEvent.organization == org, UsageEvent.occurred_at >= start_utc,
+                        UsageEvent.occurred_at < end_utc).group_by(UsageEvent.model).tuples())
+
+    pages = {
+        "dashboard /": "/",
+        "explorer this month by model": f"/usage/?from={month_start}&to={month_end}&group_by=model",
+        "explorer 90 days by department": f"/usage/?from={today - timedelta(days=89)}&to={today}&group_by=department",
+        "explorer 90 days, tag filter, by provider":
+            f"/usage/?from={today - timedelta(days=89)}&to={today}&tag=env:prod&group_by=provider",
+    }
+    results = {}
+    for label, url in pages.items():
+        first = client.get(url)
+        assert first.status_code == 200, (label, first.status_code)
+        results[label] = timed(lambda u=url: client.get(u), args.repeat)
+    baselines = {"dashboard /": timed(raw_dashboard, max(3, args.repeat // 5)),
+                 "explorer this month by model": timed(raw_explorer, max(3, args.repeat // 5))}
+
+    backend = "PostgreSQL" if os.environ["DATABASE_URL"].startswith("postgres") else "SQLite"
+    print(f"backend {backend}; {events:,} events, {rollups:,} rollup rows "
+          f"({events / max(rollups, 1):.1f}x fewer); {args.repeat} requests per page")
+    print(f"{'page':45} {'p50 ms':>8} {'p95 ms':>8} {'raw events p50 ms':>18} {'ratio':>7}")
+    for label, samples in results.items():
+        base = baselines.get(label)
+        base_p50 = statistics.median(base) if base else None
+        ratio = f"{base_p50 / statistics.median(samples):.0f}x" if base else ""
+        base_text = f"{base_p50:18.0f}" if base else f"{'':18}"
+        print(f"{label:45} {statistics.median(samples):8.1f} {p95(samples):8.1f} {base_text} {ratio:>7}")
+    print(json.dumps({"events": events, "rollups": rollups}))
+
+
+if __name__ == "__main__":
+    main()

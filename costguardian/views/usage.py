@@ -1,0 +1,193 @@
+"""The usage explorer: spend filtered and grouped any way, per user and per
+key history, and its CSV exports. Every view reads the same query string
+(forms.usage.parse), so a bookmarked URL, the htmx swap and the download agree."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from flask import (Blueprint, Response, current_app, g, make_response, render_template, request, stream_with_context,
+                   url_for)
+
+from costguardian.authz import require_permission
+from costguardian.db import connected
+from costguardian.extensions import db, htmx
+from costguardian.forms import usage as explorer
+from costguardian.money import NANOS_PER_USD
+from costguardian.rendering import render
+from costguardian.services import exports, usage_queries
+from costguardian.services.ingest import usd_string
+from costguardian.services.usage_queries import PRESETS, UsageFilter
+
+bp = Blueprint("usage", __name__, url_prefix="/usage")
+
+PAGE, RESULTS = "usage/index.html", "partials/usage/_results.html"
+CHART_SERIES = 6
+FILTER_LABELS = {"preset": "Period", "from": "From", "to": "To", "group_by": "Group by", "provider": "Provider",
+                 "model": "Model", "department": "Department", "user": "User", "key": "API key", "tag": "Tag"}
+
+
+def prices_url() -> str | None:
+    """The page where an organization sets its own prices, once it exists."""
+    return url_for("prices.index") if "prices.index" in current_app.view_functions else None
+
+
+def chart_data(org, flt: UsageFilter, stack_by: str | None) -> dict:
+    """A stacked daily spend chart: labels, series of dollar strings (for
+    Chart.js) and the same numbers as table rows (for everyone else)."""
+    days, series = usage_queries.daily_series(org, flt, stack_by=stack_by, top=CHART_SERIES)
+    names = list(series)
+    rows = [(day, [series[name][i] for name in names], sum(series[name][i] for name in names))
+            for i, day in enumerate(days)]
+    return {
+        "labels": [day.isoformat() for day in days],
+        "datasets": [{"label": name, "data": [_dollars(v) for v in values]} for name, values in series.items()],
+        "names": names, "rows": rows, "series_totals": [sum(series[name]) for name in names],
+        "total": sum(r[2] for r in rows),
+    }
+
+
+def _dollars(nanos: int) -> str:
+    return str((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def _heading(query: explorer.ExplorerQuery) -> str:
+    if query.key is not None:
+        return f"Usage of key “{query.key.name}”"
+    if query.no_key:
+        return "Usage sent without an API key"
+    if query.user:
+        return f"Usage of {usage_queries.member_names(g.org, [query.user]).get(query.user, query.user)}"
+    if query.department is not None:
+        return f"Usage of the {query.department.name} department"
+    if query.no_department:
+        return "Usage without a department"
+    parts = [p for p in (query.provider, query.model, f"tag {query.tag}" if query.tag else "") if p]
+    return "Usage of " + " · ".join(parts) if parts else "All usage"
+
+
+def _history(query: explorer.ExplorerQuery) -> list:
+    """Month by month for one key or one user (the last three years with
+    usage), newest first; each month links to the explorer for that month."""
+    if query.key is None and not query.user:
+        return []
+    today = usage_queries.today(g.org)
+    first = (today.replace(day=1) - timedelta(days=usage_queries.MAX_RANGE_DAYS - 31)).replace(day=1)
+    flt = UsageFilter(start=first, end=today,
+                      api_key_ids=[query.key.id] if query.key is not None else [],
+                      users=[query.user] if query.user else [])
+    rows = usage_queries.summarize(g.org, flt, interval="month")
+    return [(row, usage_queries.month_range(row.period)) for row in reversed(rows)]
+
+
+def _report(query: explorer.ExplorerQuery) -> dict:
+    org, flt = g.org, query.usage_filter()
+    rows = usage_queries.explore(org, flt, query.service_group)
+    total = usage_queries.total(org, flt)
+    stack_by = query.service_group if query.service_group in usage_queries.GROUPS else None
+    return {"rows": rows, "total": total, "chart": chart_data(org, flt, stack_by), "history": _history(query),
+            "heading": _heading(query)}
+
+
+def _out_of_band() -> set[str]:
+    """Parts of the filter form an htmx response also updates: the fields'
+    error messages; the dates when a range was picked; the range picker
+    ("Custom dates") when a date was typed. Never the control in use, so
+    it keeps focus."""
+    if not htmx:
+        return set()
+    parts = {"errors"}
+    trigger = htmx.trigger_name
+    if trigger == "preset":
+        parts.add("dates")
+    elif trigger in ("from", "to"):
+        parts.add("preset")
+    return parts
+
+
+def _full_page() -> bool:
+    """A whole page: a plain GET, or htmx restoring history it has no copy of
+    (the explorer keeps none: its selects' state is not in a DOM snapshot)."""
+    return not htmx or htmx.history_restore_request
+
+
+def _render(status: int = 200, **context):
+    if _full_page():
+        return make_response(render_template(PAGE, **context), status)
+    return render(PAGE, RESULTS, status=status, **context)
+
+
+@bp.get("/")
+@require_permission("usage:read")
+def index():
+    query = explorer.parse(g.org, request.args)
+    full = _full_page()
+    context = {"query": query, "presets": PRESETS, "groups": explorer.GROUP_LABELS,
+               "oob": set() if full else _out_of_band(), "filter_labels": FILTER_LABELS,
+               "usd_string": usd_string, "prices_url": prices_url()}
+    if full:
+        context["choices"] = usage_queries.filter_choices(g.org)
+    if query.errors:
+        return _render(422, **context)
+    context.update(_report(query))
+    response = _render(**context)
+    if not full:  # the address bar shows the clean query, not every empty field of the form
+        response.headers["HX-Push-Url"] = url_for("usage.index", **query.params())
+    return response
+
+
+def _invalid(query):
+    """A download link with a bad filter: a page that says what is wrong."""
+    detail = "The filter is not valid: " + " ".join(query.errors.values())
+    return render_template("errors/error.html", status=422, title="Nothing to export", detail=detail), 422
+
+
+def _csv(org, kind: str, flt: UsageFilter, body) -> Response:
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(org, kind, flt)}"'
+    return response
+
+
+def _streamed(generator_function, *args):
+    """Stream what the generator yields with a database connection of its own:
+    the request's connection is closed when the view returns, before the
+    body is sent."""
+
+    def body():
+        with connected(db):
+            yield from generator_function(*args)
+
+    return stream_with_context(body())
+
+
+@bp.get("/export/events.csv")
+@require_permission("usage:read")
+def export_events():
+    query = explorer.parse(g.org, request.args)
+    if query.errors:
+        return _invalid(query)
+    flt = query.usage_filter()
+    return _csv(g.org, "events", flt, _streamed(exports.events_csv, g.org, flt))
+
+
+@bp.get("/export/grouped.csv")
+@require_permission("usage:read")
+def export_grouped():
+    query = explorer.parse(g.org, request.args)
+    if query.errors:
+        return _invalid(query)
+    flt = query.usage_filter()
+    rows = usage_queries.explore(g.org, flt, query.service_group)
+    total = usage_queries.total(g.org, flt)
+    return _csv(g.org, f"by-{query.group}", flt, exports.grouped_csv(query.group, rows, total))
+
+
+@bp.get("/export/focus.csv")
+@require_permission("usage:read")
+def export_focus():
+    query = explorer.parse(g.org, request.args)
+    if query.errors:
+        return _invalid(query)
+    flt = query.usage_filter()
+    return _csv(g.org, "focus", flt, _streamed(exports.focus_csv, g.org, flt))
+
