@@ -95,7 +95,7 @@ def main() -> None:
                  .where(UsageEvent.occurred_at >= start_utc, UsageEvent.occurred_at < end_utc)
                  .group_by(UsageEvent.model).tuples())
             day = fn.DATE(UsageEvent.occurred_at) if db.obj.__class__.__name__.startswith("Sqlite") \
-                else fn.date_trunc("day", UsageEvent.occurred_at)
+                else UsageEvent.occurred_at.cast("date")
             list(base.select(day, UsageEvent.provider, fn.SUM(UsageEvent.cost_nanos))
                  .where(UsageEvent.occurred_at >= last_30_start).group_by(day, UsageEvent.provider).tuples())
 

@@ -11,7 +11,10 @@ from costguardian.extensions import htmx
 def render(page: str, partial: str, /, status: int = 200, **context):
     """The full page, or only its partial when htmx asks (and is not boosting).
     The page template includes the same partial file, so markup exists once."""
-    template = partial if htmx and not htmx.boosted else page
+    # A history restore (Back, with nothing in htmx's cache) swaps the whole body:
+    # it needs the page, like a boosted request.
+    fragment = htmx and not htmx.boosted and not htmx.history_restore_request
+    template = partial if fragment else page
     return make_response(render_template(template, **context), status)
 
 

@@ -72,6 +72,6 @@ def deliver_email(message_id: int) -> None:
 def reprice_model(org_id: int, provider: str, model: str) -> None:
     """Bring an organization's stored usage of one model in line with its
     prices (after an override was created, changed or deleted)."""
-    from costguardian.services import prices
+    from costguardian.services import repricing
 
-    prices.reprice_by_id(org_id, provider, model)
+    repricing.reprice_by_id(org_id, provider, model)

@@ -9,7 +9,7 @@ import pytest
 
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, AuditLog, Department, ModelAlias, PriceOverride, UsageEvent,
                                  UsageRollup, UsageTagRollup)
-from costguardian.services import ingest, prices
+from costguardian.services import ingest, prices, repricing
 from costguardian.services.errors import ValidationError
 from tests.support import SYSTEM
 
@@ -195,7 +195,7 @@ def test_repricing_works_in_chunks_and_is_idempotent(org, monkeypatch):
     add_override(org)
     assert total_cost(org) == rollup_cost(org) == 22_000_000
     assert_rollups_equal_events(org)
-    assert prices.reprice(org, "mycorp", "llama-x") == 0  # nothing left to change
+    assert repricing.reprice(org, "mycorp", "llama-x") == 0  # nothing left to change
 
 
 def test_repricing_leaves_other_organizations_alone(org, make_org):
@@ -209,7 +209,7 @@ def test_repricing_leaves_other_organizations_alone(org, make_org):
 
 
 def test_reprice_task_for_a_deleted_organization_does_nothing(org):
-    assert prices.reprice_by_id(987_654, "mycorp", "llama-x") == 0
+    assert repricing.reprice_by_id(987_654, "mycorp", "llama-x") == 0
 
 
 def test_new_events_after_an_override_are_priced_by_it(org):

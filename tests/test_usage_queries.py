@@ -253,3 +253,13 @@ def test_value_exists_is_scoped(usage_data):
     assert usage_queries.value_exists(usage_data.org, "model", "gpt-4o")
     assert not usage_queries.value_exists(usage_data.org, "model", "gpt-5")
     assert usage_queries.has_usage(usage_data.org)
+
+
+def test_summarize_many_equals_one_summary_per_group(usage_data):
+    flt = UsageFilter(date(2025, 3, 1), date(2025, 5, 31))
+    groups = ("model", "user", "department", "api_key", "provider")
+    many = usage_queries.summarize_many(usage_data.org, flt, groups)
+    for group in groups:
+        assert many[group] == usage_queries.summarize(usage_data.org, flt, group_by=group), group
+    with pytest.raises(ValueError):
+        usage_queries.summarize_many(usage_data.org, flt, ("tag",))

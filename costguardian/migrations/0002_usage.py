@@ -114,7 +114,11 @@ def up(migrator, db):
         class Meta:
             database = db
             table_name = 'usage_rollup'
-            indexes = ((('organization', 'hour', 'provider', 'model', 'api_key_id', 'user_ref', 'department_id'), True),)
+            primary_key = CompositeKey('organization', 'hour', 'provider', 'model', 'api_key_id', 'user_ref',
+                                       'department_id')
+            without_rowid = isinstance(db, SqliteDatabase)  # rows stored in key order: range scans read them in sequence
+    UsageRollup.add_index(UsageRollup.index(UsageRollup.organization, UsageRollup.provider, UsageRollup.model,
+                                            where=(UsageRollup.unpriced_requests > 0), name='usage_rollup_unpriced'))
     db.create_tables([UsageRollup])
 
     class UsageTagRollup(Model):
@@ -136,7 +140,9 @@ def up(migrator, db):
         class Meta:
             database = db
             table_name = 'usage_tag_rollup'
-            indexes = ((('organization', 'tag', 'hour', 'provider', 'model', 'api_key_id', 'user_ref', 'department_id'), True),)
+            primary_key = CompositeKey('organization', 'tag', 'hour', 'provider', 'model', 'api_key_id', 'user_ref',
+                                       'department_id')
+            without_rowid = isinstance(db, SqliteDatabase)
     db.create_tables([UsageTagRollup])
 
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
+from peewee import Tuple
 
 from costguardian.models import NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.ingest import usd_string
@@ -103,22 +104,25 @@ def event_conditions(org, flt: UsageFilter) -> list:
     return conditions
 
 
-def _keyset(model, moment, conditions: list, chunk: int):
-    """The rows matching `conditions`, page after page in (moment, id) order:
-    each page starts after the last row of the one before (a keyset), so a
-    page costs the same wherever it is, and only one is in memory. The
-    (organization, time) indexes serve both the filter and the order. Rows
-    are named tuples (foreign keys as ids): several times cheaper than models."""
+def _keyset(model, order: list, conditions: list, chunk: int):
+    """The rows matching `conditions`, page after page in `order` (columns
+    that identify a row): each page starts after the last row of the one
+    before (a keyset, compared as a row value), so a page costs the same
+    wherever it is, and only one is in memory. The (organization, time)
+    indexes and the rollups' primary keys serve both the filter and the order.
+    Rows are named tuples (foreign keys as ids): cheaper than models."""
     last = None
+    names = [column.name for column in order]
     while True:
         query = model.select().where(*conditions).namedtuples()
         if last is not None:
-            query = query.where(moment >= last[0], (moment > last[0]) | (model.id > last[1]))
-        rows = list(query.order_by(moment, model.id).limit(chunk))
+            # the first column's bound lets the index do the work; the row value is exact
+            query = query.where(order[0] >= last[0], Tuple(*order) > Tuple(*last))
+        rows = list(query.order_by(*order).limit(chunk))
         yield from rows
         if len(rows) < chunk:
             return
-        last = (getattr(rows[-1], moment.name), rows[-1].id)
+        last = [getattr(rows[-1], name) for name in names]
 
 
 def events_csv(org, flt: UsageFilter, chunk: int = CHUNK):
@@ -131,7 +135,7 @@ def events_csv(org, flt: UsageFilter, chunk: int = CHUNK):
     yield lines.take()
 
     written = 0
-    for event in _keyset(UsageEvent, UsageEvent.occurred_at, conditions, chunk):
+    for event in _keyset(UsageEvent, [UsageEvent.occurred_at, UsageEvent.id], conditions, chunk):
         if wanted_tags and not wanted_tags.intersection(event.tags or ()):
             continue
         lines.writer.writerow([
@@ -189,7 +193,7 @@ def focus_csv(org, flt: UsageFilter, chunk: int = CHUNK):
     lines.writer.writerow(FOCUS_COLUMNS)
     yield lines.take()
 
-    for count, row in enumerate(_keyset(table, table.hour, conditions, chunk), start=1):
+    for count, row in enumerate(_keyset(table, [getattr(table, name) for name in table.KEY], conditions, chunk), start=1):
         billing_start, billing_end = _month_bounds(row.hour)
         cost = usd_string(row.cost_nanos)
         provider = provider_name(row.provider)

@@ -197,6 +197,32 @@ def summarize(org, flt: UsageFilter, group_by: str | None = None, interval: str 
     return rows
 
 
+def summarize_many(org, flt: UsageFilter, groups: tuple[str, ...]) -> dict[str, list[Row]]:
+    """summarize(org, flt, group_by=g) for several groups at once, from one
+    scan of the rollups grouped by all of them (the dashboard's top lists)."""
+    if "tag" in groups or not set(groups) <= set(GROUPS):
+        raise ValueError("summarize_many takes groups other than tag")
+    table = _table(flt, None)
+    columns = [getattr(table, _COLUMN[g]) for g in groups]
+    query = (table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt))
+             .group_by(*columns).tuples())
+    width = len(columns)
+    sums: dict[str, dict[object, list[int]]] = {g: {} for g in groups}
+    for record in query:
+        measures = [int(v or 0) for v in record[width:]]
+        for index, group in enumerate(groups):
+            acc = sums[group].setdefault(record[index], [0] * len(UsageRollup.MEASURES))
+            for i, value in enumerate(measures):
+                acc[i] += value
+    result = {}
+    for group in groups:
+        rows = [Row(*acc, key=key) for key, acc in sums[group].items() if acc[0]]
+        rows.sort(key=lambda r: (-r.cost_nanos, -r.requests, str(r.key)))
+        label_rows(org, group, rows)
+        result[group] = rows
+    return result
+
+
 def total(org, flt: UsageFilter) -> Totals:
     rows = summarize(org, flt)
     return rows[0] if rows else Totals()
@@ -311,14 +337,14 @@ def explore(org, flt: UsageFilter, group: str) -> list[Row]:
 
 def has_usage(org) -> bool:
     """Has the organization ever recorded usage?"""
-    return UsageRollup.select(UsageRollup.id).where(UsageRollup.organization == org).limit(1).exists()
+    return UsageRollup.select(UsageRollup.hour).where(UsageRollup.organization == org).limit(1).exists()
 
 
 def value_exists(org, dimension: str, value) -> bool:
     """Does any of the organization's usage carry this value of a dimension?"""
     table = UsageTagRollup if dimension == "tag" else UsageRollup
     column = getattr(table, _COLUMN[dimension])
-    return table.select(table.id).where(table.organization == org, column == value).limit(1).exists()
+    return table.select(table.hour).where(table.organization == org, column == value).limit(1).exists()
 
 
 @dataclass

@@ -12,7 +12,7 @@ from costguardian.authz import require_permission
 from costguardian.extensions import htmx
 from costguardian.models import Membership
 from costguardian.rendering import render
-from costguardian.services import ingest, usage_queries
+from costguardian.services import ingest, rollups, usage_queries
 from costguardian.services.usage_queries import UsageFilter
 from costguardian.views.usage import chart_data, prices_url
 
@@ -30,8 +30,9 @@ TOPS = (("model", "Top models", "model", "day"), ("user", "Top users", "user", "
 
 def _top_tables(org, month: UsageFilter) -> list[dict]:
     tables = []
+    by_group = usage_queries.summarize_many(org, month, tuple(group for group, *_ in TOPS))
     for group, title, param, then in TOPS:
-        rows = usage_queries.summarize(org, month, group_by=group)
+        rows = by_group[group]
         links = [url_for("usage.index", **{param: row.key, "group_by": then})
                  if not (group == "user" and not row.key) else None for row in rows[:TOP_ROWS]]
         tables.append({"title": title, "group": group, "rows": list(zip(rows[:TOP_ROWS], links)),
@@ -58,6 +59,6 @@ def index():
         PAGE, **context,
         member_count=Membership.in_org(org).count(), month=month,
         tops=_top_tables(org, UsageFilter(day.replace(day=1), day)),
-        unpriced=list(ingest.unpriced_models(org).limit(UNPRICED_ROWS + 1)), unpriced_limit=UNPRICED_ROWS,
+        unpriced=list(rollups.unpriced_models(org).limit(UNPRICED_ROWS + 1)), unpriced_limit=UNPRICED_ROWS,
         prices_url=prices_url(), usd_string=ingest.usd_string,
     )
