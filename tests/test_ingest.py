@@ -120,3 +120,29 @@ def test_internal_callers_may_ingest_without_a_key(app_ctx, make_org):
                                          (12_340_000_000, "12.34")])
 def test_usd_strings(nanos, text):
     assert ingest.usd_string(nanos) == text
+
+
+def test_ingest_remembers_each_dimension_value_with_its_latest_hour(app_ctx, make_org):
+    from costguardian.models import UsageDimension
+    from costguardian.services import usage_queries
+
+    org = make_org("Acme")
+    other = make_org("Globex")
+    events = [{"event_id": "a", "provider": "openai", "model": "gpt-4o", "input_tokens": 1, "user": "cust-1",
+               "occurred_at": "2026-11-01T10:20:00Z", "tags": ["env:prod"]},
+              {"event_id": "b", "provider": "openai", "model": "gpt-4o", "input_tokens": 1,
+               "occurred_at": "2026-11-03T08:00:00Z"}]
+    ingest.ingest(org, None, events, now=datetime(2026, 11, 26))
+    ingest.ingest(other, None, [{"event_id": "x", "provider": "mistral", "model": "mistral-large-latest",
+                                 "input_tokens": 1}], now=datetime(2026, 11, 26))
+    rows = {(d.dimension, d.value): d.last_hour for d in UsageDimension.select().where(
+        UsageDimension.organization == org)}
+    assert rows == {("provider", "openai"): datetime(2026, 11, 3, 8), ("model", "gpt-4o"): datetime(2026, 11, 3, 8),
+                    ("user", "cust-1"): datetime(2026, 11, 1, 10), ("tag", "env:prod"): datetime(2026, 11, 1, 10)}
+    # an older event does not move last_hour back
+    ingest.ingest(org, None, [{"event_id": "c", "provider": "openai", "model": "gpt-4o", "input_tokens": 1,
+                               "occurred_at": "2026-10-01T00:00:00Z"}], now=datetime(2026, 11, 26))
+    assert UsageDimension.get(UsageDimension.organization == org, UsageDimension.value == "gpt-4o").last_hour \
+        == datetime(2026, 11, 3, 8)
+    assert usage_queries.dimension_values(org, "provider", by_name=True) == ["openai"]
+    assert usage_queries.dimension_values(other, "model", by_name=True) == ["mistral-large"]

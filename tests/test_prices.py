@@ -190,7 +190,7 @@ def test_deleting_a_discount_goes_back_to_the_catalog(org):
 
 
 def test_repricing_works_in_chunks_and_is_idempotent(org, monkeypatch):
-    monkeypatch.setattr(prices, "CHUNK", 3)
+    monkeypatch.setattr(repricing, "CHUNK", 3)
     send(org, llama_events(7) + llama_events(4, "2026-11-22T18:45:00Z"))
     add_override(org)
     assert total_cost(org) == rollup_cost(org) == 22_000_000
@@ -379,7 +379,7 @@ def test_alias_moves_only_its_provider_and_organization(org, make_org):
 
 
 def test_alias_reattribution_in_chunks(org, monkeypatch):
-    monkeypatch.setattr(prices, "CHUNK", 2)
+    monkeypatch.setattr(repricing, "CHUNK", 2)
     send(org, azure_events(5) + azure_events(2, occurred_at="2026-11-23T01:00:00Z"))
     prices.create_alias(org, SYSTEM, provider="azure", alias="prod-4o", model="gpt-4o")
     assert UsageEvent.in_org(org).where(UsageEvent.model == "gpt-4o").count() == 7

@@ -6,7 +6,7 @@ events into an organization in Los Angeles time; every expected number is
 computed from those events and the cost ingest reported for each."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -263,3 +263,15 @@ def test_summarize_many_equals_one_summary_per_group(usage_data):
         assert many[group] == usage_queries.summarize(usage_data.org, flt, group_by=group), group
     with pytest.raises(ValueError):
         usage_queries.summarize_many(usage_data.org, flt, ("tag",))
+
+
+@pytest.mark.parametrize("group", ["model", "user", "department", "api_key", "provider", "tag", "day"])
+def test_explorer_report_equals_its_separate_queries(usage_data, group):
+    flt = UsageFilter(date(2025, 3, 1), date(2025, 5, 31))
+    report = usage_queries.explorer_report(usage_data.org, flt, group, top=2)
+    assert report.rows == usage_queries.explore(usage_data.org, flt, group)
+    expected = usage_queries.total(usage_data.org, flt)
+    assert [getattr(report.total, f.name) for f in fields(usage_queries.Totals)] == \
+        [getattr(expected, f.name) for f in fields(usage_queries.Totals)]
+    stack_by = None if group == "day" else group
+    assert (report.days, report.series) == usage_queries.daily_series(usage_data.org, flt, stack_by, top=2)

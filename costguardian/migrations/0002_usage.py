@@ -97,7 +97,7 @@ def up(migrator, db):
     db.create_tables([UsageEvent])
 
     class UsageRollup(Model):
-        organization = ForeignKeyField(Organization, on_delete='CASCADE')
+        organization = ForeignKeyField(Organization, on_delete='CASCADE', index=False)
         hour = DateTimeField()
         provider = CharField(max_length=64)
         model = CharField(max_length=128)
@@ -122,7 +122,7 @@ def up(migrator, db):
     db.create_tables([UsageRollup])
 
     class UsageTagRollup(Model):
-        organization = ForeignKeyField(Organization, on_delete='CASCADE')
+        organization = ForeignKeyField(Organization, on_delete='CASCADE', index=False)
         hour = DateTimeField()
         tag = CharField(max_length=100)
         provider = CharField(max_length=64)
@@ -145,8 +145,21 @@ def up(migrator, db):
             without_rowid = isinstance(db, SqliteDatabase)
     db.create_tables([UsageTagRollup])
 
+    class UsageDimension(Model):
+        organization = ForeignKeyField(Organization, on_delete='CASCADE', index=False)
+        dimension = CharField(max_length=16)
+        value = CharField(max_length=200)
+        last_hour = DateTimeField()
+        class Meta:
+            database = db
+            table_name = 'usage_dimension'
+            primary_key = CompositeKey('organization', 'dimension', 'value')
+            without_rowid = isinstance(db, SqliteDatabase)
+    db.create_tables([UsageDimension])
+
 
 def down(migrator, db):
+    migrator.migrate(migrator.drop_table('usage_dimension'))
     migrator.migrate(migrator.drop_table('usage_tag_rollup'))
     migrator.migrate(migrator.drop_table('usage_rollup'))
     migrator.migrate(migrator.drop_table('usage_event'))

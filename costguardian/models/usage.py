@@ -52,7 +52,7 @@ class UsageEvent(TenantModel):
 class UsageRollup(BaseModel):
     """Sums per UTC hour and dimension combination; dashboards read these."""
 
-    organization = ForeignKeyField(Organization, on_delete="CASCADE")
+    organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)  # the key starts with it
     hour = DateTimeField()
     provider = CharField(max_length=64)
     model = CharField(max_length=128)
@@ -88,7 +88,7 @@ UsageRollup.add_index(UsageRollup.index(UsageRollup.organization, UsageRollup.pr
 class UsageTagRollup(BaseModel):
     """The same sums per tag, for filtering and grouping by tag."""
 
-    organization = ForeignKeyField(Organization, on_delete="CASCADE")
+    organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)
     hour = DateTimeField()
     tag = CharField(max_length=100)
     provider = CharField(max_length=64)
@@ -111,6 +111,19 @@ class UsageTagRollup(BaseModel):
     class Meta:
         primary_key = CompositeKey("organization", "tag", "hour", "provider", "model", "api_key_id", "user_ref",
                                    "department_id")
+
+
+class UsageDimension(BaseModel):
+    """Every provider, model, user and tag an organization's usage has carried,
+    kept by ingest: the explorer's filter choices without scanning rollups."""
+
+    organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)
+    dimension = CharField(max_length=16)  # provider, model, user, tag
+    value = CharField(max_length=200)
+    last_hour = DateTimeField()
+
+    class Meta:
+        primary_key = CompositeKey("organization", "dimension", "value")
 
 
 class PriceOverride(TenantModel):

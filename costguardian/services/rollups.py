@@ -9,7 +9,7 @@ from peewee import OperationalError, PostgresqlDatabase, fn
 
 from costguardian.db import write_transaction
 from costguardian.extensions import db
-from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageDimension, UsageEvent, UsageRollup, UsageTagRollup
 
 
 def store_events(org_id: int, rows: list[dict]) -> set[str]:
@@ -83,6 +83,33 @@ def _add_to_rollups(org_id: int, rows: list[dict]) -> None:
     upsert_rollups(UsageRollup, org_id, totals)
     if tag_totals:
         upsert_rollups(UsageTagRollup, org_id, tag_totals)
+    record_dimensions(org_id, totals, tag_totals)
+
+
+def record_dimensions(org_id: int, totals: dict, tag_totals: dict) -> None:
+    """Remember the providers, models, users and tags seen (with the latest hour)."""
+    seen: dict[tuple[str, str], object] = {}
+
+    def note(dimension: str, value: str, hour) -> None:
+        if value and (seen.get((dimension, value)) is None or seen[(dimension, value)] < hour):
+            seen[(dimension, value)] = hour
+
+    for hour, provider, model, _key, user, _department in totals:
+        note("provider", provider, hour)
+        note("model", model, hour)
+        note("user", user, hour)
+    for tag, hour, *_ in tag_totals:
+        note("tag", tag, hour)
+    hour_value = UsageDimension.last_hour.db_value
+    params = []
+    for (dimension, value), hour in sorted(seen.items()):
+        params.extend((org_id, dimension, value, hour_value(hour)))
+    if params:
+        db.execute_sql(
+            'INSERT INTO "usage_dimension" ("organization_id", "dimension", "value", "last_hour") '
+            f"VALUES {_values_sql(4, len(seen))} ON CONFLICT (\"organization_id\", \"dimension\", \"value\") "
+            'DO UPDATE SET "last_hour" = CASE WHEN excluded."last_hour" > "usage_dimension"."last_hour" '
+            'THEN excluded."last_hour" ELSE "usage_dimension"."last_hour" END', params)
 
 
 def _accumulate(into: list[int], measures: tuple) -> None:

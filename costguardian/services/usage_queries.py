@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from peewee import fn
 
-from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Department, Membership, User, UsageRollup,
-                                 UsageTagRollup)
+from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Department, Membership, User, UsageDimension,
+                                 UsageRollup, UsageTagRollup)
 
 GROUPS = ("provider", "model", "api_key", "user", "department", "tag")
 INTERVALS = ("total", "day", "month")
@@ -247,7 +247,6 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
     cost are left out. Reads only the cost, per hour and group."""
     if stack_by is not None and stack_by not in GROUPS:
         raise ValueError(f"stack_by must be one of {', '.join(GROUPS)}")
-    days = [flt.start + timedelta(days=i) for i in range((flt.end - flt.start).days + 1)]
     table = _table(flt, stack_by)
     columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
     query = (table.select(*columns, table.hour, fn.SUM(table.cost_nanos))
@@ -256,8 +255,14 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
     by_key: dict = defaultdict(lambda: defaultdict(int))
     for record in query:
         by_key[record[0] if stack_by else None][local_day(record[-2])] += int(record[-1] or 0)
+    return _series(org, flt, stack_by, by_key, top)
+
+
+def _series(org, flt: UsageFilter, stack_by: str | None, by_key: dict, top: int):
+    """(days, series) from {group key: {local day: cost_nanos}}."""
+    days = [flt.start + timedelta(days=i) for i in range((flt.end - flt.start).days + 1)]
     if stack_by is None:
-        return days, {"Spend": [by_key[None].get(d, 0) for d in days]}
+        return days, {"Spend": [by_key.get(None, {}).get(d, 0) for d in days]}
     rows = [Row(key=key, cost_nanos=sum(per_day.values())) for key, per_day in by_key.items()]
     rows = [r for r in rows if r.cost_nanos]
     label_rows(org, stack_by, rows)
@@ -271,6 +276,46 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
     if rows[top:]:
         series["Other"] = [sum(by_key[r.key].get(d, 0) for r in rows[top:]) for d in days]
     return days, series
+
+
+@dataclass
+class ExplorerReport:
+    rows: list
+    total: Totals
+    days: list
+    series: dict
+
+
+def explorer_report(org, flt: UsageFilter, group: str, top: int = 6) -> ExplorerReport:
+    """The explorer's table, total and daily chart from one scan of the rollups
+    (grouped by the dimension and hour, bucketed into local days here)."""
+    if group not in EXPLORER_GROUPS:
+        raise ValueError(f"group must be one of {', '.join(EXPLORER_GROUPS)}")
+    group_by = None if group == "day" else group
+    day_rows = summarize(org, flt, group_by=group_by, interval="day")
+    overall = Totals()
+    by_key: dict = defaultdict(lambda: defaultdict(int))
+    merged: dict = {}
+    for row in day_rows:
+        overall.add(row)
+        by_key[row.key][row.period] += row.cost_nanos
+        if group == "day":
+            continue
+        into = merged.get(row.key)
+        if into is None:
+            into = merged[row.key] = Row(key=row.key, label=row.label)
+        into.add(row)
+    if group == "day":
+        rows = day_rows
+        for row in rows:
+            row.key, row.label = row.period, row.period.isoformat()
+        by_key = {None: by_key[None]} if None in by_key else {}
+    else:
+        rows = sorted(merged.values(), key=lambda r: (-r.cost_nanos, -r.requests, str(r.key)))
+    if group == "tag" and not flt.tags:
+        overall = total(org, flt)  # an event with two tags is in two tag rows, but spent once
+    days, series = _series(org, flt, group_by, by_key, top)
+    return ExplorerReport(rows, overall, days, series)
 
 
 def label_rows(org, group_by: str | None, rows: list[Row]) -> None:
@@ -306,16 +351,19 @@ def member_names(org, refs: list[str]) -> dict[str, str]:
 
 def dimension_values(org, dimension: str, since: datetime | None = None, limit: int = 500,
                      by_name: bool = False) -> list:
-    """The distinct values a filter can offer, most used first, or in
-    alphabetical order with `by_name` (read from the index alone: much
-    cheaper over a long history)."""
+    """The distinct values a filter can offer, most used first (a scan of the
+    rollups), or in alphabetical order with `by_name` (a lookup in the small
+    table of values ingest keeps: cheap over any history)."""
     table = UsageTagRollup if dimension == "tag" else UsageRollup
     column = getattr(table, _COLUMN[dimension])
     conditions = [table.organization == org]
     if since is not None:
         conditions.append(table.hour >= since)
-    if by_name:
-        query = table.select(column).distinct().where(*conditions).order_by(column).limit(limit).tuples()
+    if by_name:  # from the small table ingest keeps, not the rollups
+        query = (UsageDimension.select(UsageDimension.value)
+                 .where(UsageDimension.organization == org, UsageDimension.dimension == dimension,
+                        *([UsageDimension.last_hour >= since] if since is not None else []))
+                 .order_by(UsageDimension.value).limit(limit).tuples())
         return [value for value, in query]
     query = (table.select(column, fn.SUM(table.requests)).where(*conditions)
              .group_by(column).order_by(fn.SUM(table.requests).desc()).limit(limit).tuples())

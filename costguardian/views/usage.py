@@ -35,7 +35,10 @@ def prices_url() -> str | None:
 def chart_data(org, flt: UsageFilter, stack_by: str | None) -> dict:
     """A stacked daily spend chart: labels, series of dollar strings (for
     Chart.js) and the same numbers as table rows (for everyone else)."""
-    days, series = usage_queries.daily_series(org, flt, stack_by=stack_by, top=CHART_SERIES)
+    return _chart(*usage_queries.daily_series(org, flt, stack_by=stack_by, top=CHART_SERIES))
+
+
+def _chart(days, series: dict) -> dict:
     names = list(series)
     rows = [(day, [series[name][i] for name in names], sum(series[name][i] for name in names))
             for i, day in enumerate(days)]
@@ -82,11 +85,9 @@ def _history(query: explorer.ExplorerQuery) -> list:
 
 def _report(query: explorer.ExplorerQuery) -> dict:
     org, flt = g.org, query.usage_filter()
-    rows = usage_queries.explore(org, flt, query.service_group)
-    total = usage_queries.total(org, flt)
-    stack_by = query.service_group if query.service_group in usage_queries.GROUPS else None
-    return {"rows": rows, "total": total, "chart": chart_data(org, flt, stack_by), "history": _history(query),
-            "heading": _heading(query)}
+    report = usage_queries.explorer_report(org, flt, query.service_group, top=CHART_SERIES)
+    return {"rows": report.rows, "total": report.total, "chart": _chart(report.days, report.series),
+            "history": _history(query), "heading": _heading(query)}
 
 
 def _out_of_band() -> set[str]:
