@@ -275,3 +275,32 @@ def test_explorer_report_equals_its_separate_queries(usage_data, group):
         [getattr(expected, f.name) for f in fields(usage_queries.Totals)]
     stack_by = None if group == "day" else group
     assert (report.days, report.series) == usage_queries.daily_series(usage_data.org, flt, stack_by, top=2)
+
+
+@pytest.mark.parametrize("tz, first, last", [
+    ("America/New_York", date(2026, 3, 6), date(2026, 3, 10)),  # spring forward on 8 March
+    ("America/New_York", date(2026, 10, 30), date(2026, 11, 3)),  # fall back on 1 November
+    ("Europe/Berlin", date(2026, 3, 27), date(2026, 3, 31)),
+    ("Australia/Lord_Howe", date(2026, 4, 3), date(2026, 4, 7)),  # a half-hour DST change
+    ("Asia/Kolkata", date(2026, 5, 1), date(2026, 5, 3)),  # +05:30, no DST
+])
+def test_local_days_across_offset_changes_match_a_brute_force(make_org, tz, first, last):
+    from collections import Counter
+    from datetime import timedelta
+
+    org = make_org(f"Zone {tz}", time_zone=tz)
+    start = datetime.combine(first, datetime.min.time()) - timedelta(hours=14)
+    events = [{"event_id": f"h{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000 + i,
+               "occurred_at": (start + timedelta(hours=i)).isoformat() + "Z"} for i in range(24 * 7)]
+    ingest.ingest(org, None, events, now=datetime(2026, 12, 1))
+    rows = usage_queries.summarize(org, UsageFilter(first, last), interval="day")
+    zone = ZoneInfo(tz)
+    utc_start, utc_end = usage_queries.utc_bounds(org, first, last)
+    expected = Counter()
+    for e in events:
+        moment = datetime.fromisoformat(e["occurred_at"].rstrip("Z"))
+        hour = moment.replace(minute=0)
+        if utc_start <= hour < utc_end:
+            expected[hour.replace(tzinfo=timezone.utc).astimezone(zone).date()] += 1
+    assert {r.period: r.requests for r in rows} == dict(expected)
+    assert sum(expected.values()) > 0

@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from peewee import fn
+from peewee import SQL, Case, PostgresqlDatabase, fn
 
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Department, Membership, User, UsageDimension,
                                  UsageRollup, UsageTagRollup)
@@ -169,28 +169,25 @@ def summarize(org, flt: UsageFilter, group_by: str | None = None, interval: str 
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
     table = _table(flt, group_by)
-    columns = []
-    if group_by is not None:
-        columns.append(getattr(table, _COLUMN[group_by]))
-    if interval != "total":
-        columns.append(table.hour)
-    query = table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt)).tuples()
-    if columns:
-        query = query.group_by(*columns)
-    local_day = _local_days(org)
+    group_columns = [getattr(table, _COLUMN[group_by])] if group_by is not None else []
     sums: dict[tuple, list[int]] = {}
-    width = len(columns)
-    for record in query:
-        key = record[0] if group_by is not None else None
-        period = None
-        if interval != "total":
-            local = local_day(record[width - 1])
-            period = local if interval == "day" else local.replace(day=1)
-        acc = sums.get((key, period))
-        if acc is None:
-            acc = sums[(key, period)] = [0] * len(UsageRollup.MEASURES)
-        for i, value in enumerate(record[width:]):
-            acc[i] += int(value or 0)
+    for segment, day in _day_segments(org, table, flt, interval != "total"):
+        columns = group_columns + ([day] if day is not None else [])
+        query = table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt), *segment).tuples()
+        if columns:
+            query = query.group_by(*columns)
+        width = len(columns)
+        for record in query:
+            key = record[0] if group_by is not None else None
+            period = None
+            if day is not None:
+                local = _as_date(record[width - 1])
+                period = local if interval == "day" else local.replace(day=1)
+            acc = sums.get((key, period))
+            if acc is None:
+                acc = sums[(key, period)] = [0] * len(UsageRollup.MEASURES)
+            for i, value in enumerate(record[width:]):
+                acc[i] += int(value or 0)
     rows = [Row(*acc, key=key, period=period) for (key, period), acc in sums.items() if acc[0]]
     rows.sort(key=lambda r: (r.period or date.min, -r.cost_nanos, -r.requests, str(r.key)))
     label_rows(org, group_by, rows)
@@ -228,17 +225,53 @@ def total(org, flt: UsageFilter) -> Totals:
     return rows[0] if rows else Totals()
 
 
-def _local_days(org):
-    """hour (naive UTC) -> local date, memoised: many rollup rows share an hour."""
-    tz, days = zone(org), {}
+def _day_segments(org, table, flt: UsageFilter, by_day: bool) -> list[tuple[list, object]]:
+    """How to bucket rollup hours into the organization's local days in SQL:
+    [(extra conditions, local-day expression)], one per stretch of the range
+    with a constant UTC offset (two around a DST change). Without `by_day`,
+    one segment with no expression."""
+    if not by_day:
+        return [([], None)]
+    start, end = utc_bounds(org, flt.start, flt.end)
+    return [([table.hour >= seg_start, table.hour < seg_end], _local_date_sql(table.hour, minutes))
+            for seg_start, seg_end, minutes in _offset_segments(org, start, end)]
 
-    def local_day(hour: datetime) -> date:
-        day = days.get(hour)
-        if day is None:
-            day = days[hour] = hour.replace(tzinfo=timezone.utc).astimezone(tz).date()
-        return day
 
-    return local_day
+def _offset_segments(org, start: datetime, end: datetime) -> list[tuple[datetime, datetime, int]]:
+    """[start, end) cut where the zone's UTC offset changes, with each piece's
+    offset in minutes. Checked per day, then per hour within a day that changes."""
+    tz = zone(org)
+
+    def offset(moment: datetime) -> int:
+        return int(moment.replace(tzinfo=timezone.utc).astimezone(tz).utcoffset().total_seconds() // 60)
+
+    segments, seg_start, current = [], start, offset(start)
+    day = start
+    while day < end:
+        next_day = min(day + timedelta(days=1), end)
+        if offset(next_day - timedelta(hours=1)) != current or offset(next_day) != current:
+            hour = day
+            while hour < next_day:
+                if offset(hour) != current:
+                    segments.append((seg_start, hour, current))
+                    seg_start, current = hour, offset(hour)
+                hour += timedelta(hours=1)
+        day = next_day
+    segments.append((seg_start, end, current))
+    return segments
+
+
+def _local_date_sql(hour, minutes: int):
+    """The local date of a UTC hour column, for a fixed offset, in SQL."""
+    if isinstance(UsageRollup._meta.database.obj, PostgresqlDatabase):
+        return (hour + SQL(f"INTERVAL '{int(minutes)} minutes'")).cast("date")
+    return fn.date(hour, f"{int(minutes):+d} minutes").coerce(False)  # a date, not parsed as the hour's datetime
+
+
+def _as_date(value) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 6):
@@ -249,12 +282,12 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
         raise ValueError(f"stack_by must be one of {', '.join(GROUPS)}")
     table = _table(flt, stack_by)
     columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
-    query = (table.select(*columns, table.hour, fn.SUM(table.cost_nanos))
-             .where(*rollup_conditions(org, table, flt)).group_by(*columns, table.hour).tuples())
-    local_day = _local_days(org)
     by_key: dict = defaultdict(lambda: defaultdict(int))
-    for record in query:
-        by_key[record[0] if stack_by else None][local_day(record[-2])] += int(record[-1] or 0)
+    for segment, day in _day_segments(org, table, flt, True):
+        query = (table.select(*columns, day, fn.SUM(table.cost_nanos))
+                 .where(*rollup_conditions(org, table, flt), *segment).group_by(*columns, day).tuples())
+        for record in query:
+            by_key[record[0] if stack_by else None][_as_date(record[-2])] += int(record[-1] or 0)
     return _series(org, flt, stack_by, by_key, top)
 
 
@@ -418,23 +451,34 @@ class MonthToDate:
 
 
 def month_to_date(org, day: date | None = None) -> MonthToDate:
-    """One read of the days from the 1st of last month to `day`, summed four ways."""
+    """One read of the days from the 1st of last month to `day`, bucketed in SQL
+    into four stretches of local days (last month up to the same day, the rest
+    of last month, this month before today, today) and summed four ways."""
     day = day or today(org)
     last_start, last_end = month_range(day.replace(day=1) - timedelta(days=1))
     last_same = same_day_last_month(day)
-    days = summarize(org, UsageFilter(last_start, day), interval="day")
+    # local-day boundaries of the stretches, as UTC hours
+    edges = [utc_bounds(org, first, first)[0] for first in
+             (last_start, last_same + timedelta(days=1), day.replace(day=1), day)] + [utc_bounds(org, day, day)[1]]
+    table = UsageRollup
+    bucket = Case(None, [(table.hour < edge, index) for index, edge in enumerate(edges[1:])], None)
+    query = (table.select(bucket, *_sums(table))
+             .where(table.organization == org, table.hour >= edges[0], table.hour < edges[-1])
+             .group_by(bucket).tuples())
+    parts = [Totals() for _ in range(4)]
+    for index, *measures in query:
+        if index is not None:
+            parts[index].add(Totals(*[int(v or 0) for v in measures]))
 
-    def between(first: date, last: date) -> Totals:
+    def combined(*indexes) -> Totals:
         totals = Totals()
-        for row in days:
-            if first <= row.period <= last:
-                totals.add(row)
+        for i in indexes:
+            totals.add(parts[i])
         return totals
 
     return MonthToDate(
-        day=day, this_month=between(day.replace(day=1), day), last_month_same_days=between(last_start, last_same),
-        last_month=between(last_start, last_end), today=between(day, day),
-        last_month_start=last_start, last_month_same_day=last_same, last_month_end=last_end,
+        day=day, this_month=combined(2, 3), last_month_same_days=combined(0), last_month=combined(0, 1),
+        today=combined(3), last_month_start=last_start, last_month_same_day=last_same, last_month_end=last_end,
     )
 
 
