@@ -58,11 +58,13 @@ def _json_param():
 
 def _insert_events(rows: list[dict]) -> set[str]:
     fields = [UsageEvent._meta.fields[name] for name in _EVENT_COLUMNS]
-    converters = [(f.name, _json_param() if f.name == "tags" else f.db_value) for f in fields]
+    # Values go to the driver as they are (ints, strings, datetimes, bools); only tags need encoding.
+    to_json = _json_param()
+    converters = [(f.name, to_json if f.name == "tags" else None) for f in fields]
     inserted: set[str] = set()
     for start in range(0, len(rows), 1000):
         chunk = rows[start:start + 1000]
-        params = [convert(row[name]) for row in chunk for name, convert in converters]
+        params = [convert(row[name]) if convert else row[name] for row in chunk for name, convert in converters]
         sql = (f'INSERT INTO "usage_event" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
                f"VALUES {_values_sql(len(fields), len(chunk))} ON CONFLICT DO NOTHING RETURNING \"event_id\"")
         inserted.update(r[0] for r in db.execute_sql(sql, params).fetchall())
@@ -130,7 +132,7 @@ def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
     quoted = ", ".join(f'"{c}"' for c in columns)
     update = ", ".join(f'"{m}" = "{table}"."{m}" + excluded."{m}"' for m in model.MEASURES)
     conflict = ", ".join(f'"{c}"' for c in key_columns)
-    keys_in_order = sorted(totals, key=_sort_key)
+    keys_in_order = sorted(totals)  # each position holds one type, so tuples compare directly
     for start in range(0, len(keys_in_order), 500):
         chunk = keys_in_order[start:start + 500]
         params = []
@@ -142,10 +144,6 @@ def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
             params.extend(totals[key])
         db.execute_sql(f'INSERT INTO "{table}" ({quoted}) VALUES {_values_sql(len(columns), len(chunk))} '
                        f"ON CONFLICT ({conflict}) DO UPDATE SET {update}", params)
-
-
-def _sort_key(key: tuple) -> tuple:
-    return tuple(str(part) for part in key)
 
 
 def unpriced_models(org):
