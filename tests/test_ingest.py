@@ -146,3 +146,14 @@ def test_ingest_remembers_each_dimension_value_with_its_latest_hour(app_ctx, mak
         == datetime(2026, 11, 3, 8)
     assert usage_queries.dimension_values(org, "provider", by_name=True) == ["openai"]
     assert usage_queries.dimension_values(other, "model", by_name=True) == ["mistral-large"]
+
+
+def test_a_batch_with_many_tags_stays_within_database_parameter_limits(app_ctx, make_org):
+    org = make_org("Acme")
+    events = [{"event_id": f"t{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": 10,
+               "occurred_at": f"2026-11-{1 + i % 25:02d}T{i % 24:02d}:00:00Z",
+               "tags": [f"t{j}:{i}" for j in range(20)]} for i in range(1000)]
+    result = ingest.ingest(org, None, events, now=datetime(2026, 11, 26, 12))
+    assert result.count("accepted") == 1000
+    assert UsageTagRollup.select().count() == 20_000
+    assert _stored(UsageTagRollup) == _brute_force(UsageTagRollup)

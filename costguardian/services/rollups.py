@@ -9,7 +9,7 @@ from peewee import OperationalError, PostgresqlDatabase, fn
 
 from costguardian.db import write_transaction
 from costguardian.extensions import db
-from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageDimension, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageEvent, UsageRollup, UsageTagRollup
 
 
 def store_events(org_id: int, rows: list[dict]) -> set[str]:
@@ -41,32 +41,55 @@ _EVENT_COLUMNS = ("organization", "event_id", "occurred_at", "received_at", "pro
                   "output_tokens", "batch", "service_tier", "cost_nanos", "priced_by", "tags")
 
 
+# PostgreSQL types of the columns written in bulk (for unnest; see _rows_sql).
+_PG_TYPES = {
+    "organization_id": "integer", "event_id": "text", "occurred_at": "timestamp", "received_at": "timestamp",
+    "provider": "text", "model": "text", "model_raw": "text", "api_key_id": "integer", "user_ref": "text",
+    "department_id": "integer", "input_tokens": "bigint", "cache_read_tokens": "bigint",
+    "cache_write_tokens": "bigint", "output_tokens": "bigint", "batch": "boolean", "service_tier": "text",
+    "cost_nanos": "bigint", "priced_by": "text", "tags": "jsonb", "tag": "text", "hour": "timestamp",
+    "requests": "bigint", "unpriced_requests": "bigint", "dimension": "text", "value": "text",
+    "last_hour": "timestamp",
+}
+
+
 def _values_sql(columns: int, rows: int) -> str:
     one = "(" + ", ".join([db.param] * columns) + ")"
     return ", ".join([one] * rows)
 
 
-def _json_param():
-    """JSON as a bound parameter: psycopg's Jsonb on PostgreSQL, text on SQLite
-    (peewee's JSONField.db_value returns an SQL expression there)."""
-    if isinstance(db.obj, PostgresqlDatabase):
-        from psycopg.types.json import Jsonb
-
-        return Jsonb
-    return json.dumps
+def _rows_sql(columns: tuple[str, ...], rows: list[list]) -> tuple[str, list]:
+    """The row source of a bulk INSERT: `VALUES (?, ...), ...` on SQLite;
+    `SELECT ... FROM unnest(%s::type[], ...)` on PostgreSQL, one array parameter
+    per column, so the statement text stays short and the same for any batch
+    (psycopg spent more time parsing thousands of placeholders than the
+    server spent inserting)."""
+    if not isinstance(db.obj, PostgresqlDatabase):
+        return f"VALUES {_values_sql(len(columns), len(rows))}", [v for row in rows for v in row]
+    arrays = [[row[i] for row in rows] for i in range(len(columns))]
+    selected, sources = [], []
+    for i, name in enumerate(columns):
+        kind = _PG_TYPES[name]
+        if kind == "jsonb":  # travels as text, becomes jsonb per row
+            selected.append(f"c{i}::jsonb")
+            sources.append("%s::text[]")
+        else:
+            selected.append(f"c{i}")
+            sources.append(f"%s::{kind}[]")
+    aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+    return f"SELECT {', '.join(selected)} FROM unnest({', '.join(sources)}) AS u({aliases})", arrays
 
 
 def _insert_events(rows: list[dict]) -> set[str]:
     fields = [UsageEvent._meta.fields[name] for name in _EVENT_COLUMNS]
-    # Values go to the driver as they are (ints, strings, datetimes, bools); only tags need encoding.
-    to_json = _json_param()
-    converters = [(f.name, to_json if f.name == "tags" else None) for f in fields]
+    columns = tuple(f.column_name for f in fields)
+    # Values go to the driver as they are (ints, strings, datetimes, bools); tags as JSON text.
+    values = [[json.dumps(row[name]) if name == "tags" else row[name] for name in _EVENT_COLUMNS] for row in rows]
     inserted: set[str] = set()
-    for start in range(0, len(rows), 1000):
-        chunk = rows[start:start + 1000]
-        params = [convert(row[name]) if convert else row[name] for row in chunk for name, convert in converters]
-        sql = (f'INSERT INTO "usage_event" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
-               f"VALUES {_values_sql(len(fields), len(chunk))} ON CONFLICT DO NOTHING RETURNING \"event_id\"")
+    for start in range(0, len(values), 1000):
+        source, params = _rows_sql(columns, values[start:start + 1000])
+        sql = (f'INSERT INTO "usage_event" ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
+               f'{source} ON CONFLICT DO NOTHING RETURNING "event_id"')
         inserted.update(r[0] for r in db.execute_sql(sql, params).fetchall())
     return inserted
 
@@ -102,14 +125,12 @@ def record_dimensions(org_id: int, totals: dict, tag_totals: dict) -> None:
         note("user", user, hour)
     for tag, hour, *_ in tag_totals:
         note("tag", tag, hour)
-    hour_value = UsageDimension.last_hour.db_value
-    params = []
-    for (dimension, value), hour in sorted(seen.items()):
-        params.extend((org_id, dimension, value, hour_value(hour)))
-    if params:
+    rows = [[org_id, dimension, value, hour] for (dimension, value), hour in sorted(seen.items())]
+    for start in range(0, len(rows), 1000):
+        source, params = _rows_sql(("organization_id", "dimension", "value", "last_hour"), rows[start:start + 1000])
         db.execute_sql(
-            'INSERT INTO "usage_dimension" ("organization_id", "dimension", "value", "last_hour") '
-            f"VALUES {_values_sql(4, len(seen))} ON CONFLICT (\"organization_id\", \"dimension\", \"value\") "
+            f'INSERT INTO "usage_dimension" ("organization_id", "dimension", "value", "last_hour") {source} '
+            'ON CONFLICT ("organization_id", "dimension", "value") '
             'DO UPDATE SET "last_hour" = CASE WHEN excluded."last_hour" > "usage_dimension"."last_hour" '
             'THEN excluded."last_hour" ELSE "usage_dimension"."last_hour" END', params)
 
@@ -127,23 +148,15 @@ def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
     table = model._meta.table_name
     key_columns = ("organization_id",) + model.KEY
     columns = key_columns + model.MEASURES
-    hour_value = model.hour.db_value
-    hour_index = model.KEY.index("hour")
     quoted = ", ".join(f'"{c}"' for c in columns)
     update = ", ".join(f'"{m}" = "{table}"."{m}" + excluded."{m}"' for m in model.MEASURES)
     conflict = ", ".join(f'"{c}"' for c in key_columns)
     keys_in_order = sorted(totals)  # each position holds one type, so tuples compare directly
-    for start in range(0, len(keys_in_order), 500):
-        chunk = keys_in_order[start:start + 500]
-        params = []
-        for key in chunk:
-            values = list(key)
-            values[hour_index] = hour_value(values[hour_index])
-            params.append(org_id)
-            params.extend(values)
-            params.extend(totals[key])
-        db.execute_sql(f'INSERT INTO "{table}" ({quoted}) VALUES {_values_sql(len(columns), len(chunk))} '
-                       f"ON CONFLICT ({conflict}) DO UPDATE SET {update}", params)
+    for start in range(0, len(keys_in_order), 1000):  # SQLite allows 32,766 bound values a statement
+        values = [[org_id, *key, *totals[key]] for key in keys_in_order[start:start + 1000]]
+        source, params = _rows_sql(columns, values)
+        db.execute_sql(f'INSERT INTO "{table}" ({quoted}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {update}',
+                       params)
 
 
 def unpriced_models(org):
