@@ -464,7 +464,7 @@ def month_to_date(org, day: date | None = None) -> MonthToDate:
     bucket = Case(None, [(table.hour < edge, index) for index, edge in enumerate(edges[1:])], None)
     query = (table.select(bucket, *_sums(table))
              .where(table.organization == org, table.hour >= edges[0], table.hour < edges[-1])
-             .group_by(bucket).tuples())
+             .group_by(SQL("1")).tuples())  # by position: PostgreSQL sees a re-bound CASE as another expression
     parts = [Totals() for _ in range(4)]
     for index, *measures in query:
         if index is not None:
