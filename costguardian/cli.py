@@ -57,7 +57,7 @@ def make_migration(name: str):
     # Callable defaults (utcnow, dict) live in Python, not in the schema, so the
     # generator's reminders about them are noise; every other note stays.
     body = "\n".join(line for line in template(diff).splitlines()
-                     if not (line.startswith("# TODO:") and "must be added by hand" in line)) + "\n"
+                     if not (line.startswith("#") and "must be added by hand" in line)) + "\n"
     click.echo(migration_runner(db.obj).create(name, body=body))
 
 

@@ -124,13 +124,13 @@ def department_subtree(org, ids: list[int]) -> list[int]:
     children = defaultdict(list)
     for dept in Department.in_org(org).select(Department.id, Department.parent):
         children[dept.parent_id].append(dept.id)
-    result, todo = set(), list(ids)
-    while todo:
-        current = todo.pop()
+    result, pending = set(), list(ids)
+    while pending:
+        current = pending.pop()
         if current in result:
             continue
         result.add(current)
-        todo.extend(children.get(current, ()))
+        pending.extend(children.get(current, ()))
     return sorted(result)
 
 
