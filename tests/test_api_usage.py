@@ -268,3 +268,53 @@ def test_openapi_document_describes_every_api_route(app, client):
               if rule.rule.startswith("/api/v") for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes and routes <= documented
     assert document["components"]["schemas"]["UsageEvent"]["additionalProperties"] is False
+
+
+def test_absurd_costs_and_token_counts_are_rejected_per_event(api, ingest_key, org):
+    from datetime import datetime
+
+    from costguardian.models import PriceOverride
+
+    PriceOverride.create(organization=org, provider="acme", model="gold", effective_from=datetime(2020, 1, 1),
+                         input_nanos_per_mtok=10_000 * 10**9, output_nanos_per_mtok=10_000 * 10**9)
+    data = api("POST", "/api/v1/usage", ingest_key, {"events": [
+        event(1, output_tokens=10**9 + 1),
+        event(2, provider="acme", model="gold", input_tokens=10**9, cache_read_tokens=0),
+        event(3)]}).json
+    assert [r["status"] for r in data["results"]] == ["rejected", "rejected", "accepted"]
+    assert data["results"][0]["errors"] == {"output_tokens": "Must be at most 1,000,000,000."}
+    assert "over the $100,000 limit" in data["results"][1]["errors"]["cost"]
+    assert UsageEvent.select().count() == 1
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"event_id": "bad\u0000id"}, "event_id"),
+    ({"event_id": "bad\ud800id"}, "event_id"),
+    ({"tags": ["ok", "bad\udfff"]}, "tags"),
+    ({"user": "nul\u0000"}, "user"),
+    ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "occurred_at"),
+    ({"occurred_at": "0001-01-01T00:00:00+05:00"}, "occurred_at"),
+])
+def test_unstorable_values_reject_only_their_event(api, ingest_key, fields, field):
+    raw = json.dumps({"events": [event(1, **fields), event(2)]}, ensure_ascii=True)
+    data = api("POST", "/api/v1/usage", ingest_key, raw=raw).json
+    assert [r["status"] for r in data["results"]] == ["rejected", "accepted"]
+    assert field in data["results"][0]["errors"]
+
+
+def test_a_provider_name_that_grows_when_lower_cased_still_fits(api, ingest_key):
+    data = api("POST", "/api/v1/usage", ingest_key, event(1, provider="\u0130" * 64)).json
+    assert data["results"][0]["status"] == "accepted"
+    assert len(UsageEvent.get().provider) <= 64
+
+
+def test_deeply_nested_json_is_malformed_not_an_error(api, ingest_key):
+    raw = "[" * 100_000 + "]" * 100_000
+    response = api("POST", "/api/v1/usage", ingest_key, raw=raw)
+    assert response.status_code == 422 and response.json["type"].endswith("/malformed-json")
+
+
+@pytest.mark.parametrize("query", [{"from": "9999-01-01", "to": "9999-12-31"}, {"from": "0001-01-01"}])
+def test_summary_refuses_dates_out_of_range(api, read_key, query):
+    response = api("GET", "/api/v1/usage/summary", read_key, **query)
+    assert response.status_code == 422 and "between 2000 and 2100" in response.json["detail"]

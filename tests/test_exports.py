@@ -174,3 +174,14 @@ def test_keyset_pages_never_skip_or_repeat_rows_with_equal_times(usage_data):
     focus = "".join(exports.focus_csv(usage_data.org, flt, chunk=2))
     rows = list(csv.DictReader(io.StringIO(focus)))
     assert sum(int(r["x_Requests"]) for r in rows) == 13
+
+
+def test_every_text_cell_is_neutralised_whatever_its_column(acme, usage_data):
+    ingest.ingest(usage_data.org, None, [{
+        "event_id": "=cmd", "provider": "+evil", "model": "@sum(1)", "input_tokens": 10, "service_tier": "=1+2",
+        "occurred_at": "2025-04-10T12:00:00Z"}])
+    rows, _ = _download(acme, f"/usage/export/events.csv?{APRIL}")
+    row = next(r for r in rows if r["event_id"] == "'=cmd")
+    assert (row["provider"], row["model_raw"], row["service_tier"]) == ("'+evil", "'@sum(1)", "'=1+2")
+    text = "".join(exports.focus_csv(usage_data.org, UsageFilter(date(2025, 4, 1), date(2025, 4, 30))))
+    assert ",+evil" not in text and ",=" not in text and ",@" not in text

@@ -58,3 +58,21 @@ def test_readyz_reports_pending_migrations(tmp_path):
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_probes_are_public(app, path):
     assert app.test_client().get(path).status_code in (200, 503)
+
+
+def test_readyz_gives_its_connection_back(app):
+    """Probes from many threads must not keep pool connections (a leak once
+    exhausted the pool and failed every page)."""
+    import threading
+
+    from costguardian.extensions import db
+
+    def probe():
+        assert app.test_client().get("/readyz").status_code in (200, 503)
+
+    threads = [threading.Thread(target=probe) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(getattr(db.obj, "_in_use", {})) == 0

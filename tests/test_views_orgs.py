@@ -223,3 +223,8 @@ def test_huge_or_unknown_ids_are_404_not_errors(owner_client):
     client, _, _ = owner_client
     for member_id in (0, 999999, 2**31, 10**30):
         assert client.post(f"/members/{member_id}/role", {"role": "viewer"}, htmx=True).status_code == 404
+
+
+def test_audit_log_survives_absurd_page_numbers(owner_client):
+    client, _, _ = owner_client
+    assert client.get("/audit/?page=999999999999999999999").status_code == 200

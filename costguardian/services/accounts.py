@@ -119,7 +119,7 @@ def load_session_user(session_id: str) -> User | None:
         return None
     user_id, version = int(match[1]), int(match[2])
     user = User.get_or_none(User.id == user_id)
-    if user is None or user.session_version != version:
+    if user is None or user.session_version != version or user.is_disabled:
         return None
     return user
 

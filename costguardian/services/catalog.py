@@ -45,7 +45,7 @@ def normalize_provider(raw: str) -> str:
         pass
     name = PROVIDER_ALIASES.get(cleaned, cleaned)
     provider = find_provider_by_id(get_snapshot().providers, name) if name else None
-    result = provider.id if provider is not None else name
+    result = provider.id if provider is not None else name[:64]  # lower-casing can lengthen a name
     with _lock:
         if len(_provider_cache) >= _CACHE_LIMIT:
             _provider_cache.clear()

@@ -58,12 +58,23 @@ def _iso(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat() + "Z"
 
 
+class _SafeWriter:
+    """csv.writer whose every text cell goes through _safe: no cell of any
+    export can start a formula, whichever column it is in."""
+
+    def __init__(self, buffer):
+        self._writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([_safe(cell) if isinstance(cell, str) else cell for cell in row])
+
+
 class _Lines:
-    """csv.writer into a buffer that is emptied on each take()."""
+    """A safe csv writer into a buffer that is emptied on each take()."""
 
     def __init__(self):
         self.buffer = io.StringIO()
-        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
+        self.writer = _SafeWriter(self.buffer)
 
     def take(self) -> str:
         text = self.buffer.getvalue()

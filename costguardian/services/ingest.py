@@ -19,7 +19,8 @@ from costguardian.services.pricing import OrgPrices, Tokens
 from costguardian.services.usage_objects import UsageObjectError, tokens_from_usage_object
 
 MAX_EVENTS = 1000
-MAX_TOKENS = 10**12
+MAX_TOKENS = 10**9  # per field: far beyond any context window
+MAX_EVENT_COST_NANOS = 10**14  # $100,000 for one call: anything above is a unit mistake, and it keeps sums within 64 bits
 MAX_FUTURE = timedelta(minutes=5)
 EARLIEST = datetime(2015, 1, 1)
 MAX_TAGS = 20
@@ -129,7 +130,20 @@ def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> s
         errors[name] = "Must not be empty."
     elif len(value) > limit:
         errors[name] = f"At most {limit} characters."
+    elif not _storable(value):
+        errors[name] = "Contains characters that cannot be stored (NUL or an unpaired surrogate)."
     return value
+
+
+def _storable(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it) and valid UTF-8 (no lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _count(raw: dict, name: str, errors: dict) -> int:
@@ -157,6 +171,9 @@ def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         errors["occurred_at"] = "Not an ISO 8601 timestamp, e.g. 2026-11-26T14:03:00Z."
+        return now
+    if not EARLIEST.year <= moment.year <= now.year + 1:
+        errors["occurred_at"] = f"Must be between {EARLIEST.year} and now."
         return now
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
@@ -193,6 +210,8 @@ def _tags(raw: dict, errors: dict) -> list[str]:
         errors["tags"] = f"At most {MAX_TAGS} tags."
     elif any(len(t) > 100 for t in items):
         errors["tags"] = "Each tag is at most 100 characters."
+    elif not all(_storable(t) for t in items):
+        errors["tags"] = "A tag contains characters that cannot be stored (NUL or an unpaired surrogate)."
     return items
 
 
@@ -283,11 +302,15 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None) -> Batch
         if row["event_id"] in seen:
             results.append(EventResult(index, row["event_id"], "duplicate"))
             continue
-        seen.add(row["event_id"])
         cost, priced_by = prices.price(
             row["provider"], row["model"], row["occurred_at"],
             Tokens(row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"], row["output_tokens"]),
             row["batch"], row["service_tier"])
+        if cost is not None and cost > MAX_EVENT_COST_NANOS:
+            results.append(EventResult(index, row["event_id"], "rejected", errors={
+                "cost": f"One call would cost ${usd_string(cost)}, over the $100,000 limit; check the token counts."}))
+            continue
+        seen.add(row["event_id"])
         row.update(organization=org.id, api_key=api_key.id if api_key is not None else None,
                    cost_nanos=cost, priced_by=priced_by, received_at=received_at)
         result = EventResult(index, row["event_id"], "accepted", cost, provider=row["provider"], model=row["model"])

@@ -21,10 +21,17 @@ from costguardian.services.rollups import upsert_rollups
 CHUNK = 2000
 
 
+RERUN_AFTER = 120  # seconds: longer than any ingest batch takes from loading prices to commit
+
+
 def schedule_reprice(org: Organization, provider: str, model: str) -> None:
+    """Reprice now, and once more a little later: a batch that loaded the old
+    prices just before the change may commit after the first run has passed
+    (repricing is idempotent, so the second run only catches those)."""
     from tasks import reprice_model
 
     reprice_model(org.id, provider, model)
+    reprice_model.schedule((org.id, provider, model), delay=RERUN_AFTER)
 
 
 def reprice_by_id(org_id: int, provider: str, model: str) -> int:

@@ -56,7 +56,10 @@ def api_key_required(scope: str):
 def _json_body():
     if not request.is_json:
         raise BatchError("unsupported-media-type", "Send the body as JSON with 'Content-Type: application/json'.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        body = None
     if body is None:
         raise BatchError("malformed-json", "The body is not valid JSON.")
     return body
@@ -89,10 +92,14 @@ def _date_arg(name: str, default: date) -> date:
     if not value:
         return default
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise BatchError("invalid-parameter", f"'{name}' must be a date like 2026-11-01.",
                          {name: "Not a date (YYYY-MM-DD)."}) from exc
+    if not date(2000, 1, 1) <= day <= date(2100, 12, 31):
+        raise BatchError("invalid-parameter", f"'{name}' must be between 2000 and 2100.",
+                         {name: "Between 2000-01-01 and 2100-12-31."})
+    return day
 
 
 @bp.get("/v1/usage/summary")

@@ -28,8 +28,9 @@ def readyz():
 
 def _check_database() -> str:
     try:
-        db.execute_sql("SELECT 1")
-        pending = pending_migrations(db.obj)
+        with db.connection_context():  # its own connection, returned afterwards
+            db.execute_sql("SELECT 1")
+            pending = pending_migrations(db.obj)
     except Exception as exc:  # any driver error means "not ready"
         return f"error: {type(exc).__name__}"
     return f"pending migrations: {', '.join(pending)}" if pending else "ok"
