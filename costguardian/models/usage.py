@@ -49,8 +49,9 @@ class UsageEvent(TenantModel):
         )
 
 
-class UsageRollup(BaseModel):
-    """Sums per UTC hour and dimension combination; dashboards read these."""
+class RollupBase(BaseModel):
+    """The columns every rollup shares: the organization, the UTC hour, the
+    attribution dimensions and the summed measures (no table of its own)."""
 
     organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)  # the key starts with it
     hour = DateTimeField()
@@ -68,9 +69,14 @@ class UsageRollup(BaseModel):
     unpriced_requests = BigIntegerField(default=0)
 
     DIMENSIONS = ("provider", "model", "api_key_id", "user_ref", "department_id")
-    KEY = ("hour",) + DIMENSIONS  # with organization: the unique key
     MEASURES = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
                 "cost_nanos", "unpriced_requests")
+
+
+class UsageRollup(RollupBase):
+    """Sums per UTC hour and dimension combination; dashboards read these."""
+
+    KEY = ("hour",) + RollupBase.DIMENSIONS  # with organization: the unique key
 
     class Meta:
         # The key is the primary key; on SQLite the migration also makes the
@@ -85,28 +91,13 @@ UsageRollup.add_index(UsageRollup.index(UsageRollup.organization, UsageRollup.pr
                                         where=(UsageRollup.unpriced_requests > 0), name="usage_rollup_unpriced"))
 
 
-class UsageTagRollup(BaseModel):
+class UsageTagRollup(RollupBase):
     """The same sums per tag, for filtering and grouping by tag."""
 
-    organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)
-    hour = DateTimeField()
     tag = CharField(max_length=100)
-    provider = CharField(max_length=64)
-    model = CharField(max_length=128)
-    api_key_id = IntegerField(default=NO_KEY)
-    user_ref = CharField(max_length=200, default=NO_USER)
-    department_id = IntegerField(default=NO_DEPARTMENT)
-    requests = BigIntegerField(default=0)
-    input_tokens = BigIntegerField(default=0)
-    cache_read_tokens = BigIntegerField(default=0)
-    cache_write_tokens = BigIntegerField(default=0)
-    output_tokens = BigIntegerField(default=0)
-    cost_nanos = BigIntegerField(default=0)
-    unpriced_requests = BigIntegerField(default=0)
 
-    DIMENSIONS = ("tag",) + UsageRollup.DIMENSIONS
-    KEY = ("tag", "hour") + UsageRollup.DIMENSIONS
-    MEASURES = UsageRollup.MEASURES
+    DIMENSIONS = ("tag",) + RollupBase.DIMENSIONS
+    KEY = ("tag", "hour") + RollupBase.DIMENSIONS
 
     class Meta:
         primary_key = CompositeKey("organization", "tag", "hour", "provider", "model", "api_key_id", "user_ref",
