@@ -183,20 +183,13 @@ def parse(org, args, today: date | None = None) -> ExplorerQuery:
         if len(value) > MAX_TEXT or not usage_queries.value_exists(org, name, value):
             errors[name] = _UNKNOWN[name].format(value[:60])
 
-    raw = _text(args, "department")
-    if raw:
-        if raw == "0":
-            query.no_department = True
-        else:
-            query.department = Department.get_in_org(org, raw) if raw.isdigit() else None
-            if query.department is None:
-                errors["department"] = "No such department in this organization."
-    raw = _text(args, "key")
-    if raw:
-        if raw == "0":
-            query.no_key = True
-        else:
-            query.key = ApiKey.get_in_org(org, raw) if raw.isdigit() else None
-            if query.key is None:
-                errors["key"] = "No such API key in this organization."
+    for name, model, missing in (("department", Department, "No such department in this organization."),
+                                 ("key", ApiKey, "No such API key in this organization.")):
+        raw = _text(args, name)
+        if raw == "0":  # "none": usage sent without a department / key
+            setattr(query, f"no_{name}", True)
+        elif raw:
+            setattr(query, name, model.get_in_org(org, raw))  # None for another tenant's id or garbage
+            if getattr(query, name) is None:
+                errors[name] = missing
     return query
