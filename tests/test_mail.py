@@ -222,3 +222,80 @@ def test_long_subjects_are_cut_to_the_column_size(app_ctx, capsys):
     message = mail.send_email(TO, "x" * 300, "Hello")
 
     assert len(reload(message).subject) == 255
+
+
+# --- Date header, and the HTTP API backends (local fakes of Resend and SendGrid) ---
+
+def test_smtp_messages_carry_a_date_header(smtp_app, smtp_server):
+    from email.utils import parsedate_to_datetime
+
+    mail.send_email(TO, "Dated", "Hello")
+
+    [received] = smtp_server.messages
+    assert parsedate_to_datetime(received.message["Date"]).utcoffset().total_seconds() == 0
+
+
+def test_resend_backend_posts_the_message_as_json(app_ctx, resend_api, monkeypatch):
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", resend_api.url())
+
+    message = mail.send_email(TO, "Through Resend", "Text part", "<p>HTML part</p>")
+
+    [body] = resend_api.messages
+    assert body == {"from": app_ctx.config["MAIL_FROM"], "to": [TO], "subject": "Through Resend",
+                    "text": "Text part", "html": "<p>HTML part</p>"}
+    row = reload(message)
+    assert (row.status, row.backend, row.error) == ("sent", "resend", "")
+
+
+def test_sendgrid_backend_posts_text_first_then_html(app_ctx, sendgrid_api, monkeypatch):
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", sendgrid_api.url())
+
+    message = mail.send_email(TO, "Through SendGrid", "Text part", "<p>HTML part</p>")
+
+    [body] = sendgrid_api.messages
+    assert body == {"personalizations": [{"to": [{"email": TO}]}],
+                    "from": {"email": "no-reply@costguardian.example.com", "name": "Cost Guardian"},
+                    "subject": "Through SendGrid",
+                    "content": [{"type": "text/plain", "value": "Text part"},
+                                {"type": "text/html", "value": "<p>HTML part</p>"}]}
+    assert reload(message).backend == "sendgrid"
+
+
+def test_http_api_key_may_be_given_as_the_password(app_ctx, resend_api, monkeypatch):
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", f"resend://:{resend_api.api_key}@?api_base={resend_api.base}")
+
+    assert reload(mail.send_email(TO, "Key as password", "Hello")).status == "sent"
+    assert len(resend_api.messages) == 1
+
+
+@pytest.mark.parametrize("kind", ["resend", "sendgrid"])
+def test_http_api_refusal_fails_with_status_and_excerpt(kind, app_ctx, resend_api, sendgrid_api, monkeypatch,
+                                                        no_leftover_retries):
+    api = {"resend": resend_api, "sendgrid": sendgrid_api}[kind]
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", api.url(key="wrong-key"))
+
+    message = mail.send_email(TO, "Refused", "Hello")
+
+    row = reload(message)
+    assert (row.status, row.backend) == ("failed", kind)
+    assert "invalid api key" in row.error and ("HTTP 401" in row.error or "HTTP 403" in row.error)
+    with pytest.raises(mail.MailApiError) as caught:
+        mail.deliver(message.id)
+    assert caught.value.status_code in (401, 403)
+
+
+def test_http_api_without_a_key_is_a_configuration_error(app_ctx, monkeypatch, no_leftover_retries):
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", "sendgrid://")
+
+    message = mail.send_email(TO, "No key", "Hello")
+
+    assert "needs the API key" in reload(message).error
+
+
+def test_unreachable_http_api_fails_the_message(app_ctx, monkeypatch, no_leftover_retries):
+    monkeypatch.setitem(app_ctx.config, "MAIL_URL", f"resend://k?api_base=http://127.0.0.1:{free_port()}&timeout=3")
+
+    message = mail.send_email(TO, "Nobody listens", "Hello")
+
+    row = reload(message)
+    assert row.status == "failed" and "Connection" in row.error

@@ -11,6 +11,7 @@ class OutboxMessage(BaseModel):
     subject = CharField(max_length=255)
     text_body = TextField()
     html_body = TextField(default="")
+    headers = TextField(default="{}")  # extra headers, JSON (List-Unsubscribe, …)
     status = CharField(max_length=16, default="queued")  # queued, sent, failed
     backend = CharField(max_length=16, default="")
     error = TextField(default="")
