@@ -444,6 +444,7 @@ def test_oidc_the_same_subject_at_another_issuer_is_another_identity(app_ctx):
 @pytest.mark.parametrize("verified", [True, "true"])
 def test_oidc_links_an_existing_password_user_with_a_verified_email(app_ctx, make_user, verified):
     user = make_user("carol@example.com")
+    accounts.mark_email_verified(user, SYSTEM, method="link")  # else linking ends the password (next test)
 
     signed_in = accounts.sign_in_with_oidc(ISSUER, claims(email="CAROL@example.com", verified=verified), WEB)
 
@@ -455,6 +456,26 @@ def test_oidc_links_an_existing_password_user_with_a_verified_email(app_ctx, mak
     assert accounts.authenticate("carol@example.com", PASSWORD, SYSTEM) == user
     assert audit_rows("user.signed_up")[-1].detail == {"method": "password"}
     assert len(audit_rows("auth.identity_linked")) == 1
+    assert audit_rows("auth.unproven_account_claimed") == []
+
+
+def test_oidc_linking_an_unconfirmed_account_ends_its_password_and_sessions(app_ctx, make_user):
+    user = make_user("carol@example.com")
+    assert user.email_verified_at is None and user.session_version == 0
+
+    signed_in = accounts.sign_in_with_oidc(ISSUER, claims(email="carol@example.com"), WEB)
+
+    assert signed_in.id == user.id and signed_in.session_version == 1 and signed_in.password_hash is None
+    stored = User.get_by_id(user.id)
+    assert stored.password_hash is None and stored.session_version == 1 and stored.email_verified_at is not None
+    assert accounts.load_session_user(f"{user.id}:0") is None  # sessions from before are refused
+    assert accounts.load_session_user(signed_in.get_id()).id == user.id
+    assert accounts.authenticate("carol@example.com", PASSWORD, SYSTEM) is None
+    [claimed] = audit_rows("auth.unproven_account_claimed")
+    assert claimed.detail == {"issuer": ISSUER, "password_removed": True}
+    # the next sign-in through the same identity changes nothing more
+    accounts.sign_in_with_oidc(ISSUER, claims(email="carol@example.com"), WEB)
+    assert User.get_by_id(user.id).session_version == 1 and len(audit_rows("auth.unproven_account_claimed")) == 1
 
 
 @pytest.mark.parametrize("verified", [False, "false", None, "True", "yes", 1])

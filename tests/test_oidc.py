@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from costguardian.models import AuditLog, ExternalIdentity, User
-from tests.support import PASSWORD, Client, other_app
+from costguardian.models import AuditLog, ExternalIdentity, Membership, Organization, User
+from costguardian.services import accounts, orgs
+from tests.support import PASSWORD, SYSTEM, Client, other_app
 
 
 def _sign_in_at_provider(client: Client, oidc_provider, sub: str, next_path: str | None = None):
@@ -96,9 +97,52 @@ def test_unreachable_provider_is_explained():
         assert "sign-in is unavailable right now" in client.get("/login").get_data(as_text=True)
 
 
-def test_password_still_works_after_linking(client, oidc_provider, make_user):
-    make_user("kim@example.com")
+def test_password_still_works_after_linking_a_confirmed_account(client, oidc_provider, make_user):
+    kim = make_user("kim@example.com")
+    accounts.mark_email_verified(kim, SYSTEM, method="link")
+    password_client = Client(client.app)
+    password_client.sign_in("kim@example.com", PASSWORD)
     oidc_provider.set_user("g-500", email="kim@example.com", email_verified=True)
     _sign_in_at_provider(client, oidc_provider, "g-500")
+    assert password_client.get("/account/").status_code == 200  # the other session goes on
     client.sign_out()
     client.sign_in("kim@example.com", PASSWORD)
+    assert AuditLog.select().where(AuditLog.action == "auth.unproven_account_claimed").count() == 0
+
+
+def test_linking_takes_an_unconfirmed_account_from_whoever_set_its_password(app, oidc_provider, make_user, make_org):
+    """An attacker signs up as victim@corp.com with their own password; the
+    victim later signs in with the provider, which vouches for the address.
+    The attacker's password and sessions must not survive into the now
+    confirmed account, which domain join puts in Corp's organization."""
+    boss = make_user("boss@corp.com")
+    corp = make_org("Corp", owner=boss)
+    orgs.update_join_domain(corp, SYSTEM, "corp.com", "member")
+    orgs.verify_join_domain(Organization.get_by_id(corp.id), "corp.com", SYSTEM)
+    attacker = Client(app)
+    attacker_password = "the attacker's own password"
+    response = attacker.post("/signup", {"name": "Victim", "email": "victim@corp.com", "password": attacker_password,
+                                         "confirm": attacker_password})
+    assert response.status_code == 302 and attacker.get("/account/").status_code == 200
+
+    victim = Client(app)
+    oidc_provider.set_user("g-victim", email="victim@corp.com", email_verified=True)
+    _sign_in_at_provider(victim, oidc_provider, "g-victim")
+    account = User.by_email("victim@corp.com")
+    assert account.password_hash is None and account.session_version == 1
+    assert account.email_verified_at is not None and Membership.of(account, corp).role == "member"
+    assert victim.get("/account/").status_code == 200  # the victim's own session works
+    # the attacker's session has ended, and their password opens nothing
+    assert attacker.get("/account/").status_code == 302
+    retry = Client(app).post("/login", {"email": "victim@corp.com", "password": attacker_password})
+    assert retry.status_code == 422
+    claimed = AuditLog.get(AuditLog.action == "auth.unproven_account_claimed")
+    assert claimed.target_id == str(account.id) and claimed.actor_id == account.id
+    assert claimed.detail == {"issuer": oidc_provider.url, "password_removed": True}
+    # the victim sets a password of their own (no current password to give) and signs in with it
+    assert "set a password to sign in with your email too" in victim.get("/account/").get_data(as_text=True)
+    response = victim.post("/account/password", {"new_password": "the victim's password", "confirm":
+                                                 "the victim's password"})
+    assert response.status_code in (200, 302)
+    victim.sign_out()
+    victim.sign_in("victim@corp.com", "the victim's password")

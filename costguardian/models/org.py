@@ -15,6 +15,11 @@ class Organization(BaseModel):
     slug = CharField(max_length=63, unique=True)
     time_zone = CharField(max_length=64, default="UTC")
     currency = CharField(max_length=3, default="USD")  # display only; money is stored in USD nanos
+    # Anyone signing in with a verified address at join_domain joins as
+    # join_domain_role, once the domain itself is verified (join_domain_verified_at).
+    join_domain = CharField(max_length=253, null=True)
+    join_domain_verified_at = DateTimeField(null=True)
+    join_domain_role = CharField(max_length=16, null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -44,10 +49,13 @@ class TenantModel(BaseModel):
 class Department(TenantModel):
     name = CharField(max_length=120)
     parent = ForeignKeyField("self", null=True, backref="children", on_delete="SET NULL")
+    code = CharField(max_length=32, null=True)  # cost-centre code; NULL when unset, so only set codes are unique
+    manager = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="managed_departments")
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("organization", "name"), True),)
+        indexes = ((("organization", "name"), True), (("organization", "code"), True))
 
 
 class Membership(TenantModel):

@@ -18,6 +18,11 @@ class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over U
     session_version = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
     last_login_at = DateTimeField(null=True)
+    last_seen_at = DateTimeField(null=True)  # coalesced: written at most every few minutes
+    # When the user proved they read this mailbox (the emailed confirmation link,
+    # a password reset through it, or an identity provider that vouched for it);
+    # domain join needs it.
+    email_verified_at = DateTimeField(null=True)
 
     class Meta:
         table_name = "users"  # "user" is reserved in PostgreSQL

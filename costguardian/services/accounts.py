@@ -1,4 +1,5 @@
-"""Accounts: sign-up, password sign-in, OIDC sign-in, password reset and change."""
+"""Accounts: sign-up, email verification, password sign-in, OIDC sign-in,
+password reset and change."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,9 @@ import secrets
 from datetime import timedelta
 from typing import Callable
 
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
@@ -14,7 +18,7 @@ from peewee import IntegrityError
 
 from costguardian.extensions import db
 from costguardian.models import ExternalIdentity, PasswordResetToken, User, utcnow
-from costguardian.services import audit, mail
+from costguardian.services import audit, mail, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
 
@@ -84,6 +88,8 @@ def sign_up(email: str, name: str, password: str, actor: Actor) -> User:
     except IntegrityError as exc:  # a concurrent sign-up with the same address
         raise ValidationError({"email": "An account with this email already exists. Sign in instead."}) from exc
     audit.record(actor_for(user, actor), "user.signed_up", target=user, method="password")
+    # No domain join here: nobody has checked yet that this mailbox is theirs
+    # (send_verification_email; verify_email joins).
     return user
 
 
@@ -98,6 +104,8 @@ def authenticate(email: str, password: str, actor: Actor) -> User | None:
         audit.record(actor, "auth.sign_in_failed", target=user, email=email)
         return None
     mark_signed_in(user, actor, "password")
+    if user.email_verified_at is not None:
+        orgs.join_by_email_domain(user, actor_for(user, actor))
     return user
 
 
@@ -122,6 +130,71 @@ def load_session_user(session_id: str) -> User | None:
     if user is None or user.session_version != version or user.is_disabled:
         return None
     return user
+
+
+# --- email verification -------------------------------------------------------
+
+VERIFY_SALT = "verify-email"
+VERIFY_MAX_AGE = 3 * 24 * 3600  # seconds: the emailed link works for 3 days
+
+
+def _verify_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=VERIFY_SALT)
+
+
+def verification_token(user: User) -> str:
+    """Signed, not stored: it names the user and the address it was sent to,
+    so it stops working if the account's address changes."""
+    return _verify_serializer().dumps({"u": user.id, "e": user.email})
+
+
+def send_verification_email(user: User, link_for: Callable[[str], str], actor: Actor) -> None:
+    """Email `user` a link that proves they read their mailbox (account mail:
+    no organization, so it goes straight through the outbox, not `notify`)."""
+    if user.email_verified_at is not None:
+        raise RuleViolation("Your email address is already confirmed.")
+    if user.is_disabled:
+        raise RuleViolation("This account is disabled.")
+    audit.record(actor, "user.verification_sent", target=user)
+    mail.send_template(user.email, "verify_email", user=user, link=link_for(verification_token(user)),
+                       ttl_days=VERIFY_MAX_AGE // (24 * 3600))
+
+
+def mark_email_verified(user: User, actor: Actor, method: str) -> bool:
+    """Record that `user` proved their address (once; later calls change
+    nothing). True when this call was the one that marked it."""
+    if user.email_verified_at is not None:
+        return False
+    now = utcnow()
+    marked = (User.update(email_verified_at=now)
+              .where(User.id == user.id, User.email_verified_at.is_null()).execute())
+    user.email_verified_at = now if marked else User.get_by_id(user.id).email_verified_at
+    if marked:
+        audit.record(actor, "user.email_verified", target=user, method=method)
+    return bool(marked)
+
+
+def verify_email(token: str, actor: Actor):
+    """Follow an emailed confirmation link: mark the address verified (if it
+    is still the account's) and join the organizations whose verified domain
+    it is. Returns (user, new memberships); RuleViolation for a bad link.
+    Idempotent: a second visit finds nothing new to do."""
+    try:
+        data = _verify_serializer().loads(token or "", max_age=VERIFY_MAX_AGE)
+        user_id, email = int(data["u"]), str(data["e"])
+    except SignatureExpired as exc:
+        raise RuleViolation("This confirmation link has expired. Sign in and send a new one "
+                            "from your account page.") from exc
+    except (BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise RuleViolation("This confirmation link is not valid. Check that you copied all of it, "
+                            "or send a new one from your account page.") from exc
+    user = User.get_or_none(User.id == user_id) if 0 < user_id <= _MAX_ID else None
+    if user is None or user.email != email:
+        raise RuleViolation("This confirmation link is for an address this account no longer uses.")
+    if user.is_disabled:
+        raise RuleViolation("This account is disabled. Contact your administrator.")
+    mark_email_verified(user, actor_for(user, actor), method="link")
+    return user, orgs.join_by_email_domain(user, actor_for(user, actor))
 
 
 # --- password reset -----------------------------------------------------------
@@ -181,6 +254,8 @@ def reset_password(token: str, new_password: str, actor: Actor) -> User:
          .where(PasswordResetToken.user == user, PasswordResetToken.used_at.is_null())
          .execute())
     audit.record(actor_for(user, actor), "auth.password_reset", target=user)
+    # The reset link went to the address: following it proves the mailbox too.
+    mark_email_verified(user, actor_for(user, actor), "password_reset")
     return user
 
 
@@ -215,7 +290,8 @@ def update_profile(user: User, name: str, actor: Actor) -> User:
 
 def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor) -> User:
     """The user for these ID-token claims: the linked one, an existing account
-    with the same verified email (then linked), or a new account."""
+    with the same verified email (then linked; if that account never proved
+    its address, its password and sessions end first), or a new account."""
     subject = str(claims.get("sub") or "")
     if not subject:
         raise RuleViolation("The identity provider did not say who you are (no subject).")
@@ -228,7 +304,14 @@ def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor) -> User:
     if user.is_disabled:
         raise RuleViolation("This account is disabled. Contact your administrator.")
     mark_signed_in(user, actor, "oidc")
+    if _email_verified(claims) and str(claims.get("email") or "").strip().lower() == user.email:
+        mark_email_verified(user, actor_for(user, actor), method="oidc")
+        orgs.join_by_email_domain(user, actor_for(user, actor))
     return user
+
+
+def _email_verified(claims: dict) -> bool:
+    return claims.get("email_verified") is True or claims.get("email_verified") == "true"
 
 
 def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor) -> User:
@@ -236,7 +319,7 @@ def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor
         email = normalize_email(str(claims.get("email") or ""))
     except ValidationError as exc:
         raise RuleViolation("The identity provider did not share a usable email address.") from exc
-    verified = claims.get("email_verified") is True or claims.get("email_verified") == "true"
+    verified = _email_verified(claims)
     try:
         with db.atomic():
             user = User.by_email(email)
@@ -251,6 +334,8 @@ def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor
             if created:
                 user = User.create(email=email, name=str(claims.get("name") or "")[:120])
             ExternalIdentity.create(user=user, issuer=issuer, subject=subject, email=email)
+            unproven = not created and user.email_verified_at is None
+            had_password = unproven and _take_over_unproven_account(user)
     except IntegrityError as exc:
         # A concurrent first sign-in of the same person won the race; use its result.
         identity = ExternalIdentity.get_or_none(ExternalIdentity.issuer == issuer,
@@ -261,4 +346,20 @@ def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor
     if created:
         audit.record(actor_for(user, actor), "user.signed_up", target=user, method="oidc")
     audit.record(actor_for(user, actor), "auth.identity_linked", target=user, issuer=issuer)
+    if unproven:
+        audit.record(actor_for(user, actor), "auth.unproven_account_claimed", target=user, issuer=issuer,
+                     password_removed=had_password)
     return user
+
+
+def _take_over_unproven_account(user: User) -> bool:
+    """The provider vouches for this address, but the account's owner never
+    proved it: anyone could have signed up with it and set the password. So
+    the password goes and every session ends; the person the provider
+    vouched for owns the account now (a password comes back through a reset,
+    which mails that same address). True when there was a password."""
+    had_password = user.password_hash is not None
+    user.password_hash = None
+    user.session_version += 1  # signs out every session, remember-me cookies too
+    user.save(only=[User.password_hash, User.session_version])
+    return had_password

@@ -9,6 +9,7 @@ class Actor:
     user: object | None  # a User, or None for the system / CLI
     ip: str = ""
     user_agent: str = ""
+    api_key: object | None = None  # an ApiKey when the JSON API acts (user is then None)
 
     @classmethod
     def system(cls) -> "Actor":

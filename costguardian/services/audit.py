@@ -9,6 +9,8 @@ from costguardian.services.actor import Actor
 
 def record(actor: Actor, action: str, org=None, target=None, **detail) -> AuditLog:
     """One audit row: `action` like "org.updated", `target` any model instance."""
+    if actor.api_key is not None:  # the JSON API: which key did it
+        detail = {**detail, "api_key": actor.api_key.prefix}
     return AuditLog.create(
         organization=org,
         actor=actor.user,

@@ -12,10 +12,11 @@ from costguardian.authz import current_actor, personal
 from costguardian.extensions import limiter
 from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
 from costguardian.rendering import external_url
-from costguardian.services import accounts, audit
-from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.services import accounts, audit, invitations
+from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 bp = Blueprint("auth", __name__)
+INVITATION_SESSION_KEY = "invitation_token"  # set by the invitation accept page
 
 
 def _account_key() -> str:
@@ -71,10 +72,17 @@ def signup():
             apply_errors(form, exc)
         else:
             _start_session(user)
-            flash("Welcome to Cost Guardian. Create your organization to begin.", "success")
+            accounts.send_verification_email(user, verification_link, current_actor())
+            flash(f"Welcome to Cost Guardian. We sent a link to {user.email}: confirm your address to join "
+                  "your company's organization if it lets colleagues join by email domain, or create your "
+                  "organization to begin.", "success")
             return redirect(url_for("orgs.new"))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/signup.html", form=form), status
+
+
+def verification_link(token: str) -> str:
+    return external_url("account.verify_email", token=token)
 
 
 @bp.post("/logout")
@@ -161,5 +169,23 @@ def oidc_callback():
         flash(exc.message, "error")
         return redirect(url_for("auth.login"))
     next_url = session.get("next")
+    # Sign-in started on an invitation's page: used once, whatever the outcome,
+    # so that no later sign-in tries it again.
+    invitation_token = session.pop(INVITATION_SESSION_KEY, None)
     _start_session(user)
+    if invitation_token and _accept_invitation(user, invitation_token):
+        return redirect(url_for("dashboard.index"))
     return redirect(_safe_next(next_url))
+
+
+def _accept_invitation(user, token: str) -> bool:
+    """Accept the invitation as `user` just signed in; False (with the
+    reason flashed) when it cannot be used."""
+    try:
+        membership = invitations.accept(token, user, current_actor())
+    except (RuleViolation, NotPermitted) as exc:
+        flash(exc.message, "error")
+        return False
+    session["org_id"] = membership.organization_id
+    flash(f"Welcome to {membership.organization.name}. You joined as {membership.role}.", "success")
+    return True

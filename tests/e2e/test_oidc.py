@@ -45,8 +45,12 @@ def test_first_google_sign_in_creates_the_account_and_starts_onboarding(page, oi
 
 def test_google_sign_in_links_an_existing_password_account(page, oidc_provider, make_user, make_org, shot):
     from costguardian.models import ExternalIdentity, User
+    from costguardian.services import accounts
+    from costguardian.services.actor import Actor
 
     user = make_user("paula@acme.example.com", name="Paula Password")
+    # confirmed: linking an unconfirmed account would end its password (tests/test_oidc.py)
+    accounts.mark_email_verified(user, Actor.system(), method="link")
     make_org("Acme Analytics", owner=user)
     sub = f"google-{uuid.uuid4().hex[:10]}"
     oidc_provider.set_user(sub, email="Paula@acme.example.com", email_verified=True, name="Paula P.")

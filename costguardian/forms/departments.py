@@ -1,0 +1,104 @@
+"""Forms of the departments area. The rules (unique names and codes, no
+cycles, the manager is a member) are the department service's; these forms
+give them shape and turn the choices into models."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from peewee import JOIN, fn
+from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length
+
+from costguardian.models import Department, Membership, User
+from costguardian.services import departments, orgs
+from costguardian.services.errors import ValidationError
+
+
+def _member_choices(org, empty: str) -> list[SelectChoice]:
+    return [SelectChoice("", empty)] + [
+        SelectChoice(str(m.user_id), f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
+        for m in orgs.members(org)]
+
+
+def _members_with_departments(org):
+    return (Membership.in_org(org).select(Membership, User, Department).join(User)
+            .switch(Membership).join(Department, JOIN.LEFT_OUTER, on=(Membership.department == Department.id))
+            .order_by(fn.LOWER(User.name), User.email))
+
+
+class _Base(FlaskForm):
+    def apply_errors(self, exc: ValidationError) -> None:
+        """Show the service's field errors next to the fields they concern."""
+        for name, message in exc.errors.items():
+            field = getattr(self, name, None)
+            if field is not None and hasattr(field, "errors"):
+                field.errors = list(field.errors) + [message]
+            else:
+                self.form_errors.append(message)
+
+
+class DepartmentForm(_Base):
+    name = StringField("Name", validators=[DataRequired(message="Give the department a name."),
+                                           Length(max=120, message="Use at most 120 characters.")])
+    code = StringField("Cost-centre code", validators=[Length(max=32, message="Use at most 32 characters.")],
+                       description="Optional; your finance system's code, e.g. CC-4100. Unique when set.")
+    # Choices are checked by the service (with its own messages), not by wtforms.
+    parent = SelectField("Parent department", default="", validate_choice=False)
+    manager = SelectField("Manager", default="", validate_choice=False, description="A member of the organization.")
+
+    def __init__(self, org, *args, department: Department | None = None, **kwargs):
+        if department is not None and "obj" not in kwargs and kwargs.get("formdata", True) is None:
+            kwargs["data"] = {"name": department.name, "code": department.code or "",
+                              "parent": str(department.parent_id or ""),
+                              "manager": str(department.manager_id or "")}
+        super().__init__(*args, **kwargs)
+        self.org = org
+        excluded = set(departments.descendant_ids(org, department)) if department is not None else set()
+        self.parent.choices = [SelectChoice("", "— None (top level) —")] + [
+            SelectChoice(str(dept_id), path) for dept_id, path in departments.choices(org) if dept_id not in excluded]
+        self.manager.choices = _member_choices(org, "— No manager —")
+
+    def parent_department(self) -> Department | None:
+        return Department.get_in_org(self.org, self.parent.data) if self.parent.data else None
+
+    def manager_user(self) -> User | None:
+        if not self.manager.data:
+            return None
+        try:
+            user_id = int(self.manager.data)
+        except ValueError:
+            return None
+        membership = Membership.in_org(self.org).where(Membership.user == user_id).first()
+        return membership.user if membership is not None else User.get_or_none(User.id == user_id)
+
+
+class TargetForm(_Base):
+    """Merge into / move members to: another department of the organization."""
+
+    target = SelectField("Department", default="", validate_choice=False)
+
+    def __init__(self, org, department: Department, *args, empty: str | None = None, label: str = "Department",
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.org = org
+        self.target.label.text = label
+        self.target.choices = ([SelectChoice("", empty)] if empty else []) + [
+            SelectChoice(str(dept_id), path) for dept_id, path in departments.choices(org) if dept_id != department.id]
+
+    def target_department(self) -> Department | None:
+        return Department.get_in_org(self.org, self.target.data) if self.target.data else None
+
+
+class AssignForm(_Base):
+    member = SelectField("Member", default="")
+
+    def __init__(self, org, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.org = org
+        self.member.choices = [SelectChoice("", "— Choose a member —")] + [
+            SelectChoice(str(m.id), (f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
+                         + (f" — now in {m.department.name}" if m.department_id else ""))
+            for m in _members_with_departments(org)]
+
+    def membership(self) -> Membership | None:
+        return Membership.get_in_org(self.org, self.member.data) if self.member.data else None

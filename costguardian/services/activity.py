@@ -1,0 +1,250 @@
+"""The organization's activity feed: its audit log told as sentences
+("Olga Owner changed Ann's role from member to viewer"), filterable by who
+acted and by action, with links to what each entry is about.
+
+Every action the code records has a sentence here; an action without one
+(a feature newer than this table) still reads as a generic sentence."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from peewee import JOIN
+
+from costguardian.models import ApiKey, AuditLog, Department, Membership, User
+
+PER_PAGE = 25
+
+# Families of actions, for the filter: the prefix before the dot -> label.
+FAMILIES = {"member": "Members", "invitation": "Invitations", "department": "Departments", "key": "API keys",
+            "price_override": "Prices", "model_alias": "Model aliases", "org": "Organization settings",
+            "webhook": "Webhooks", "notification_template": "Email templates"}
+
+
+@dataclass
+class Entry:
+    row: AuditLog
+    actor: str  # who did it: a person's name, an API key, or "Cost Guardian"
+    parts: list  # the rest of the sentence: [(text, url or None)]
+    when: datetime
+
+    @property
+    def text(self) -> str:
+        return f"{self.actor} " + "".join(text for text, _ in self.parts)
+
+
+def feed(org, actor_id: int | None = None, action: str = "", membership: Membership | None = None,
+         page: int = 1, per_page: int = PER_PAGE) -> tuple[list[AuditLog], bool]:
+    """One page of the organization's audit rows, newest first, with their
+    actors; `action` is an action ("member.role_changed") or a family
+    ("member"); `membership` keeps the rows by or about that member."""
+    query = (AuditLog.select(AuditLog, User).join(User, JOIN.LEFT_OUTER, on=(AuditLog.actor == User.id))
+             .where(AuditLog.organization == org))
+    if actor_id is not None:
+        query = query.where(AuditLog.actor == actor_id)
+    if action:
+        query = query.where(AuditLog.action.startswith(action + ".") if action in FAMILIES
+                            else AuditLog.action == action)
+    if membership is not None:
+        query = query.where((AuditLog.actor == membership.user_id)
+                            | ((AuditLog.target_type == "membership") & (AuditLog.target_id == str(membership.id)))
+                            | ((AuditLog.target_type == "user") & (AuditLog.target_id == str(membership.user_id))))
+    rows = list(query.order_by(AuditLog.id.desc()).offset((page - 1) * per_page).limit(per_page + 1))
+    return rows[:per_page], len(rows) > per_page
+
+
+def actions(org) -> list[str]:
+    """The actions the organization's log holds, for the filter."""
+    query = (AuditLog.select(AuditLog.action).where(AuditLog.organization == org).distinct()
+             .order_by(AuditLog.action).tuples())
+    return [action for action, in query]
+
+
+def actors(org) -> list[tuple[int, str]]:
+    """(user id, name) of everyone who acted in the organization's log."""
+    ids = AuditLog.select(AuditLog.actor).where(AuditLog.organization == org, AuditLog.actor.is_null(False))
+    return sorted(((u.id, u.display_name) for u in User.select(User.id, User.name, User.email)
+                   .where(User.id.in_(ids))), key=lambda item: item[1].lower())
+
+
+# --- sentences -------------------------------------------------------------------
+
+@dataclass
+class _Context:
+    """What the sentences of one page need, loaded in a few queries."""
+
+    names: dict  # lower-case email -> display name
+    memberships: dict  # membership id -> membership id (still a member)
+    keys: dict  # key id -> name
+    departments: dict  # department id -> name (still there)
+    links: object  # callable(kind, id) -> url or None
+
+
+def _person(ctx: _Context, email) -> str:
+    if not email:
+        return "someone"
+    return ctx.names.get(str(email).lower(), str(email))
+
+
+def _quoted(value) -> str:
+    return f"“{value}”"
+
+
+def _changes(changes) -> str:
+    if not isinstance(changes, dict) or not changes:
+        return ""
+    described = []
+    for name, pair in changes.items():
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            old, new = pair
+            described.append(f"{name.replace('_', ' ')} from {old or '—'} to {new or '—'}")
+        else:
+            described.append(name.replace("_", " "))
+    return " (" + "; ".join(described) + ")"
+
+
+def _sentence(row: AuditLog, ctx: _Context) -> list:
+    d = row.detail if isinstance(row.detail, dict) else {}
+    action, target_id = row.action, row.target_id
+    member_link = ctx.links("membership", target_id) if row.target_type == "membership" and \
+        target_id.isdigit() and int(target_id) in ctx.memberships else None
+    key_link = ctx.links("key", target_id) if row.target_type == "apikey" else None
+    department_link = ctx.links("department", target_id) if row.target_type == "department" and \
+        target_id.isdigit() and int(target_id) in ctx.departments else None
+    key_name = ctx.keys.get(int(target_id), d.get("name") or d.get("prefix", "")) \
+        if row.target_type == "apikey" and target_id.isdigit() else d.get("name", "")
+    user = (_person(ctx, d.get("user")), member_link)
+    match action:
+        case "org.created":
+            return [("created the organization ", None), (_quoted(d.get("name", "")), ctx.links("org", None))]
+        case "org.updated":
+            return [("changed the organization's settings", ctx.links("org", None)), (_changes(d.get("changes")), None)]
+        case "org.join_domain_changed":
+            return [("changed who may join by email domain", ctx.links("org", None)),
+                    (_changes(d.get("changes")), None)]
+        case "org.join_domain_verified":
+            return [("verified the domain ", None), (str(d.get("domain", "")), ctx.links("org", None))]
+        case "member.added":
+            return [("added ", None), user, (f" as {d.get('role', 'member')}", None)]
+        case "member.joined":
+            via = {"invitation": " by invitation", "domain": " through the organization's email domain"}
+            return [("joined", member_link), (f" as {d.get('role', 'member')}{via.get(d.get('via'), '')}", None)]
+        case "member.invited" | "invitation.sent":
+            extra = f", in {d['department']}" if d.get("department") else ""
+            return [(f"invited {d.get('email', '')} as {d.get('role', 'member')}{extra}",
+                     ctx.links("invitations", None))]
+        case "invitation.resent":
+            return [(f"resent the invitation to {d.get('email', '')}", ctx.links("invitations", None))]
+        case "invitation.revoked":
+            return [(f"revoked the invitation to {d.get('email', '')}", ctx.links("invitations", None))]
+        case "invitation.accepted":
+            return [(f"accepted the invitation to {d.get('email', '')}", ctx.links("invitations", None))]
+        case "member.role_changed":
+            return [("changed ", None), user, (f"'s role from {d.get('old_role')} to {d.get('new_role')}", None)]
+        case "member.removed":
+            return [("removed ", None), (_person(ctx, d.get("user")), None), (f" ({d.get('role', '')})", None)]
+        case "member.left":
+            return [("left the organization", None)]
+        case "member.department_changed":
+            old, new = d.get("old_department"), d.get("new_department")
+            if old and new:
+                return [("moved ", None), user, (f" from {old} to {new}", None)]
+            if new:
+                return [("put ", None), user, (f" in {new}", None)]
+            return [("took ", None), user, (f" out of {old or 'their department'}", None)]
+        case "key.created":
+            return [("created API key ", None), (_quoted(key_name), key_link)]
+        case "key.rotated":
+            return [("rotated API key ", None), (_quoted(key_name), key_link)]
+        case "key.revoked":
+            return [("revoked API key ", None), (_quoted(key_name), key_link)]
+        case "price_override.created" | "price_override.updated" | "price_override.deleted":
+            verb = {"created": "set", "updated": "changed", "deleted": "removed"}[action.split(".")[1]]
+            return [(f"{verb} the organization's price for ", None),
+                    (f"{d.get('provider', '')}/{d.get('model', '')}", ctx.links("prices", None))]
+        case "model_alias.created":
+            return [(f"made {d.get('alias', '')} a name for ", None),
+                    (f"{d.get('provider', '')}/{d.get('model', '')}", ctx.links("prices", None))]
+        case "model_alias.deleted":
+            return [(f"removed the model name {d.get('alias', '')} (", None),
+                    (f"{d.get('provider', '')}/{d.get('model', '')}", ctx.links("prices", None)), (")", None)]
+        case "department.created":
+            parent = f" under {d['parent']}" if d.get("parent") else ""
+            return [("created the department ", None), (d.get("name", ""), department_link), (parent, None)]
+        case "department.renamed":
+            old = (d.get("changes") or {}).get("name", ["", ""])[0]
+            return [(f"renamed the department {old} to ", None), (d.get("name", ""), department_link)]
+        case "department.moved":
+            old, new = (d.get("changes") or {}).get("parent", ["", ""])
+            return [("moved the department ", None), (d.get("name", ""), department_link),
+                    (f" from {old or 'the top level'} to {new or 'the top level'}", None)]
+        case "department.updated":
+            return [("changed the department ", None), (d.get("name", ""), department_link),
+                    (_changes(d.get("changes")), None)]
+        case "department.merged":
+            return [(f"merged the department {d.get('name', '')} into ", None), (d.get("into", ""), department_link)]
+        case "department.deleted":
+            moved = f", moving its members to {d['moved_to']}" if d.get("moved_to") else ""
+            return [(f"deleted the department {d.get('name', '')}{moved}", None)]
+        case "webhook.created" | "webhook.updated" | "webhook.deleted" | "webhook.secret_rolled" | \
+                "webhook.tested" | "webhook.disabled" | "webhook.redelivered":
+            verb = {"created": "added the webhook ", "updated": "changed the webhook ",
+                    "deleted": "deleted the webhook ", "secret_rolled": "rolled the signing secret of the webhook ",
+                    "tested": "sent a test to the webhook ", "disabled": "turned off the failing webhook ",
+                    "redelivered": "sent a delivery again to the webhook "}[action.split(".")[1]]
+            link = ctx.links("webhook", target_id) if action != "webhook.deleted" and target_id.isdigit() else None
+            return [(verb, None), (_quoted(d.get("name") or f"#{target_id}"), link)]
+        case "budget.created" | "budget.updated" | "budget.deleted" | "budget.raised" | "budget.test_alert":
+            name = _quoted(d.get("name") or f"#{target_id}")
+            link = ctx.links("budget", target_id) if action != "budget.deleted" else None
+            match action:
+                case "budget.created":
+                    return [("created the budget ", None), (name, link),
+                            (f" ({d.get('amount', '')} {d.get('period', '')}, {d.get('scope', '')})", None)]
+                case "budget.updated":
+                    return [("changed the budget ", None), (name, link), (_changes(d.get("changes")), None)]
+                case "budget.deleted":
+                    return [(f"deleted the budget {name}", None)]
+                case "budget.raised":
+                    reason = f": {d['reason']}" if d.get("reason") else ""
+                    return [("raised ", None), (name, link),
+                            (f" by {d.get('increase', '')} for {d.get('period', 'this period')}{reason}", None)]
+                case _:
+                    return [("sent a test alert for the budget ", None), (name, link)]
+        case "notification_template.saved":
+            return [("changed the email template for ", None), (str(d.get("event_type", "")), None)]
+        case "notification_template.reset":
+            return [("reset the email template for ", None), (str(d.get("event_type", "")), None),
+                    (" to the default", None)]
+        case "notifications.unsubscribed":
+            return [(f"unsubscribed from {d.get('event_type') or 'notification'} emails", None)]
+    thing = row.target_type.replace("_", " ")
+    return [(f"did “{action}”" + (f" on a {thing}" if thing else ""), None)]
+
+
+def describe(org, rows: list[AuditLog], links) -> list[Entry]:
+    """The rows as sentences. `links(kind, id)` gives the URL of a target's
+    page (None when it has none or the viewer may not see it)."""
+    emails = {str(r.detail.get("user")).lower() for r in rows if isinstance(r.detail, dict) and r.detail.get("user")}
+    names = {u.email: u.display_name for u in User.select(User.email, User.name).where(User.email.in_(list(emails)))} \
+        if emails else {}
+    member_ids = [int(r.target_id) for r in rows if r.target_type == "membership" and r.target_id.isdigit()]
+    memberships = {m: m for m, in Membership.in_org(org).select(Membership.id)
+                   .where(Membership.id.in_(member_ids)).tuples()} if member_ids else {}
+    key_ids = [int(r.target_id) for r in rows if r.target_type == "apikey" and r.target_id.isdigit()]
+    key_names = dict(ApiKey.in_org(org).select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(key_ids)).tuples()) \
+        if key_ids else {}
+    dept_ids = [int(r.target_id) for r in rows if r.target_type == "department" and r.target_id.isdigit()]
+    departments = dict(Department.in_org(org).select(Department.id, Department.name)
+                       .where(Department.id.in_(dept_ids)).tuples()) if dept_ids else {}
+    ctx = _Context(names, memberships, key_names, departments, links)
+    entries = []
+    for row in rows:
+        if row.actor_id:
+            actor = row.actor.display_name
+        elif isinstance(row.detail, dict) and row.detail.get("api_key"):
+            actor = f"API key {row.detail['api_key']}"
+        else:
+            actor = "Cost Guardian"
+        entries.append(Entry(row, actor, _sentence(row, ctx), row.created_at))
+    return entries
