@@ -9,6 +9,9 @@ export FLASK_APP := app
 
 .PHONY: run test setup setup-dev vendor chromium lock migrate clean
 
+# Links in emails built by the task consumer (no request to take the host from)
+# point at this server unless CG_BASE_URL says otherwise.
+run: export CG_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: setup
 	$(BIN)/flask migrate
 	$(BIN)/flask seed-demo --events $(DEMO_EVENTS) --if-empty

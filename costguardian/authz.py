@@ -25,6 +25,10 @@ PUBLIC_ENDPOINTS = frozenset({
     "auth.oidc_start",
     "auth.oidc_callback",
     "api.openapi",
+    "invitations.accept",  # shows the invitation; joining needs the invited account
+    "unsubscribe.confirm",  # the signed token in the URL is the authorization
+    "unsubscribe.apply",
+    "account.verify_email",  # the signed token in the URL is the authorization
 })
 
 
@@ -110,6 +114,22 @@ def personal(view):
     view.required_permission = None
     view.personal = True
     return view
+
+
+def superadmin_required(view):
+    """Declare a platform view for superadmins (User.is_superadmin) only; it
+    spans every organization, so no organization permission applies. 404 to
+    everyone else: the page does not exist for them."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not (current_user.is_authenticated and current_user.is_superadmin):
+            abort(404)
+        return view(*args, **kwargs)
+
+    wrapped.required_permission = None
+    wrapped.superadmin = True
+    return wrapped
 
 
 def current_actor() -> Actor:

@@ -23,6 +23,7 @@ from costguardian.services.errors import ServiceError
 def init_app(app: Flask) -> None:
     for command in (migrate, make_migration, create_user, create_org, add_member, seed_demo, create_api_key):
         app.cli.add_command(command)
+    app.cli.add_command(verify_domain)
 
 
 def _fail(message: str):
@@ -115,6 +116,22 @@ def add_member(org_slug: str, email: str, role: str):
     click.echo(f"{user.email} is now {role} of {org.name}")
 
 
+@click.command("verify-domain")
+@click.argument("org_slug")
+@click.argument("domain")
+def verify_domain(org_slug: str, domain: str):
+    """Mark an organization's email domain verified: people signing in with a
+    verified address there join it (with its join role, `member` by default)."""
+    org = Organization.get_or_none(Organization.slug == org_slug)
+    if org is None:
+        _fail("no such organization")
+    try:
+        orgs.verify_join_domain(org, domain, Actor.system())
+    except ServiceError as exc:
+        _fail(exc.message)
+    click.echo(f"{org.join_domain} is verified for {org.name}; people there join as {org.join_domain_role}")
+
+
 @click.command("seed-demo")
 @click.option("--events", type=click.IntRange(min=0), default=0,
               help="Also send this many usage events over the last 90 days, through the ingest service.")
@@ -144,6 +161,8 @@ def seed_demo(events: int, if_empty: bool, seed: int | None):
             elapsed = time.monotonic() - started
             click.echo(f"accepted {totals['accepted']:,} events in {elapsed:.1f} s "
                        f"({totals['accepted'] / max(elapsed, 1e-9):,.0f}/s)")
+        if org is not None and (made := demo.seed_budgets(org)):  # once, sized from the usage above
+            click.echo(f"created {made} demo budgets")
     click.echo(
         "\n  Demo sign-in:  {email}  /  {password}\n  (owner of \"{org}\"; more demo people share the password: "
         "{others})\n".format(**credentials)

@@ -34,10 +34,17 @@ DEFAULTS: dict[str, object] = {
     "PASSWORD_RESET_TTL_MINUTES": 60,
     "CG_TRUSTED_PROXIES": 0,
     "CG_BASE_URL": None,
+    "CG_ALLOW_PRIVATE_WEBHOOKS": False,
+    "CG_WEBHOOK_TIMEOUT": 10,
+    "CG_WEBHOOK_DISABLE_AFTER": 10,
+    "CG_RETRY_SCALE": 1.0,
 }
 
 # Settings whose environment value is an integer.
-INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES"}
+INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES", "CG_WEBHOOK_TIMEOUT",
+                    "CG_WEBHOOK_DISABLE_AFTER"}
+FLOAT_SETTINGS = {"CG_RETRY_SCALE"}
+BOOLEAN_SETTINGS = {"CG_ALLOW_PRIVATE_WEBHOOKS"}
 
 
 class ConfigError(RuntimeError):
@@ -57,6 +64,15 @@ def from_environ(environ: os._Environ | dict | None = None) -> dict[str, object]
                 value = int(value)
             except ValueError as exc:
                 raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
+        elif key in FLOAT_SETTINGS:
+            try:
+                value = float(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be a number, got {value!r}") from exc
+        elif key in BOOLEAN_SETTINGS:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ConfigError(f"{key} must be 1 or 0, got {value!r}")
+            value = value.lower() in ("1", "true", "yes")
         config[key] = value
     return config
 

@@ -24,7 +24,7 @@ EVENT = {
         "usage": {"type": "object", "description": "Instead of token counts: the provider's own usage object "
                   "(OpenAI chat or responses, Anthropic messages, Gemini usageMetadata, Bedrock Converse)."},
         "user": {"type": "string", "maxLength": 200,
-                 "description": "A member's email or your own end-user id (default: the key's user)."},
+                 "description": "A member's email (stored lower-case) or your own end-user id (default: the key's user)."},
         "department": {"type": "string", "description": "A department's name (default: the key's department)."},
         "tags": {"oneOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
                            {"type": "array", "items": {"type": "string", "maxLength": 100}}],
@@ -65,6 +65,330 @@ AUTH_ERRORS = {
 }
 
 
+# --- departments (GET: scope read; POST: scope admin) ---------------------------
+DEPARTMENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "code": {"type": ["string", "null"]},
+        "parent_id": {"type": ["integer", "null"]},
+        "path": {"type": "string", "description": "The name with its parents', e.g. \"Engineering › Platform\"."},
+        "manager": {"type": ["string", "null"], "description": "The manager's email."},
+        "members": {"type": "integer"},
+        "spend_this_month_usd": {"type": "string", "description": "The department's own usage this month "
+                                 "(organization time zone), sub-departments not included."},
+        "requests_this_month": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+DEPARTMENT_PATHS = {
+    "/api/v1/departments": {
+        "get": {
+            "summary": "List departments",
+            "description": "Every department in tree order (parents before their children). Needs the `read` scope.",
+            "responses": {
+                "200": {"description": "The departments.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"departments": {"type": "array", "items": {
+                        "$ref": "#/components/schemas/Department"}}}}}}},
+                **AUTH_ERRORS,
+            },
+        },
+        "post": {
+            "summary": "Create a department",
+            "description": "Needs the `admin` scope, and the key's creator must still be allowed to manage "
+                           "members. Names are unique in the organization (ignoring case), and so are codes.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 120},
+                    "code": {"type": ["string", "null"], "maxLength": 32, "description": "Cost-centre code."},
+                    "parent": {"type": ["integer", "string", "null"],
+                               "description": "The parent's id, name or code (null: top level)."},
+                    "parent_id": {"type": ["integer", "null"]},
+                    "manager": {"type": ["string", "null"], "description": "A member's email."},
+                }}}}},
+            "responses": {
+                "201": {"description": "The new department.", "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/Department"}}}},
+                **AUTH_ERRORS,
+                "415": _problem("The body is not sent as application/json."),
+                "422": _problem("A field is missing or not valid (see 'errors'), e.g. a name already in use."),
+            },
+        },
+    },
+}
+
+
+# --- team: members, invitations, the organization (scope admin) -------------------
+_DEPT_REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
+def _id_param(name: str) -> list:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}]
+_PAGING = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+           {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
+                                                          "default": 50}}]
+_TEAM_ERRORS = {
+    **AUTH_ERRORS,
+    "403": _problem("The key lacks the `admin` scope, or the rules refuse (the key acts with its creator's "
+                    "current role: an admin's key cannot grant owner; nobody changes their own role)."),
+    "415": _problem("The body is not sent as application/json."),
+    "422": _problem("A field is not valid; 'errors' maps each field to its message."),
+}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+TEAM_SCHEMAS = {
+    "Member": {"type": "object", "properties": {
+        "id": {"type": "integer", "description": "The membership id (use it in /members/{membership_id})."},
+        "user_id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"},
+        "role": {"enum": ["owner", "admin", "billing", "member", "viewer"]}, "department": _DEPT_REF,
+        "joined_at": {"type": "string", "format": "date-time"},
+        "last_seen_at": {"type": ["string", "null"], "format": "date-time"},
+        "spend_this_month_usd": {"type": "string", "description": "Cost of usage attributed to the member's "
+                                 "email this month (organization time zone)."}}},
+    "Invitation": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "email": {"type": "string"},
+        "role": {"enum": ["owner", "admin", "billing", "member", "viewer"]},
+        "status": {"enum": ["pending", "accepted", "expired", "revoked"]}, "department": _DEPT_REF,
+        "invited_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"}, "sent_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "accepted_at": {"type": ["string", "null"], "format": "date-time"},
+        "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
+}
+
+TEAM_PATHS = {
+    "/api/v1/members": {"get": {
+        "summary": "List members",
+        "description": "One page, sorted by name then email. Needs the `admin` scope.",
+        "parameters": [
+            {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "Part of a name or email."},
+            {"name": "role", "in": "query", "schema": {"enum": ["owner", "admin", "billing", "member", "viewer"]}},
+            {"name": "department", "in": "query", "schema": {"type": "string"},
+             "description": "A department id, or `none` for members without one."},
+            *_PAGING],
+        "responses": {"200": _json({"type": "object", "properties": {
+            "members": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}},
+            "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+            "pages": {"type": "integer"}}}, "The page of members."), **AUTH_ERRORS,
+            "422": _problem("A query parameter is not valid.")},
+    }},
+    "/api/v1/members/{membership_id}": {
+        "put": {
+            "summary": "Change a member's role and/or department",
+            "parameters": _id_param("membership_id"),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+                    "role": {"enum": ["owner", "admin", "billing", "member", "viewer"]},
+                    "department": {"type": ["integer", "string", "null"],
+                                   "description": "A department id or name; null for none."}}}}}},
+            "responses": {"200": _json({"$ref": "#/components/schemas/Member"}, "The member."), **_TEAM_ERRORS,
+                          "404": _problem("No member with this id in the key's organization."),
+                          "409": _problem("A rule refuses, e.g. demoting the last owner.")},
+        },
+        "delete": {
+            "summary": "Remove a member",
+            "parameters": _id_param("membership_id"),
+            "responses": {"204": {"description": "Removed."}, **_TEAM_ERRORS,
+                          "404": _problem("No member with this id in the key's organization."),
+                          "409": _problem("The last owner cannot be removed.")},
+        },
+    },
+    "/api/v1/invitations": {
+        "get": {
+            "summary": "List invitations",
+            "parameters": [{"name": "status", "in": "query",
+                            "schema": {"enum": ["pending", "accepted", "expired", "revoked"]}}, *_PAGING],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "invitations": {"type": "array", "items": {"$ref": "#/components/schemas/Invitation"}},
+                "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}},
+                "Newest first."), **AUTH_ERRORS, "422": _problem("A query parameter is not valid.")},
+        },
+        "post": {
+            "summary": "Invite one or many addresses",
+            "description": "Each address gets a result: invited, invalid, duplicate (earlier in the list), member "
+                           "(already in the organization) or pending (already invited). The email holds a "
+                           "single-use link valid for 7 days.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "emails": {"type": "array", "items": {"type": "string"}, "maxItems": 500},
+                    "email": {"type": "string", "description": "One address, instead of `emails`."},
+                    "role": {"enum": ["owner", "admin", "billing", "member", "viewer"], "default": "member"},
+                    "department": {"type": ["integer", "string", "null"]}}}}}},
+            "responses": {
+                "201": _json({"type": "object", "properties": {
+                    "invited": {"type": "integer"}, "not_invited": {"type": "integer"},
+                    "results": {"type": "array", "items": {"type": "object", "properties": {
+                        "email": {"type": "string"},
+                        "status": {"enum": ["invited", "invalid", "duplicate", "member", "pending"]},
+                        "message": {"type": "string"},
+                        "invitation": {"oneOf": [{"$ref": "#/components/schemas/Invitation"}, {"type": "null"}]},
+                    }}}}}, "At least one invitation was sent (200: none was)."),
+                **_TEAM_ERRORS},
+        },
+    },
+    "/api/v1/invitations/{invitation_id}": {"delete": {
+        "summary": "Revoke an invitation",
+        "parameters": _id_param("invitation_id"),
+        "responses": {"200": _json({"$ref": "#/components/schemas/Invitation"}, "The revoked invitation."),
+                      **_TEAM_ERRORS, "404": _problem("No invitation with this id in the key's organization."),
+                      "409": _problem("The invitation was already accepted or revoked.")},
+    }},
+    "/api/v1/organization": {"put": {
+        "summary": "Rename the organization or change its time zone",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string", "maxLength": 120},
+                "time_zone": {"type": "string", "examples": ["Europe/Berlin"]}}}}}},
+        "responses": {"200": _json({"type": "object", "properties": {
+            "id": {"type": "integer"}, "slug": {"type": "string"}, "name": {"type": "string"},
+            "time_zone": {"type": "string"}, "currency": {"type": "string"}}}, "The organization."),
+            **_TEAM_ERRORS},
+    }},
+}
+
+
+# --- budgets (GET: scope read; changes: scope admin and the creator's budgets:write) ---
+_USD = {"type": "string", "description": "Dollars as a decimal string, e.g. \"250.5\"."}
+_USD_OR_NULL = {"type": ["string", "null"], "description": "Dollars as a decimal string; null before the first "
+                "forecast (the periodic check computes it every 5 minutes)."}
+_ROLES = {"enum": ["owner", "admin", "billing", "member", "viewer"]}
+_BUDGET_FIELDS = {
+    "name": {"type": "string", "maxLength": 120},
+    "amount_usd": {"type": ["string", "number"], "description": "The limit per period in dollars (\"250.00\" or 250).",
+                   "examples": ["250.00"]},
+    "period": {"enum": ["daily", "weekly", "monthly", "quarterly", "yearly", "custom"], "default": "monthly",
+               "description": "Calendar periods in the organization's time zone; custom: custom_start–custom_end."},
+    "custom_start": {"type": ["string", "null"], "format": "date", "description": "First day (custom period)."},
+    "custom_end": {"type": ["string", "null"], "format": "date", "description": "Last day, inclusive."},
+    "thresholds": {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1000},
+                              "maxItems": 10}, {"type": "string", "examples": ["50,80,100"]}],
+                   "description": "Alert thresholds in percent of the limit (default 50, 80, 100)."},
+    "enforcement": {"enum": ["soft", "hard"], "default": "soft",
+                    "description": "soft: alert only; hard: the gateway blocks calls beyond the limit."},
+    "notify_resolved": {"type": "boolean", "default": False,
+                        "description": "Also notify when spend drops back under (after a raise or a new period)."},
+    "notify_roles": {"type": "array", "items": _ROLES, "default": ["owner", "admin"],
+                     "description": "Roles that hear the alerts, besides the owner."},
+    "owner_id": {"type": ["integer", "null"], "description": "A member's user id: the person responsible."},
+    "department_id": {"type": ["integer", "null"], "description": "Scope: a department, with its sub-departments."},
+    "api_key_id": {"type": ["integer", "null"], "description": "Scope: one API key."},
+    "user": {"type": ["string", "null"], "description": "Scope: a member's email or your end-user id."},
+    "provider": {"type": ["string", "null"], "description": "Scope: a provider, e.g. openai."},
+    "model": {"type": ["string", "null"], "description": "Scope: a model, e.g. gpt-4o."},
+    "tag": {"type": ["string", "null"], "description": "Scope: events carrying this tag, e.g. env:prod."},
+}
+BUDGET_SCHEMAS = {
+    "BudgetInput": {"type": "object", "additionalProperties": False, "required": ["name", "amount_usd"],
+                    "description": "Every scope field set must match (none: the whole organization). PUT replaces "
+                                   "the whole definition: fields left out take their defaults.",
+                    "properties": _BUDGET_FIELDS},
+    "BudgetStatus": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"},
+        "scope": {"type": "object", "properties": {
+            k: _BUDGET_FIELDS[k] for k in ("department_id", "user", "api_key_id", "provider", "model", "tag")}},
+        "scope_text": {"type": "string", "examples": ["Department Research (with sub-departments) × Provider openai"]},
+        "period": {"type": "object", "properties": {
+            "kind": _BUDGET_FIELDS["period"], "start": {"type": "string", "format": "date"},
+            "end": {"type": "string", "format": "date", "description": "Last day, inclusive."},
+            "label": {"type": "string"}}},
+        "limit_usd": {**_USD, "description": "This period's limit: the amount plus this period's raises."},
+        "base_limit_usd": _USD, "increase_usd": _USD, "spend_usd": _USD,
+        "requests": {"type": "integer"}, "percent": {"type": "number"},
+        "thresholds": {"type": "array", "items": {"type": "integer"}},
+        "thresholds_crossed": {"type": "array", "items": {"type": "integer"}},
+        "forecast_usd": _USD_OR_NULL, "forecast_low_usd": _USD_OR_NULL, "forecast_high_usd": _USD_OR_NULL,
+        "forecast_exceeds_on": {"type": ["string", "null"], "format": "date",
+                                "description": "The day the projection crosses the limit."},
+        "state": {"enum": ["ok", "warning", "forecast", "exceeded"]},
+        "enforcement": {"enum": ["soft", "hard"]},
+        "blocked": {"type": "boolean", "description": "A hard budget at or over its limit: the gateway refuses."}}},
+    "Budget": {"type": "object", "properties": {
+        "id": {"type": "integer"}, **_BUDGET_FIELDS, "amount_usd": _USD,
+        "thresholds": {"type": "array", "items": {"type": "integer"}},
+        "scope_text": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "status": {"$ref": "#/components/schemas/BudgetStatus"}}},
+}
+_BUDGET_ERRORS = {
+    **AUTH_ERRORS,
+    "403": _problem("The key lacks the scope, or its creator's role may not change budgets (owner, admin and "
+                    "billing may)."),
+    "404": _problem("No budget with this id in the key's organization."),
+}
+_BUDGET_WRITE_ERRORS = {
+    **_BUDGET_ERRORS,
+    "415": _problem("The body is not sent as application/json."),
+    "422": _problem("Malformed JSON, an unknown field, a wrong type or a value the rules refuse; 'errors' maps "
+                    "each field to its message."),
+}
+_BUDGET_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/BudgetInput"}}}}
+BUDGET_PATHS = {
+    "/api/v1/budgets": {
+        "get": {"summary": "List budgets", "description": "Every budget's definition and status. Scope `read`.",
+                "responses": {"200": _json({"type": "object", "properties": {"budgets": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Budget"}}}}, "The budgets."),
+                    **AUTH_ERRORS}},
+        "post": {"summary": "Create a budget",
+                 "description": "Scope `admin`. The current period's spend is backfilled from history at once.",
+                 "requestBody": _BUDGET_BODY,
+                 "responses": {"201": _json({"$ref": "#/components/schemas/Budget"},
+                                            "The new budget; Location names it."),
+                               **{k: v for k, v in _BUDGET_WRITE_ERRORS.items() if k != "404"}}},
+    },
+    "/api/v1/budgets/status": {"get": {
+        "summary": "Every budget's status",
+        "description": "Scope, period, spend, limit, forecast and state of every budget, from the spend counters "
+                       "(cost independent of history size). Scope `read`.",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "organization": {"type": "string"}, "time_zone": {"type": "string"},
+            "as_of": {"type": "string", "format": "date-time"},
+            "budgets": {"type": "array", "items": {"$ref": "#/components/schemas/BudgetStatus"}}}},
+            "The statuses, by name."), **AUTH_ERRORS}}},
+    "/api/v1/budgets/{budget_id}": {
+        "get": {"summary": "One budget", "description": "Scope `read`.", "parameters": _id_param("budget_id"),
+                "responses": {"200": _json({"$ref": "#/components/schemas/Budget"}, "The budget."),
+                              **_BUDGET_ERRORS}},
+        "put": {"summary": "Replace a budget", "parameters": _id_param("budget_id"),
+                "description": "Scope `admin`. A full replacement, like the edit form; a changed scope or period "
+                               "recomputes the current period's spend.",
+                "requestBody": _BUDGET_BODY,
+                "responses": {"200": _json({"$ref": "#/components/schemas/Budget"}, "The budget."),
+                              **_BUDGET_WRITE_ERRORS}},
+        "delete": {"summary": "Delete a budget", "description": "Scope `admin`. Its alerts go with it.",
+                   "parameters": _id_param("budget_id"),
+                   "responses": {"204": {"description": "Deleted."}, **_BUDGET_ERRORS}},
+    },
+    "/api/v1/budgets/{budget_id}/test-alert": {"post": {
+        "summary": "Send a test alert",
+        "description": "Scope `admin`. Sends a \"[Test]\" threshold alert through the notification system to the "
+                       "budget's owner and roles (in-app, email, webhooks as each person chose); no alert is "
+                       "recorded on the budget.",
+        "parameters": _id_param("budget_id"),
+        "responses": {"202": _json({"type": "object", "properties": {
+            "event_id": {"type": ["string", "null"]}, "notifications": {"type": "integer"}}},
+            "Queued; deliveries go out through the queue."), **_BUDGET_ERRORS}}},
+    "/api/v1/budgets/{budget_id}/raise": {"post": {
+        "summary": "Raise a budget for the rest of this period",
+        "description": "Scope `admin`. Adds to the limit of the current period only; audited.",
+        "parameters": _id_param("budget_id"),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["amount_usd"], "properties": {
+                "amount_usd": _BUDGET_FIELDS["amount_usd"], "reason": {"type": "string", "maxLength": 200}}}}}},
+        "responses": {"201": _json({"type": "object", "properties": {
+            "increase": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "amount_usd": _USD, "reason": {"type": "string"},
+                "period_start": {"type": "string", "format": "date-time"}}},
+            "budget": {"$ref": "#/components/schemas/Budget"}}}, "The raise and the budget."),
+            **_BUDGET_WRITE_ERRORS, "409": _problem("A custom period that is not running cannot be raised.")}}},
+}
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -75,10 +399,14 @@ def spec() -> dict:
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "An organization API key (cg_<env>_<prefix>_<secret>)."}},
-            "schemas": {"UsageEvent": EVENT, "Totals": TOTALS, "Problem": PROBLEM},
+            "schemas": {"UsageEvent": EVENT, "Totals": TOTALS, "Problem": PROBLEM, "Department": DEPARTMENT,
+                        **TEAM_SCHEMAS, **BUDGET_SCHEMAS},
         },
         "security": [{"apiKey": []}],
         "paths": {
+            **DEPARTMENT_PATHS,
+            **TEAM_PATHS,
+            **BUDGET_PATHS,
             "/api/v1/usage": {"post": {
                 "summary": "Record usage events",
                 "description": f"One event, or up to {MAX_EVENTS:,} as {{\"events\": [...]}}. Each is accepted "

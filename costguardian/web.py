@@ -79,6 +79,14 @@ def init_app(app: Flask) -> None:
             headers.setdefault("Cache-Control", "no-store")  # private pages stay out of shared caches
         return response
 
+    def _bell_unread() -> int:
+        """The header bell's count, for full pages of an organization."""
+        from costguardian.services import notifications
+
+        if g.get("org") is None or not current_user.is_authenticated:
+            return 0
+        return notifications.unread_count(g.org, current_user)
+
     @app.context_processor
     def _globals():
         return {
@@ -89,6 +97,7 @@ def init_app(app: Flask) -> None:
             "ROLES": permissions.ROLES,
             "oidc_enabled": bool(app.config.get("GOOGLE_CLIENT_ID")),
             "oidc_provider_name": app.config.get("OIDC_PROVIDER_NAME", "Google"),
+            "bell_unread": _bell_unread,
         }
 
     app.jinja_env.filters["usd"] = format_usd

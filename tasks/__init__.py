@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import functools
+import os
 from urllib.parse import urlparse
 
 from flask import has_app_context
-from huey import RedisHuey, SqliteHuey
+from huey import RedisHuey, SqliteHuey, crontab
 
 from costguardian.config import huey_url
 
 
-def make_huey(url: str):
-    """SQLite file queue for the embedded default, Redis for scale-out."""
+def make_huey(url: str, name: str | None = None):
+    """SQLite file queue for the embedded default, Redis for scale-out. The
+    name (HUEY_NAME) keys the queue in Redis: two deployments sharing one Redis
+    server need different names."""
+    name = name or os.environ.get("HUEY_NAME") or "costguardian"
     scheme = urlparse(url).scheme
     if scheme in ("redis", "rediss"):
-        return RedisHuey("costguardian", url=url, results=False)
+        return RedisHuey(name, url=url, results=False)
     if scheme == "sqlite":
-        return SqliteHuey("costguardian", filename=url[len("sqlite:///"):], results=False)
+        return SqliteHuey(name, filename=url[len("sqlite:///"):], results=False)
     raise ValueError(f"HUEY_URL must start with sqlite:/// or redis://, got {url!r}")
 
 
@@ -36,19 +40,32 @@ def _app():
     return _worker_app
 
 
+def _in_app(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if has_app_context():  # immediate mode inside a request or test
+            return _with_connection(fn, args, kwargs)
+        with _app().app_context():
+            return _with_connection(fn, args, kwargs)
+
+    return run
+
+
 def app_task(**task_options):
     """`huey.task` that runs inside an app context with an open database
     connection, closed again after the task (the consumer keeps no idle ones)."""
 
     def decorate(fn):
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            if has_app_context():  # immediate mode inside a request or test
-                return _with_connection(fn, args, kwargs)
-            with _app().app_context():
-                return _with_connection(fn, args, kwargs)
+        return huey.task(name=fn.__name__, **task_options)(_in_app(fn))
 
-        return huey.task(name=fn.__name__, **task_options)(run)
+    return decorate
+
+
+def app_periodic_task(validate_datetime):
+    """`huey.periodic_task`, in an app context like `app_task`."""
+
+    def decorate(fn):
+        return huey.periodic_task(validate_datetime, name=fn.__name__)(_in_app(fn))
 
     return decorate
 
@@ -66,6 +83,49 @@ def deliver_email(message_id: int) -> None:
     from costguardian.services import mail
 
     mail.deliver(message_id)
+
+
+@app_task()
+def deliver(delivery_id: int) -> None:
+    """One attempt of a notification delivery; the service schedules retries
+    itself (exponential backoff), so Huey's own retries stay off."""
+    from costguardian.services import deliveries
+
+    deliveries.attempt(delivery_id)
+
+
+@app_periodic_task(crontab(minute="*"))
+def sweep_deliveries() -> None:
+    """Every minute: re-enqueue deliveries that are due and held by no task."""
+    from costguardian.services import deliveries
+
+    deliveries.sweep()
+
+
+@app_periodic_task(crontab(minute="*/5"))
+def check_budgets() -> None:
+    """Every 5 minutes: thresholds ingest could not see (a lowered threshold,
+    repriced history), forecasts and forecast alerts, new-period notices."""
+    from costguardian.services import budgets
+
+    budgets.check_all()
+
+
+@app_periodic_task(crontab(minute="15", hour="8"))
+def warn_expiring_keys() -> None:
+    """Daily: tell admins about API keys that expire within a week."""
+    from costguardian.services import keys
+
+    keys.warn_expiring()
+
+
+@app_periodic_task(crontab(minute="5"))
+def send_digests() -> None:
+    """Hourly: one digest email per member who chose a daily digest and whose
+    last one is at least 23 hours old."""
+    from costguardian.services import notification_email
+
+    notification_email.send_digests()
 
 
 @app_task(retries=3, retry_delay=60)

@@ -36,6 +36,7 @@ def pytest_configure(config):
         config.cg_database = _create_run_database(database_url)
         os.environ["DATABASE_URL"], os.environ["HUEY_URL"] = config.cg_database, redis_url
         os.environ["RATELIMIT_STORAGE_URI"] = redis_url
+        os.environ["HUEY_NAME"] = f"cg-test-{uuid.uuid4().hex[:8]}"  # a queue of its own on the shared Redis
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{instance}/test.db"
         os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
@@ -82,6 +83,7 @@ TEST_CONFIG = {
     "CG_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "MAIL_URL": "console://",
     "MAIL_FROM": "Cost Guardian <no-reply@costguardian.example.com>",
+    "CG_ALLOW_PRIVATE_WEBHOOKS": True,
 }
 
 

@@ -249,7 +249,11 @@ def test_make_migration_writes_nothing_when_the_migrations_build_the_models(app)
     from costguardian.db import MIGRATIONS_DIR
 
     before = sorted(os.listdir(MIGRATIONS_DIR))
-    result = app.test_cli_runner().invoke(args=["make-migration", "anything"])
-    assert result.exit_code == 0, result.output
-    assert "nothing to write" in result.output
-    assert sorted(os.listdir(MIGRATIONS_DIR)) == before
+    try:
+        result = app.test_cli_runner().invoke(args=["make-migration", "anything"])
+        assert result.exit_code == 0, result.output
+        assert "nothing to write" in result.output
+        assert sorted(os.listdir(MIGRATIONS_DIR)) == before
+    finally:  # a model without its migration must not leave a stray file that breaks later tests
+        for name in set(os.listdir(MIGRATIONS_DIR)) - set(before):
+            os.remove(os.path.join(MIGRATIONS_DIR, name))

@@ -1,22 +1,33 @@
 """Every model, importable from one place; ALL_MODELS is what migrations must produce."""
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel, utcnow
+from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.keys import ApiKey
 from costguardian.models.mail import OutboxMessage
+from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notification, NotificationOnce,
+                                               NotificationPreference, NotificationSettings, TemplateOverride, WebhookEndpoint)
 from costguardian.models.org import Department, Membership, Organization, TenantModel
 from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, UsageDimension,
                                        UsageEvent, UsageRollup, UsageTagRollup)
+from costguardian.models.team import DomainJoin, Invitation
 from costguardian.models.user import ExternalIdentity, PasswordResetToken, User
 
 ALL_MODELS = [
     User, ExternalIdentity, PasswordResetToken,
     Organization, Department, Membership,
     AuditLog, OutboxMessage,
+    Notification, NotificationSettings, NotificationPreference, WebhookEndpoint, Delivery, DeliveryAttempt,
+    TemplateOverride, NotificationOnce,
+    Invitation, DomainJoin,
     ApiKey, UsageEvent, UsageRollup, UsageTagRollup, UsageDimension, PriceOverride, ModelAlias,
+    Budget, BudgetSpend, BudgetIncrease, BudgetAlert,
 ]
 
 __all__ = [
+    "Budget", "BudgetAlert", "BudgetIncrease", "BudgetSpend",
+    "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",
+    "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
-    "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "ExternalIdentity", "Membership",
+    "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "Invitation", "Membership",
     "Organization", "OutboxMessage", "PasswordResetToken", "TenantModel", "User", "utcnow",
 ]

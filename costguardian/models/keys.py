@@ -25,6 +25,7 @@ class ApiKey(TenantModel):
     revoked_at = DateTimeField(null=True)
     rotated_at = DateTimeField(null=True)
     last_used_at = DateTimeField(null=True)
+    expiry_warned_at = DateTimeField(null=True)  # when admins were told it expires soon
 
     @property
     def scope_list(self) -> list[str]:

@@ -1,5 +1,7 @@
 """The demo organization `make run` creates on first start, so a new user can
-sign in and look around. Real rows through the real services."""
+sign in and look around. Real rows through the real services: people and
+departments (`seed`), usage (services.demo_usage), then budgets sized from
+that usage (`seed_budgets`), checked once so alerts and forecasts exist."""
 from __future__ import annotations
 
 import json
@@ -7,8 +9,8 @@ import secrets
 from pathlib import Path
 
 from costguardian import permissions
-from costguardian.models import Department, Membership, User
-from costguardian.services import accounts, orgs
+from costguardian.models import Budget, Department, Membership, User, utcnow
+from costguardian.services import accounts, budget_accounting, budget_periods, budgets, orgs
 from costguardian.services.actor import Actor
 
 DEMO_ORG = "Acme AI Labs"
@@ -51,3 +53,69 @@ def seed(instance_path: Path) -> dict:
     saved.write_text(json.dumps(credentials))
     saved.chmod(0o600)
     return credentials
+
+
+# name, period, scope, how to size the limit from the scope's spend, fallback $, extra fields.
+# "headroom": limit = projected period spend × factor (ok or warning);
+# "over": limit = spend so far / factor (already past factor × 100% of it).
+BUDGETS = [
+    ("Company AI spend", "monthly", {}, ("headroom", 1.3), 5_000,
+     {"notify_roles": "owner,admin,billing", "owner": OWNER_EMAIL}),
+    ("Engineering (hard limit)", "monthly", {"department": "Engineering"}, ("headroom", 1.15), 3_000,
+     {"enforcement": "hard", "thresholds": "50,80,90,100", "owner": "admin@example.com"}),
+    ("OpenAI", "monthly", {"provider": "openai"}, ("over", 0.86), 1_500,
+     {"notify_resolved": "on", "owner": "billing@example.com"}),
+    ("Production traffic (weekly)", "weekly", {"tag": "env:prod"}, ("headroom", 1.25), 800,
+     {"thresholds": "80,100"}),
+    ("Research × Anthropic", "monthly", {"department": "Research", "provider": "anthropic"}, ("headroom", 1.6), 600,
+     {"owner": "member@example.com"}),
+]
+
+
+def _nice(dollars: float) -> float:
+    """Two significant figures, at least $1: 12,345 -> 12,000; 1.37 -> 1.4."""
+    return max(1.0, float(f"{dollars:.2g}"))
+
+
+def seed_budgets(org, now=None) -> int:
+    """The demo organization's budgets, once (nothing when it has any),
+    sized from its current spend so each shows a different state; then the
+    periodic check runs, so alerts and forecasts exist on first start."""
+    if Budget.in_org(org).exists():
+        return 0
+    now = now or utcnow()
+    actor = Actor.system()
+    departments = {d.name: d.id for d in Department.in_org(org)}
+    people = {u.email: u.id for u in User.select().join(Membership).where(Membership.organization == org)}
+    made = 0
+    for name, period, scope, (rule, factor), fallback, extra in BUDGETS:
+        data = {"name": name, "period": period, **{k: v for k, v in extra.items() if k != "owner"}}
+        if "department" in scope:
+            if scope["department"] not in departments:
+                continue
+            data["department_id"] = departments[scope["department"]]
+        if "provider" in scope:
+            data["provider"] = scope["provider"]
+        if "tag" in scope:
+            data["tag"] = scope["tag"]
+        if extra.get("owner") in people:
+            data["owner_id"] = people[extra["owner"]]
+        probe = Budget(organization=org, period=period, scope_department=data.get("department_id"),
+                       scope_provider=scope.get("provider"), scope_tag=scope.get("tag"))
+        current = budget_periods.current_period(probe, org.time_zone, now)
+        spend, _ = budget_accounting.spend_between(budget_accounting.Scope.of(probe), current.start, current.end)
+        dollars = spend / 1e9
+        if dollars <= 0:
+            amount = fallback
+        elif rule == "over":
+            amount = _nice(dollars / factor)
+            if dollars < 0.8 * amount:  # rounding must not undo "already over 80%"
+                amount = max(0.01, round(dollars / factor, 2))
+        else:
+            elapsed = max((now - current.start).total_seconds(), 3600) / (current.end - current.start).total_seconds()
+            amount = _nice(dollars / min(elapsed, 1.0) * factor)
+        data["amount_usd"] = f"{amount:.2f}"
+        budgets.create(org, actor, data)
+        made += 1
+    budgets.check_all(now)
+    return made

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from flask import current_app
+
 from costguardian.models import NO_DEPARTMENT, NO_USER, Department, ModelAlias, utcnow
 from costguardian.services import catalog, rollups
 from costguardian.services.pricing import OrgPrices, Tokens
@@ -227,6 +229,8 @@ def validate_event(raw, ctx: _Context) -> dict:
     model_raw = _string(raw, "model", errors, True, 200)
     occurred_at = _timestamp(raw, errors, ctx.now)
     user = _string(raw, "user", errors, False, 200)
+    if user and "@" in user:
+        user = user.lower()  # an email names one person however it is capitalised
     department_name = _string(raw, "department", errors, False, 120)
     service_tier = _string(raw, "service_tier", errors, False, 16)
     batch = raw.get("batch", False)
@@ -318,8 +322,32 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None) -> Batch
         rows.append(row)
         row_results.append(result)
     if rows:
-        inserted = rollups.store_events(org.id, rows)
+        touched: set = set()
+        inserted = rollups.store_events(org.id, rows, touched)
         for row, result in zip(rows, row_results):
             if row["event_id"] not in inserted:
                 result.status, result.cost_nanos = "duplicate", None
+        # The events are stored: whatever happens while telling people about
+        # them must not turn the answer into an error (the periodic budget
+        # check and the next batch catch up on anything missed here).
+        try:
+            _tell_about_unpriced(org, [r for r in row_results if r.status == "accepted" and r.cost_nanos is None])
+            if touched:
+                from costguardian.services import budgets
+
+                budgets.check_thresholds(org, touched)
+        except Exception:
+            current_app.logger.exception("notifying after an ingest batch of organization %s failed", org.id)
     return BatchResult(results)
+
+
+def _tell_about_unpriced(org, unpriced: list) -> None:
+    """Admins hear once per model that calls to it cannot be priced."""
+    from costguardian.services import notifications
+
+    counts: dict[tuple[str, str], int] = {}
+    for result in unpriced:
+        counts[(result.provider, result.model)] = counts.get((result.provider, result.model), 0) + 1
+    for (provider, model), requests in counts.items():
+        notifications.notify(org, "usage.unpriced_model", {"provider": provider, "model": model, "requests": requests},
+                             once=f"usage.unpriced_model:{provider}/{model}")

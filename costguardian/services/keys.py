@@ -125,7 +125,39 @@ def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
             .where(ApiKey.id == key.id, ApiKey.revoked_at.is_null()).execute()):
         raise RuleViolation("Only an active key can be rotated.")
     audit.record(actor, "key.rotated", org=key.organization, target=key, prefix=key.prefix, grace_hours=grace_hours)
+    from costguardian.services import notifications
+
+    notifications.notify(key.organization, "key.rotated", {
+        "key": key.name, "key_id": key.id, "prefix": key.prefix,
+        "actor": actor.user.display_name if actor.user is not None else "An operator",
+        "grace_until": (key.previous_valid_until.strftime("%d %b %Y %H:%M UTC") if key.previous_valid_until
+                        else "now (no grace period)")})
     return NewKey(key, _plaintext(key, secret))
+
+
+EXPIRY_WARNING = timedelta(days=7)
+
+
+def warn_expiring(now=None) -> int:
+    """Tell each organization's admins, once per key, that a key expires
+    within a week (the daily task). Returns how many keys were announced."""
+    from costguardian.services import notifications
+
+    now = now or utcnow()
+    due = list(ApiKey.select().where(ApiKey.revoked_at.is_null(), ApiKey.expires_at.is_null(False),
+                                     ApiKey.expires_at > now, ApiKey.expires_at <= now + EXPIRY_WARNING,
+                                     ApiKey.expiry_warned_at.is_null()))
+    told = 0
+    for key in due:
+        # Claim the key first, so two runs never both announce it.
+        if not ApiKey.update(expiry_warned_at=now).where(ApiKey.id == key.id,
+                                                          ApiKey.expiry_warned_at.is_null()).execute():
+            continue
+        notifications.notify(key.organization, "key.expiring", {
+            "key": key.name, "key_id": key.id, "prefix": key.prefix,
+            "expires": key.expires_at.strftime("%d %b %Y %H:%M UTC")})
+        told += 1
+    return told
 
 
 def revoke_key(key: ApiKey, actor: Actor) -> ApiKey:

@@ -15,6 +15,7 @@ from peewee import Case, PostgresqlDatabase, fn
 from costguardian.db import write_transaction
 from costguardian.extensions import db
 from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.services import budget_accounting
 from costguardian.services.pricing import OrgPrices, Tokens
 from costguardian.services.rollups import upsert_rollups
 
@@ -105,6 +106,10 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
                 _add(tag_totals[(tag,) + key], measures, sign)
     if not updates:
         return 0
+    changed = {event_id: cost for event_id, cost, _ in updates}
+    budget_accounting.apply_rewrite(
+        org.id, [budget_accounting.event_row(e) for e in events if e.id in changed],
+        [budget_accounting.event_row(e, model, changed[e.id]) for e in events if e.id in changed])
     _update_events(updates, model)
     _apply(UsageRollup, org.id, totals)
     _apply(UsageTagRollup, org.id, tag_totals)

@@ -10,11 +10,14 @@ from peewee import OperationalError, PostgresqlDatabase, fn
 from costguardian.db import write_transaction
 from costguardian.extensions import db
 from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.services import budget_accounting
 
 
-def store_events(org_id: int, rows: list[dict]) -> set[str]:
+def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> set[str]:
     """Insert the events (skipping ids already stored) and add the inserted
-    ones to the rollups, atomically. Returns the inserted event ids.
+    ones to the rollups and the budget counters, atomically. Returns the
+    inserted event ids; `touched` collects the (budget id, period start)
+    pairs whose current-period counters grew, for the alert check.
 
     Rows go in event_id order and rollups in key order, so concurrent batches
     take their locks in one global order; a deadlock the database still
@@ -27,6 +30,9 @@ def store_events(org_id: int, rows: list[dict]) -> set[str]:
                 fresh = [row for row in rows if row["event_id"] in inserted]
                 if fresh:
                     _add_to_rollups(org_id, fresh)
+                    grown = budget_accounting.add_events(org_id, fresh)
+            if fresh and touched is not None:
+                touched |= grown
             return inserted
         except OperationalError as exc:
             if attempt == 2 or "deadlock" not in str(exc).lower():

@@ -5,6 +5,13 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from costguardian.views import account, api, audit, auth, dashboard, health, keys, members, orgs, settings, usage
     from costguardian.views import prices
+    from costguardian.views import invitations
+    from costguardian.views import notifications
+    from costguardian.views import departments, team
+    from costguardian.views import webhooks
+    from costguardian.views import admin_outbox, notification_templates, unsubscribe
+    from costguardian.views import budgets
 
-    for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api):
+    for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
+                   notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets):
         app.register_blueprint(module.bp)

@@ -158,3 +158,8 @@ def _api_http_error(exc: HTTPException):
     if exc.code == 413:
         detail = "The body is too large; send at most 1,000 events (and 4 MB) per request."
     return problem(exc.code or 500, kinds.get(exc.code, f"http-{exc.code}"), detail)
+
+
+from costguardian.views import api_team  # noqa: E402,F401
+from costguardian.views import api_departments  # noqa: E402,F401
+from costguardian.views import api_budgets  # noqa: E402,F401

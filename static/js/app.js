@@ -74,3 +74,59 @@
     }
   });
 })();
+
+// "Select all" checkboxes: <input type="checkbox" data-select-all="#form"> ticks
+// every ids checkbox in that form.
+(function () {
+  "use strict";
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("[data-select-all]")) { return; }
+    var form = document.querySelector(box.getAttribute("data-select-all"));
+    if (!form) { return; }
+    form.querySelectorAll('input[type="checkbox"][name="ids"]').forEach(function (item) { item.checked = box.checked; });
+  });
+})();
+
+// Forms marked data-autosubmit submit themselves once they appear (page load
+// or an htmx swap): the email template preview posts the template to its
+// sandboxed iframe this way, so the email's HTML renders outside our CSP.
+(function () {
+  "use strict";
+
+  function submitAll(root) {
+    if (!root || !root.querySelectorAll) { return; }
+    var forms = root.matches && root.matches("form[data-autosubmit]") ? [root] : [];
+    forms = forms.concat(Array.prototype.slice.call(root.querySelectorAll("form[data-autosubmit]")));
+    forms.forEach(function (form) { form.submit(); });
+  }
+  document.addEventListener("htmx:load", function (event) { submitAll(event.detail.elt); });
+  document.addEventListener("DOMContentLoaded", function () { if (!window.htmx) { submitAll(document); } });
+})();
+
+// Members: <input data-select-all-of="bulk-form"> ticks every ids checkbox
+// that belongs to that form, including the table's rows (form="bulk-form").
+(function () {
+  "use strict";
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("input[data-select-all-of]")) { return; }
+    var form = document.getElementById(box.getAttribute("data-select-all-of"));
+    if (!form) { return; }
+    Array.prototype.forEach.call(form.elements, function (item) {
+      if (item.type === "checkbox" && item.name === "ids") { item.checked = box.checked; }
+    });
+  });
+})();
+
+// Print buttons: <button data-print> opens the browser's print dialog (the
+// budget report has a print stylesheet in app.css).
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-print]");
+    if (!button) { return; }
+    event.preventDefault();
+    window.print();
+  });
+})();

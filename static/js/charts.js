@@ -61,6 +61,56 @@
     };
   }
 
+  // A budget's period: cumulative spend (a line up to today), the limit (a
+  // flat line) and the forecast to the period end (dashed) inside its band.
+  // Data: {kind: "budget", labels, spent, limit, expected, low, high}; null = no point.
+  function budgetConfig(data) {
+    function numbers(list) { return (list || []).map(function (v) { return v === null ? null : Number(v); }); }
+    var datasets = [
+      { label: "Forecast low", data: numbers(data.low), borderColor: "rgba(109, 40, 217, 0.25)", borderWidth: 1,
+        pointRadius: 0, fill: false, spanGaps: false },
+      { label: "Forecast range", data: numbers(data.high), borderColor: "rgba(109, 40, 217, 0.25)", borderWidth: 1,
+        backgroundColor: "rgba(109, 40, 217, 0.12)", pointRadius: 0, fill: "-1", spanGaps: false },
+      { label: "Forecast", data: numbers(data.expected), borderColor: "#6d28d9", borderDash: [6, 4], borderWidth: 2,
+        pointRadius: 0, fill: false },
+      { label: "Spent so far", data: numbers(data.spent), borderColor: PALETTE[0], backgroundColor: PALETTE[0],
+        borderWidth: 2.5, pointRadius: 2, fill: false },
+      { label: "Limit", data: numbers(data.limit), borderColor: "#dc2626", borderWidth: 2, pointRadius: 0,
+        fill: false, stepped: true }
+    ];
+    return {
+      type: "line",
+      data: { labels: data.labels, datasets: datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: {
+            grid: { display: false },
+            ticks: { autoSkip: true, maxRotation: 0,
+                     callback: function (value) { return shortDay(this.getLabelForValue(value)); } }
+          },
+          y: {
+            beginAtZero: true,
+            ticks: { callback: function (value) { return value >= 1000 ? compactMoney.format(value) : money.format(value); } }
+          }
+        },
+        plugins: {
+          legend: { position: "bottom", labels: { filter: function (item) { return item.text !== "Forecast low"; } } },
+          tooltip: {
+            filter: function (item) { return item.parsed.y !== null; },
+            callbacks: {
+              title: function (items) { return items.length ? shortDay(items[0].label) : ""; },
+              label: function (item) { return item.dataset.label + ": " + money.format(item.parsed.y); }
+            }
+          }
+        }
+      }
+    };
+  }
+
   function forget(chart) {
     var canvas = chart.canvas;
     chart.destroy();
@@ -79,7 +129,7 @@
       if (!source) { return; }
       var data;
       try { data = JSON.parse(source.content ? source.content.textContent : source.textContent); } catch (e) { return; }
-      new window.Chart(canvas, config(data));
+      new window.Chart(canvas, data.kind === "budget" ? budgetConfig(data) : config(data));
     });
   }
 

@@ -29,3 +29,49 @@ def smtp_server(_smtp_server_session):
     _smtp_server_session.clear()
     yield _smtp_server_session
     _smtp_server_session.clear()
+
+
+@pytest.fixture(scope="session")
+def _webhook_receiver_session():
+    from tests.fakes.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def webhook_receiver(_webhook_receiver_session):
+    """A real HTTP receiver on 127.0.0.1 that verifies signatures the way
+    docs/API.md shows (WebhookReceiver), reset for each test."""
+    _webhook_receiver_session.clear()
+    yield _webhook_receiver_session
+    _webhook_receiver_session.clear()
+
+
+@pytest.fixture(scope="session")
+def _mail_api_servers():
+    from tests.fakes.mail_apis import FakeMailApi
+
+    servers = {kind: FakeMailApi(kind).start() for kind in ("resend", "sendgrid")}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def resend_api(_mail_api_servers):
+    """A fake Resend API on 127.0.0.1 (FakeMailApi), emptied for each test."""
+    server = _mail_api_servers["resend"]
+    server.clear()
+    yield server
+    server.clear()
+
+
+@pytest.fixture
+def sendgrid_api(_mail_api_servers):
+    """A fake SendGrid API on 127.0.0.1 (FakeMailApi), emptied for each test."""
+    server = _mail_api_servers["sendgrid"]
+    server.clear()
+    yield server
+    server.clear()

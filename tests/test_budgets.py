@@ -1,0 +1,330 @@
+"""Budgets: exact counters, alerts exactly once, raises, resolution, status and
+which budgets apply."""
+from __future__ import annotations
+
+import random
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+
+from costguardian.extensions import db
+from costguardian.models import (Budget, BudgetAlert, BudgetSpend, Department, Notification, UsageEvent, utcnow)
+from costguardian.services import budget_accounting, budget_periods, budgets, ingest, repricing
+from costguardian.services.errors import ValidationError
+from costguardian.services.keys import create_key
+from tests.support import SYSTEM, add_member
+
+NOW = utcnow()
+
+
+def _event(event_id, *, at=None, model="gpt-4o", provider="openai", tokens=1_000_000, **extra):
+    return {"event_id": event_id, "provider": provider, "model": model, "input_tokens": tokens,
+            "occurred_at": (at or NOW - timedelta(minutes=1)).isoformat() + "Z", **extra}
+
+
+@pytest.fixture
+def org(app_ctx, make_user, make_org):
+    owner = make_user("owner@acme.com", name="Olga Owner")
+    org = make_org("Acme", owner=owner)
+    add_member(org, make_user("admin@acme.com"), "admin")
+    add_member(org, make_user("viewer@acme.com"), "viewer")
+    return org
+
+
+def _budget(org, **data) -> Budget:
+    return budgets.create(org, SYSTEM, {"name": "B", "amount_usd": "100", **data})
+
+
+def _brute_force(budget: Budget) -> tuple[int, int]:
+    """The budget's current-period spend straight from the raw events."""
+    period = budget_periods.current_period(budget, budget.organization.time_zone, utcnow())
+    scope = budget_accounting.Scope.of(Budget.get_by_id(budget.id))
+    spend = requests = 0
+    for e in UsageEvent.select().where(UsageEvent.organization == budget.organization_id,
+                                       UsageEvent.occurred_at >= period.start, UsageEvent.occurred_at < period.end):
+        if scope.matches(budget_accounting.event_row(e)):
+            spend += e.cost_nanos or 0
+            requests += 1
+    return spend, requests
+
+
+def test_validation_reports_every_bad_field(org):
+    with pytest.raises(ValidationError) as caught:
+        budgets.create(org, SYSTEM, {"name": "", "amount_usd": "-5", "period": "fortnightly",
+                                     "thresholds": "50, abc", "enforcement": "maybe", "department_id": "999",
+                                     "notify_roles": "owner,boss"})
+    assert set(caught.value.errors) == {"name", "amount_usd", "period", "thresholds", "enforcement",
+                                        "department_id", "notify_roles"}
+    with pytest.raises(ValidationError) as caught:
+        budgets.create(org, SYSTEM, {"name": "x", "amount_usd": "10", "period": "custom",
+                                     "custom_start": "2026-12-10", "custom_end": "2026-12-01"})
+    assert "custom_end" in caught.value.errors
+    with pytest.raises(ValidationError):
+        budgets.parse_usd("0.0000000001")
+    assert budgets.parse_usd("$1,234.50") == 1_234_500_000_000
+    assert budgets.parse_thresholds("100, 50 80%") == [50, 80, 100]
+
+
+def test_counters_equal_brute_force_after_random_ingest(org):
+    rng = random.Random(7)
+    research = Department.create(organization=org, name="Research")
+    lab = Department.create(organization=org, name="Lab", parent=research)
+    key = create_key(org, SYSTEM, "k", ["ingest"]).key
+    made = [
+        _budget(org, name="org"),
+        _budget(org, name="research", department_id=str(research.id)),
+        _budget(org, name="research-openai", department_id=str(research.id), provider="openai"),
+        _budget(org, name="model", provider="anthropic", model="claude-sonnet-4-5"),
+        _budget(org, name="tag", tag="team:search"),
+        _budget(org, name="user", user="ann@acme.com"),
+        _budget(org, name="key", api_key_id=str(key.id)),
+        _budget(org, name="daily", period="daily"),
+        _budget(org, name="weekly", period="weekly"),
+    ]
+    models = [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("acme-ai", "rocket-1")]
+    ids = [f"e{i}" for i in range(300)]
+    for _ in range(12):
+        batch = []
+        for _ in range(40):
+            provider, model = rng.choice(models)
+            at = NOW - timedelta(days=rng.choice([0, 0, 1, 3, 10, 40, 70]), minutes=rng.randrange(1, 600))
+            extra = {}
+            if rng.random() < 0.5:
+                extra["department"] = rng.choice(["Research", "Lab"])
+            if rng.random() < 0.4:
+                extra["tags"] = rng.sample(["team:search", "env:prod", "feature:x"], 2)
+            if rng.random() < 0.3:
+                extra["user"] = "ann@acme.com"
+            batch.append(_event(rng.choice(ids), at=at, provider=provider, model=model,
+                                tokens=rng.randrange(1, 5_000_000), **extra))
+        ingest.ingest(org, rng.choice([key, None]), batch, now=NOW)
+    for budget in made:
+        counter = budget_accounting.period_spend(
+            budget, budget_periods.current_period(budget, "UTC", utcnow()).start)
+        assert counter == _brute_force(budget), budget.name
+        assert counter[1] > 0, budget.name  # every scope saw some events
+    # Rebuilding from rollups gives the same numbers.
+    for budget in made:
+        before = budget_accounting.period_spend(budget, budget_periods.current_period(budget, "UTC", utcnow()).start)
+        budget_accounting.rebuild(budget)
+        after = budget_accounting.period_spend(budget, budget_periods.current_period(budget, "UTC", utcnow()).start)
+        assert before == after, budget.name
+
+
+def test_counters_follow_repricing(org):
+    budget = _budget(org, name="rocket", provider="acme-ai")
+    ingest.ingest(org, None, [_event("a", provider="acme-ai", model="rocket-1")])
+    assert budgets.status(budget).spend == 0 and budgets.status(budget).requests == 1
+    from datetime import date
+
+    from costguardian.services import prices
+
+    # Adding a price reprices the stored events (immediately, in tests) and the counter follows.
+    prices.create_override(org, SYSTEM, provider="acme-ai", model="rocket-1", effective_from=date(2020, 1, 1),
+                           input_price="2", output_price="4")
+    st = budgets.status(Budget.get_by_id(budget.id))
+    assert st.spend == 2_000_000_000 == _brute_force(budget)[0]  # 1M input tokens at $2 per million
+    repricing.reprice(org, "acme-ai", "rocket-1")  # again: nothing changes, nothing double-counts
+    assert budgets.status(Budget.get_by_id(budget.id)).spend == 2_000_000_000
+
+
+def test_threshold_alerts_fire_once_each_and_go_to_owners_and_chosen_roles(org):
+    budget = _budget(org, amount_usd="10", notify_roles="owner")  # gpt-4o input: $2.50 per million tokens
+    ingest.ingest(org, None, [_event("a", tokens=1_000_000)])  # $2.50: 25%
+    assert BudgetAlert.select().count() == 0
+    ingest.ingest(org, None, [_event("b", tokens=1_000_000), _event("c", tokens=1_000_000)])  # $7.50: 75%
+    ingest.ingest(org, None, [_event("c", tokens=1_000_000)])  # a duplicate: counts nothing
+    assert [a.threshold for a in BudgetAlert.select()] == [50]
+    ingest.ingest(org, None, [_event("d", tokens=2_000_000)])  # $12.50: 125%
+    assert sorted(a.threshold for a in BudgetAlert.select()) == [50, 80, 100]
+    ingest.ingest(org, None, [_event("e", tokens=1_000_000)])
+    assert BudgetAlert.select().count() == 3
+    exceeded = Notification.select().where(Notification.event_type == "budget.exceeded")
+    assert [n.user.email for n in exceeded] == ["owner@acme.com"]  # owner role only
+    [n] = exceeded
+    assert "B" in n.title and "$12.50" in n.body and "$10.00" in n.body
+    st = budgets.status(budget)
+    assert st.state == "exceeded" and st.thresholds_crossed == [50, 80, 100]
+
+
+def test_concurrent_ingest_across_a_threshold_raises_one_alert(app, make_user, make_org, backend):
+    with app.app_context(), db.connection_context():
+        owner = make_user("owner@acme.com")
+        org = make_org("Acme", owner=owner)
+        budget = budgets.create(org, SYSTEM, {"name": "B", "amount_usd": "10", "thresholds": "100"})
+    errors = []
+
+    def worker(n):
+        try:
+            with app.app_context(), db.connection_context():
+                for i in range(3):
+                    ingest.ingest(org, None, [_event(f"{n}-{i}", tokens=1_000_000)])  # $2.50 each
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with app.app_context(), db.connection_context():
+        assert BudgetAlert.select().where(BudgetAlert.budget == budget.id).count() == 1
+        assert Notification.select().where(Notification.event_type == "budget.exceeded").count() == 1
+        assert budgets.status(Budget.get_by_id(budget.id)).spend == 18 * 2_500_000_000
+
+
+def test_back_dated_event_counts_in_its_own_period(org):
+    budget = _budget(org, period="daily")
+    yesterday = NOW - timedelta(days=1)
+    ingest.ingest(org, None, [_event("old", at=yesterday), _event("new")])
+    assert budgets.status(budget).requests == 1  # yesterday's belongs to yesterday's period
+    assert _brute_force(budget)[1] == 1
+
+
+def test_lowered_threshold_is_caught(org):
+    budget = _budget(org, amount_usd="100", thresholds="90")
+    ingest.ingest(org, None, [_event("a", tokens=4_000_000)])  # $10: 10%
+    assert BudgetAlert.select().count() == 0
+    budgets.update(budget, SYSTEM, {"name": "B", "amount_usd": "100", "thresholds": "5"})
+    assert [a.threshold for a in BudgetAlert.select()] == [5]
+    assert budgets.check_all()["alerts"] == 0  # the periodic check finds nothing more to say
+
+
+def test_periodic_check_raises_what_ingest_missed(org):
+    budget = _budget(org, amount_usd="10", thresholds="50")
+    # History rewritten behind ingest's back (e.g. a price added later): only the check sees it.
+    ingest.ingest(org, None, [_event("a", tokens=3_000_000)])
+    BudgetAlert.delete().execute()
+    assert budgets.check_all()["alerts"] == 1
+    assert budgets.check_all()["alerts"] == 0
+
+
+def test_temporary_raise_resolves_and_lasts_one_period(org):
+    budget = _budget(org, amount_usd="10", notify_resolved="1")
+    ingest.ingest(org, None, [_event("a", tokens=5_000_000)])  # $12.50
+    assert budgets.status(budget).state == "exceeded"
+    budgets.raise_temporarily(budget, SYSTEM, "10", "launch week")
+    st = budgets.status(budget)
+    assert st.limit == 20 * 10**9 and st.increase == 10 * 10**9 and st.state != "exceeded"
+    resolved = BudgetAlert.get(BudgetAlert.kind == "resolved")
+    assert resolved.threshold == 100
+    assert Notification.select().where(Notification.event_type == "budget.resolved").count() >= 1
+    next_period = budget_periods.current_period(budget, "UTC", NOW).end + timedelta(hours=1)
+    assert budgets.status(budget, next_period).limit == 10 * 10**9  # the raise was for that period only
+    with pytest.raises(ValidationError):
+        budgets.raise_temporarily(budget, SYSTEM, "abc")
+
+
+def test_budget_status_for_lists_covering_budgets_blocking_first(org):
+    research = Department.create(organization=org, name="Research")
+    lab = Department.create(organization=org, name="Lab", parent=research)
+    whole = _budget(org, name="whole", amount_usd="1000")
+    dept = _budget(org, name="research", department_id=str(research.id), amount_usd="5", enforcement="hard")
+    anthropic = _budget(org, name="anthropic", provider="anthropic", amount_usd="1")
+    ingest.ingest(org, None, [_event("a", tokens=4_000_000, department="Lab")])  # $10 in Lab
+    result = budgets.budget_status_for(org, department=lab.id, provider="openai", model="gpt-4o")
+    assert [s.budget.name for s in result] == ["research", "whole"]
+    assert result[0].blocked and not result[1].blocked
+    assert [s.budget.name for s in budgets.budget_status_for(org, provider="Anthropic")] == ["anthropic", "whole"]
+    assert whole.id and dept.id and anthropic.id
+
+
+def test_forecast_alert_fires_once_per_period(org):
+    budget = _budget(org, amount_usd="5", thresholds="100")
+    # A steady $1/day for three weeks: the month will end far above $5.
+    events = [_event(f"h{i}", at=NOW - timedelta(days=i, hours=1), tokens=400_000) for i in range(1, 22)]
+    ingest.ingest(org, None, events, now=NOW)
+    BudgetAlert.delete().where(BudgetAlert.kind == "threshold").execute()
+    st = budgets.refresh_forecast(Budget.get_by_id(budget.id))
+    assert st.forecast is not None and st.forecast >= st.spend
+    if st.spend < st.limit:
+        assert BudgetAlert.select().where(BudgetAlert.kind == "forecast").count() == 1
+        budgets.refresh_forecast(Budget.get_by_id(budget.id))
+        assert BudgetAlert.select().where(BudgetAlert.kind == "forecast").count() == 1
+    assert BudgetSpend.get(BudgetSpend.budget == budget.id).forecast_at is not None
+
+
+def test_department_merge_moves_budget_spend(org):
+    from costguardian.services import departments
+
+    a = Department.create(organization=org, name="A")
+    b = Department.create(organization=org, name="B")
+    budget_b = _budget(org, name="b", department_id=str(b.id))
+    ingest.ingest(org, None, [_event("x", department="A"), _event("y", department="B")])
+    assert budgets.status(budget_b).requests == 1
+    departments.merge(a, b, SYSTEM)
+    assert budgets.status(Budget.get_by_id(budget_b.id)).requests == 2
+
+
+def test_user_budgets_match_emails_whatever_their_case(org):
+    budget = _budget(org, name="ann", user="Ann@Acme.com")
+    ingest.ingest(org, None, [_event("a", user="ANN@acme.COM"), _event("b", user="ann@acme.com"),
+                              _event("c", user="end-user-42")])
+    assert budgets.status(budget).requests == 2
+    assert [s.budget.name for s in budgets.budget_status_for(org, user="Ann@ACME.com")] == ["ann"]
+
+
+def test_a_new_time_zone_does_not_send_this_periods_alerts_again(org):
+    from costguardian.services import orgs
+
+    budget = _budget(org, amount_usd="10", thresholds="50")
+    ingest.ingest(org, None, [_event("a", tokens=3_000_000)])  # $7.50
+    assert BudgetAlert.select().count() == 1
+    orgs.update_settings(org, SYSTEM, org.name, "Asia/Tokyo", org.currency)
+    budgets.check_all()
+    assert BudgetAlert.select().count() == 1
+    assert budgets.status(Budget.get_by_id(budget.id)).spend == _brute_force(Budget.get_by_id(budget.id))[0]
+
+
+def test_budgets_created_and_edited_during_concurrent_ingest_stay_exact(app, make_user, make_org, backend):
+    with app.app_context(), db.connection_context():
+        org = make_org("Acme", owner=make_user("owner@acme.com"))
+    errors, made = [], []
+
+    def ingester(n):
+        try:
+            with app.app_context(), db.connection_context():
+                for i in range(15):
+                    provider = "anthropic" if i % 3 else "openai"
+                    model = "claude-sonnet-4-5" if i % 3 else "gpt-4o"
+                    ingest.ingest(org, None, [_event(f"{n}-{i}-{j}", provider=provider, model=model, tokens=1000 + j)
+                                              for j in range(5)])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def admin():
+        try:
+            with app.app_context(), db.connection_context():
+                for i in range(4):
+                    made.append(budgets.create(org, SYSTEM, {"name": f"b{i}", "amount_usd": "100",
+                                                             "provider": "openai" if i % 2 else ""}))
+                budgets.update(made[0], SYSTEM, {"name": "b0", "amount_usd": "100", "provider": "anthropic"})
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingester, args=(n,)) for n in range(3)] + [threading.Thread(target=admin)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with app.app_context(), db.connection_context():
+        for budget in made:
+            budget = Budget.get_by_id(budget.id)
+            assert (budgets.status(budget).spend, budgets.status(budget).requests) == _brute_force(budget), budget.name
+
+
+def test_an_alert_whose_notification_failed_is_sent_by_the_periodic_check(org):
+    budget = _budget(org, amount_usd="10", thresholds="50")
+    ingest.ingest(org, None, [_event("a", tokens=3_000_000)])
+    alert = BudgetAlert.get()
+    # As if the sender died between writing the alert and notifying.
+    Notification.delete().execute()
+    BudgetAlert.update(event_id="", created_at=utcnow() - timedelta(minutes=5)).execute()
+    assert budgets.check_all()["resent"] == 1
+    assert Notification.select().where(Notification.event_type == "budget.threshold").count() >= 1
+    assert BudgetAlert.get_by_id(alert.id).event_id not in ("", "sending")
+    assert budgets.check_all()["resent"] == 0
+    assert budget.id

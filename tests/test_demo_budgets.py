@@ -1,0 +1,35 @@
+"""The demo organization's budgets: sized from its usage, checked once, created once."""
+from __future__ import annotations
+
+from costguardian.models import Budget, BudgetAlert, Organization
+from costguardian.services import budgets, demo, demo_usage
+
+
+def test_demo_budgets_show_every_state_and_are_created_once(app_ctx, tmp_path):
+    demo.seed(tmp_path)
+    org = Organization.get(Organization.name == demo.DEMO_ORG)
+    demo_usage.generate(org, 3000, seed=5)
+
+    assert demo.seed_budgets(org) == len(demo.BUDGETS)
+
+    by_name = {st.budget.name: st for st in budgets.org_statuses(org)}
+    assert set(by_name) == {b[0] for b in demo.BUDGETS}
+    assert by_name["OpenAI"].percent >= 80  # one is already past 80%
+    assert by_name["Engineering (hard limit)"].budget.enforcement == "hard"
+    assert by_name["Engineering (hard limit)"].budget.scope_department_id is not None
+    assert by_name["Production traffic (weekly)"].budget.period == "weekly"
+    assert by_name["Company AI spend"].budget.owner.email == demo.OWNER_EMAIL
+    assert all(st.forecast is not None for st in by_name.values())  # the periodic check ran
+    assert BudgetAlert.select().where(BudgetAlert.budget == by_name["OpenAI"].budget,
+                                      BudgetAlert.threshold == 80).exists()
+
+    assert demo.seed_budgets(org) == 0
+    assert Budget.in_org(org).count() == len(demo.BUDGETS)
+
+
+def test_demo_budgets_without_usage_use_fixed_amounts(app_ctx, tmp_path):
+    demo.seed(tmp_path)
+    org = Organization.get(Organization.name == demo.DEMO_ORG)
+    assert demo.seed_budgets(org) == len(demo.BUDGETS)
+    amounts = {b.name: b.amount_nanos // 1_000_000_000 for b in Budget.in_org(org)}
+    assert amounts == {name: fallback for name, _, _, _, fallback, _ in demo.BUDGETS}
