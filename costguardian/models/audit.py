@@ -27,6 +27,9 @@ class AuditLog(BaseModel):
             # organization's log walk this index without sorting.
             (("organization", "id"), False),
             (("actor", "id"), False),
+            # The activity feed's filters: its action list (DISTINCT over the
+            # index, not the table) and a page of one action, newest first.
+            (("organization", "action", "id"), False),
         )
 
     @classmethod

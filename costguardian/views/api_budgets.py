@@ -4,6 +4,7 @@ them (scope `admin`), under the same services and rules as the budget screens
 creator holds now: changes need `budgets:write` (owner, admin, billing)."""
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 from flask import g, jsonify, request, url_for
@@ -81,6 +82,29 @@ def _not_permitted(permission: str):
     return None
 
 
+def _guarded(permission: str, *, loads_budget: bool = False):
+    """The view runs only if the key's creator may do this now (else 403);
+    with `loads_budget`, it gets the organization's budget of the URL
+    instead of its id (another organization's id: 404)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            refused = _not_permitted(permission)
+            if refused:
+                return refused
+            if loads_budget:
+                budget = Budget.get_in_org(g.org, kwargs.pop("budget_id"))
+                if budget is None:
+                    return _not_found()
+                kwargs["budget"] = budget
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
 def _type_errors(body: dict, allowed: dict) -> dict:
     """Unknown fields and wrong JSON types, before the service sees the values."""
     errors = {}
@@ -134,19 +158,15 @@ def _answer(budget: Budget, status: int = 200):
 
 @bp.get("/v1/budgets")
 @api_key_required("read")
+@_guarded("budgets:read")
 def list_budgets():
-    refused = _not_permitted("budgets:read")
-    if refused:
-        return refused
     return jsonify({"budgets": [budget_json(st) for st in budgets.org_statuses(g.org)]})
 
 
 @bp.get("/v1/budgets/status")
 @api_key_required("read")
+@_guarded("budgets:read")
 def budgets_status():
-    refused = _not_permitted("budgets:read")
-    if refused:
-        return refused
     return jsonify({"organization": g.org.slug, "time_zone": g.org.time_zone,
                     "as_of": utcnow().isoformat(timespec="seconds") + "Z",
                     "budgets": [st.as_json() for st in budgets.org_statuses(g.org)]})
@@ -154,13 +174,8 @@ def budgets_status():
 
 @bp.get("/v1/budgets/<int:budget_id>")
 @api_key_required("read")
-def get_budget(budget_id: int):
-    refused = _not_permitted("budgets:read")
-    if refused:
-        return refused
-    budget = Budget.get_in_org(g.org, budget_id)
-    if budget is None:
-        return _not_found()
+@_guarded("budgets:read", loads_budget=True)
+def get_budget(budget: Budget):
     return _answer(budget)
 
 
@@ -182,10 +197,8 @@ def _definition_body():
 
 @bp.post("/v1/budgets")
 @api_key_required("admin")
+@_guarded("budgets:write")
 def create_budget():
-    refused = _not_permitted("budgets:write")
-    if refused:
-        return refused
     body, failed = _definition_body()
     if failed:
         return failed
@@ -200,13 +213,8 @@ def create_budget():
 
 @bp.put("/v1/budgets/<int:budget_id>")
 @api_key_required("admin")
-def replace_budget(budget_id: int):
-    refused = _not_permitted("budgets:write")
-    if refused:
-        return refused
-    budget = Budget.get_in_org(g.org, budget_id)
-    if budget is None:
-        return _not_found()
+@_guarded("budgets:write", loads_budget=True)
+def replace_budget(budget: Budget):
     body, failed = _definition_body()
     if failed:
         return failed
@@ -219,26 +227,16 @@ def replace_budget(budget_id: int):
 
 @bp.delete("/v1/budgets/<int:budget_id>")
 @api_key_required("admin")
-def delete_budget(budget_id: int):
-    refused = _not_permitted("budgets:write")
-    if refused:
-        return refused
-    budget = Budget.get_in_org(g.org, budget_id)
-    if budget is None:
-        return _not_found()
+@_guarded("budgets:write", loads_budget=True)
+def delete_budget(budget: Budget):
     budgets.delete(budget, _actor())
     return "", 204
 
 
 @bp.post("/v1/budgets/<int:budget_id>/test-alert")
 @api_key_required("admin")
-def test_budget_alert(budget_id: int):
-    refused = _not_permitted("budgets:write")
-    if refused:
-        return refused
-    budget = Budget.get_in_org(g.org, budget_id)
-    if budget is None:
-        return _not_found()
+@_guarded("budgets:write", loads_budget=True)
+def test_budget_alert(budget: Budget):
     sent = budgets.send_test_alert(budget, _actor())
     response = jsonify({"event_id": sent.event_id if sent else None,
                         "notifications": len(sent.notifications) if sent else 0})
@@ -251,13 +249,8 @@ RAISE_FIELDS = {"amount_usd": FIELDS["amount_usd"], "reason": ((str,), "A string
 
 @bp.post("/v1/budgets/<int:budget_id>/raise")
 @api_key_required("admin")
-def raise_budget(budget_id: int):
-    refused = _not_permitted("budgets:write")
-    if refused:
-        return refused
-    budget = Budget.get_in_org(g.org, budget_id)
-    if budget is None:
-        return _not_found()
+@_guarded("budgets:write", loads_budget=True)
+def raise_budget(budget: Budget):
     try:
         body = _object_body()
     except BatchError as exc:
