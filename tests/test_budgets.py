@@ -232,18 +232,30 @@ def test_budget_status_for_lists_covering_budgets_blocking_first(org):
 
 
 def test_forecast_alert_fires_once_per_period(org):
-    budget = _budget(org, amount_usd="5", thresholds="100")
-    # A steady $1/day for three weeks: the month will end far above $5.
-    events = [_event(f"h{i}", at=NOW - timedelta(days=i, hours=1), tokens=400_000) for i in range(1, 22)]
+    # A custom period from 20 days ago to 10 days ahead, whatever today is; $1 a day so far.
+    today = NOW.date()
+    events = [_event(f"h{i}", at=NOW - timedelta(days=i, hours=1), tokens=400_000) for i in range(1, 21)]
     ingest.ingest(org, None, events, now=NOW)
-    BudgetAlert.delete().where(BudgetAlert.kind == "threshold").execute()
-    st = budgets.refresh_forecast(Budget.get_by_id(budget.id))
-    assert st.forecast is not None and st.forecast >= st.spend
-    if st.spend < st.limit:
-        assert BudgetAlert.select().where(BudgetAlert.kind == "forecast").count() == 1
-        budgets.refresh_forecast(Budget.get_by_id(budget.id))
-        assert BudgetAlert.select().where(BudgetAlert.kind == "forecast").count() == 1
-    assert BudgetSpend.get(BudgetSpend.budget == budget.id).forecast_at is not None
+    budget = _budget(org, amount_usd="25", thresholds="100", period="custom",
+                     custom_start=(today - timedelta(days=20)).isoformat(),
+                     custom_end=(today + timedelta(days=10)).isoformat())
+    st = budgets.status(budget)
+    assert 19 * 10**9 <= st.spend <= 20 * 10**9 and st.state == "forecast"  # ~$20 spent; ~$30 projected
+    assert st.forecast > st.limit and st.forecast_exceeds_on is not None
+    assert today <= st.forecast_exceeds_on <= today + timedelta(days=10)
+    [alert] = BudgetAlert.select().where(BudgetAlert.kind == "forecast")
+    assert alert.forecast_nanos > alert.limit_nanos
+    [n] = Notification.select().where(Notification.event_type == "budget.forecast", Notification.user == org_owner(org))
+    assert "projected to exceed its limit on" in n.title
+    budgets.refresh_forecast(Budget.get_by_id(budget.id))
+    budgets.check_all()
+    assert BudgetAlert.select().where(BudgetAlert.kind == "forecast").count() == 1  # once per period
+
+
+def org_owner(org):
+    from costguardian.models import Membership
+
+    return Membership.get(Membership.organization == org, Membership.role == "owner").user_id
 
 
 def test_department_merge_moves_budget_spend(org):
