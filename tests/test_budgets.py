@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from costguardian.extensions import db
-from costguardian.models import (Budget, BudgetAlert, BudgetSpend, Department, Notification, UsageEvent, utcnow)
+from costguardian.models import (Budget, BudgetAlert, Department, Notification, UsageEvent, utcnow)
 from costguardian.services import budget_accounting, budget_periods, budgets, ingest, repricing
 from costguardian.services.errors import ValidationError
 from costguardian.services.keys import create_key
@@ -69,7 +69,7 @@ def test_validation_reports_every_bad_field(org):
 def test_counters_equal_brute_force_after_random_ingest(org):
     rng = random.Random(7)
     research = Department.create(organization=org, name="Research")
-    lab = Department.create(organization=org, name="Lab", parent=research)
+    Department.create(organization=org, name="Lab", parent=research)  # events name it; "research" covers it
     key = create_key(org, SYSTEM, "k", ["ingest"]).key
     made = [
         _budget(org, name="org"),
@@ -193,7 +193,7 @@ def test_lowered_threshold_is_caught(org):
 
 
 def test_periodic_check_raises_what_ingest_missed(org):
-    budget = _budget(org, amount_usd="10", thresholds="50")
+    _budget(org, amount_usd="10", thresholds="50")
     # History rewritten behind ingest's back (e.g. a price added later): only the check sees it.
     ingest.ingest(org, None, [_event("a", tokens=3_000_000)])
     BudgetAlert.delete().execute()

@@ -101,6 +101,18 @@ def _int_or_none(value):
     return number if 0 < number < 2**31 else -1
 
 
+def _org_row(value, find, field: str, message: str, errors: dict):
+    """The organization's row a form or JSON id names (None when no id is
+    given); an id that is not a number or not this organization's is an error."""
+    number = _int_or_none(value)
+    if number is None:
+        return None
+    row = find(number) if number > 0 else None
+    if row is None:
+        errors[field] = message
+    return row
+
+
 def parse(org: Organization, data) -> dict:
     """Clean every field of a budget from a form or JSON mapping; all errors at once."""
     errors: dict[str, str] = {}
@@ -147,30 +159,15 @@ def parse(org: Organization, data) -> dict:
     if unknown:
         errors["notify_roles"] = f"Unknown role: {', '.join(map(str, unknown))}."
     fields["notify_roles"] = ",".join(r for r in permissions.ROLES if r in roles)
-    owner_id = _int_or_none(data.get("owner_id"))
-    fields["owner"] = None
-    if owner_id is not None:
-        membership = Membership.in_org(org).where(Membership.user == owner_id).first() if owner_id > 0 else None
-        if membership is None:
-            errors["owner_id"] = "The owner must be a member of this organization."
-        else:
-            fields["owner"] = membership.user_id
-    department_id = _int_or_none(data.get("department_id"))
-    fields["scope_department"] = None
-    if department_id is not None:
-        department = Department.get_in_org(org, department_id) if department_id > 0 else None
-        if department is None:
-            errors["department_id"] = "Choose a department of this organization."
-        else:
-            fields["scope_department"] = department.id
-    key_id = _int_or_none(data.get("api_key_id"))
-    fields["scope_api_key"] = None
-    if key_id is not None:
-        key = ApiKey.get_in_org(org, key_id) if key_id > 0 else None
-        if key is None:
-            errors["api_key_id"] = "Choose an API key of this organization."
-        else:
-            fields["scope_api_key"] = key.id
+    owner = _org_row(data.get("owner_id"), lambda i: Membership.in_org(org).where(Membership.user == i).first(),
+                     "owner_id", "The owner must be a member of this organization.", errors)
+    fields["owner"] = owner.user_id if owner else None
+    department = _org_row(data.get("department_id"), lambda i: Department.get_in_org(org, i),
+                          "department_id", "Choose a department of this organization.", errors)
+    fields["scope_department"] = department.id if department else None
+    key = _org_row(data.get("api_key_id"), lambda i: ApiKey.get_in_org(org, i),
+                   "api_key_id", "Choose an API key of this organization.", errors)
+    fields["scope_api_key"] = key.id if key else None
     user = str(data.get("user") or "").strip()
     if len(user) > 200:
         errors["user"] = "At most 200 characters."

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from peewee import IntegrityError, fn
+from peewee import IntegrityError
 
 from costguardian.db import write_transaction
 from costguardian.extensions import db
@@ -329,9 +329,3 @@ def unsubscribe(org, user, event_type: str) -> None:
         else:
             NotificationPreference.create(organization=org, user=user, event_type=event_type,
                                           in_app=in_app, email=False)
-
-
-def counts_by_type(org, user) -> dict[str, int]:
-    rows = (visible(org, user).select(Notification.event_type, fn.COUNT(Notification.id).alias("n"))
-            .group_by(Notification.event_type).tuples())
-    return dict(rows)
