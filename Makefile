@@ -7,7 +7,7 @@ PORT ?= 5000
 DEMO_EVENTS ?= 30000
 export FLASK_APP := app
 
-.PHONY: run test setup setup-dev vendor chromium lock migrate clean
+.PHONY: run test test-dated setup setup-dev vendor chromium lock migrate clean
 
 # Links in emails built by the task consumer (no request to take the host from)
 # point at this server unless CG_BASE_URL says otherwise.
@@ -27,6 +27,29 @@ test: setup-dev chromium
 	  $(BIN)/pytest --backend=postgres --cov --cov-append --cov-report= ; \
 	else echo "TEST_DATABASE_URL/TEST_REDIS_URL not set: the PostgreSQL + Redis pass is skipped"; fi
 	$(BIN)/coverage report --fail-under=85
+
+# The calendar's hard instants (local time @ zone): the tests marked `dated`
+# run again at each, as if it were then (CI runs this after `make test`).
+DATED_INSTANTS ?= \
+  2026-12-02T10:00@UTC \
+  2027-01-01T00:30@Europe/Berlin \
+  2027-04-01T00:30@UTC \
+  2027-04-30T23:30@America/New_York \
+  2028-02-29T23:30@UTC \
+  2026-12-31T23:30@America/New_York \
+  2027-03-28T03:30@Europe/Berlin \
+  2027-10-31T02:30@Europe/Berlin \
+  2027-03-14T03:30@America/New_York \
+  2027-11-07T01:30@America/New_York \
+  2027-06-30T23:45@Asia/Kolkata
+
+test-dated: setup-dev
+	@failed=""; for spec in $(DATED_INSTANTS); do \
+	  echo "== dated run: $${spec%@*} in $${spec#*@}"; \
+	  $(BIN)/pytest -q -m dated --today=$${spec%@*} --tz=$${spec#*@} \
+	    || failed="$$failed $$spec"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "dated runs failed at:$$failed"; exit 1; fi
 
 setup: $(VENV)/.installed static/vendor/.installed
 setup-dev: $(VENV)/.installed-dev static/vendor/.installed

@@ -14,7 +14,7 @@ organization with ten budgets of different scopes and periods, and times
   from the hourly rollups (`budget_accounting.spend_between`),
 
 first with 0 events, then after seeding --events through the ingest service
-(services.demo_usage, 90 days, with the budgets in place), and prints the
+(services.demo.usage, 90 days, with the budgets in place), and prints the
 ratios. It also checks that the counters equal the rollup sums, and times
 ingest of 500-event batches into an organization with no budget and one with
 the same ten budgets (batches alternate between the two, so both grow alike).
@@ -24,29 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def timed(fn, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=20)[18] if len(samples) > 1 else samples[0]
+from bench.scratch import p95, scratch_app, timed  # noqa: E402
 
 
 # name, amount_usd, period, scope fields
@@ -77,24 +64,19 @@ def main() -> None:
     parser.add_argument("--ingest-batches", type=int, default=40, help="500-event batches per organization")
     args = parser.parse_args()
 
-    instance = Path(args.instance or tempfile.mkdtemp(prefix="cg-budget-bench-"))
-    instance.mkdir(parents=True, exist_ok=True)
-    os.environ["CG_INSTANCE_PATH"] = str(instance)
-    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{instance}/bench.db"
-    os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
+    app, instance, backend = scratch_app(args.instance, args.database_url, prefix="cg-budget-bench-")
 
-    from costguardian import create_app
-    from costguardian.db import migrate
+    from costguardian import clock
     from costguardian.extensions import db
-    from costguardian.models import Budget, Department, Organization, UsageEvent, UsageRollup, User, utcnow
-    from costguardian.services import budget_accounting, budgets, demo, demo_usage, ingest, orgs
+    from costguardian.models import Budget, Department, Organization, UsageEvent, UsageRollup, User
+    from costguardian.services.budgets import accounting as budget_accounting, budgets
+    from costguardian.services.demo import seed as demo, usage as demo_usage
+    from costguardian.services.team import orgs
+    from costguardian.services.usage import ingest
     from costguardian.services.actor import Actor
 
-    app = create_app({"RATELIMIT_ENABLED": False})
     app.app_context().push()  # alerts render their notifications
-    migrate(db.obj)
     actor = Actor.system()
-    backend = "PostgreSQL" if os.environ["DATABASE_URL"].startswith("postgres") else "SQLite"
 
     with db.connection_context():
         if User.select().exists():
@@ -135,7 +117,7 @@ def main() -> None:
             budgets.budget_status_for(org, **gateway_call)
 
         def rollups_all():
-            now = utcnow()
+            now = clock.now()
             tz_name = org.time_zone
             for budget in Budget.in_org(org):
                 period = budgets._period(budget, now, tz_name)
@@ -179,7 +161,7 @@ def main() -> None:
         for n in range(args.ingest_batches * 2):
             which = "plain" if n % 2 == 0 else "budgeted"
             target, key = (plain, plain_key) if which == "plain" else (budgeted, budgeted_key)
-            batch = _batch(rng, n, utcnow())
+            batch = _batch(rng, n, clock.now())
             started = time.perf_counter()
             result = ingest.ingest(target, key, batch)
             ingest_ms[which].append((time.perf_counter() - started) * 1000)

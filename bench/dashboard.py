@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
@@ -23,18 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def timed(fn, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=20)[18] if len(samples) > 1 else samples[0]
+from bench.scratch import p95, scratch_app, timed  # noqa: E402
 
 
 def main() -> None:
@@ -45,23 +33,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    instance = Path(args.instance)
-    instance.mkdir(parents=True, exist_ok=True)
-    os.environ["CG_INSTANCE_PATH"] = str(instance)
-    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{instance}/bench.db"
-    os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
+    app, instance, backend = scratch_app(args.instance, args.database_url)
 
     from peewee import fn
 
-    from costguardian import create_app
-    from costguardian.db import migrate
     from costguardian.extensions import db
     from costguardian.models import Organization, UsageEvent, UsageRollup
-    from costguardian.services import demo, demo_usage, usage_queries
+    from costguardian.services.demo import seed as demo, usage as demo_usage
+    from costguardian.services.usage import queries as usage_queries
 
-    app = create_app({"RATELIMIT_ENABLED": False})
-    migrate(db.obj)
-    with db.connection_context():
+    # Seeding sends budget notifications, which need the app; the timed
+    # requests below get an app context of their own each.
+    with app.app_context(), db.connection_context():
         credentials = demo.seed(instance)
         org = Organization.get(Organization.name == demo.DEMO_ORG)
         have = UsageEvent.in_org(org).count()
@@ -136,7 +119,6 @@ def main() -> None:
     answers = {"dashboard numbers": (rollup_dashboard, raw_dashboard),
                "explorer table, month by model": (rollup_explorer, raw_explorer)}
 
-    backend = "PostgreSQL" if os.environ["DATABASE_URL"].startswith("postgres") else "SQLite"
     print(f"backend {backend}; {events:,} events, {rollups:,} rollup rows "
           f"({events / max(rollups, 1):.1f}x fewer); {args.repeat} requests per page")
     print(f"{'page (server time, rendering included)':45} {'p50 ms':>8} {'p95 ms':>8}")

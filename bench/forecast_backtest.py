@@ -1,4 +1,4 @@
-"""Backtest of the budget forecast (services.forecast.project) against a naive
+"""Backtest of the budget forecast (services.budgets.forecast.project) against a naive
 run rate, on synthetic daily series and on the demo organization's usage.
 
     .venv/bin/python bench/forecast_backtest.py [--seeds 5] [--months 6] [--demo-events 100000] [--no-demo]
@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from costguardian.services import forecast  # noqa: E402  (pure Python, no app needed)
+from costguardian import clock
+from costguardian.services.budgets import forecast  # noqa: E402  (pure Python, no app needed)
 
 MONTH = 30
 FORECAST_DAYS = (5, 10, 15, 20, 25)
@@ -108,8 +109,9 @@ def demo_series(events: int) -> dict[str, list[tuple[date, int]]]:
     from costguardian import create_app
     from costguardian.db import migrate
     from costguardian.extensions import db
-    from costguardian.models import Budget, Department, Organization, utcnow
-    from costguardian.services import budget_periods, budgets, demo, demo_usage
+    from costguardian.models import Budget, Department, Organization
+    from costguardian.services.budgets import periods as budget_periods, budgets
+    from costguardian.services.demo import seed as demo, usage as demo_usage
 
     app = create_app({"RATELIMIT_ENABLED": False})
     app.app_context().push()
@@ -120,7 +122,7 @@ def demo_series(events: int) -> dict[str, list[tuple[date, int]]]:
         org = Organization.get(Organization.name == demo.DEMO_ORG)
         demo_usage.generate(org, events, seed=3)
         research = Department.in_org(org).where(Department.name == "Research").get()
-        today = budget_periods.local_date(utcnow(), ZoneInfo(org.time_zone))
+        today = budget_periods.local_date(clock.now(), ZoneInfo(org.time_zone))
         first, last = today - timedelta(days=demo_usage.DAYS - 1), today - timedelta(days=1)  # whole days only
         for label, scope in (("demo: organization", {}), ("demo: Research dept.", {"scope_department": research}),
                              ("demo: provider openai", {"scope_provider": "openai"}),

@@ -100,7 +100,7 @@ def main() -> None:
         "from costguardian import create_app\n"
         "from costguardian.db import migrate\n"
         "from costguardian.extensions import db\n"
-        "from costguardian.services import accounts, orgs, keys\n"
+        "from costguardian.services import keys\nfrom costguardian.services.team import accounts, orgs\n"
         "from costguardian.services.actor import Actor\n"
         "app = create_app(); migrate(db.obj)\n"
         "with db.connection_context():\n"

@@ -43,11 +43,11 @@ def main() -> None:
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{tmp}/bench.db"
     os.environ["HUEY_URL"] = f"sqlite:///{tmp}/huey.db"
 
-    from costguardian import create_app
+    from costguardian import clock, create_app
     from costguardian.db import migrate
     from costguardian.extensions import db
-    from costguardian.models import AuditLog, Membership, User, utcnow
-    from costguardian.services import accounts, orgs
+    from costguardian.models import AuditLog, Membership, User
+    from costguardian.services.team import accounts, orgs
     from costguardian.services.actor import Actor
 
     app = create_app({"SECRET_KEY": "bench", "RATELIMIT_ENABLED": False})
@@ -64,9 +64,9 @@ def main() -> None:
                      for i in range(args.members)]
             User.bulk_create(users, batch_size=500)
             Membership.insert_many(
-                [{"organization": org.id, "user": u.id, "role": "member", "created_at": utcnow()}
+                [{"organization": org.id, "user": u.id, "role": "member", "created_at": clock.now()}
                  for u in User.select().where(User.id != owner.id)]).execute()
-            now = utcnow()
+            now = clock.now()
             rows = [{"organization": org.id, "actor": owner.id, "action": "bench.event", "detail": {"i": i},
                      "created_at": now} for i in range(args.audit_rows)]
             for start in range(0, len(rows), 5000):

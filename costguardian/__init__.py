@@ -62,7 +62,10 @@ def _database_for(url: str):
 
 def _configure_security(app: Flask) -> None:
     production = settings.is_production(app.config)
-    app.config.setdefault("SESSION_COOKIE_NAME", "cg_session")
+    # Flask's defaults already hold SESSION_COOKIE_NAME ("session"), so a
+    # setdefault never applies; only a name the configuration chose is kept.
+    if app.config.get("SESSION_COOKIE_NAME") in (None, Flask.default_config["SESSION_COOKIE_NAME"]):
+        app.config["SESSION_COOKIE_NAME"] = "cg_session"
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

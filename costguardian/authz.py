@@ -32,6 +32,12 @@ PUBLIC_ENDPOINTS = frozenset({
 })
 
 
+# Endpoints that never look at the session's user (nor load the organization):
+# static files and the probes, which a load balancer calls with whatever
+# cookies it has and which must not depend on the user rows.
+SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -53,7 +59,7 @@ def load_organization():
     """before_request: g.membership and g.org for the signed-in user, from the
     organization chosen in the session (else their first one)."""
     g.membership = g.org = None
-    if request.endpoint in ("static", None) or not current_user.is_authenticated:
+    if request.endpoint is None or request.endpoint in SESSIONLESS_ENDPOINTS or not current_user.is_authenticated:
         return
     memberships = list(Membership.for_user(current_user))
     g.memberships = memberships

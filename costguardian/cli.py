@@ -11,11 +11,12 @@ from peewee import SqliteDatabase
 from playhouse.migrations import template
 from playhouse.schema_diff import diff_models
 
+from costguardian import clock
 from costguardian import permissions
 from costguardian.db import connected, migrate as apply_migrations, migration_runner
 from costguardian.extensions import db
 from costguardian.models import ALL_MODELS, Organization, User
-from costguardian.services import accounts, orgs
+from costguardian.services.team import accounts, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import ServiceError
 
@@ -55,7 +56,7 @@ def make_migration(name: str):
     if not diff:
         click.echo("the migrations already build the models; nothing to write")
         return
-    # Callable defaults (utcnow, dict) live in Python, not in the schema, so the
+    # Callable defaults (clock.now, dict) live in Python, not in the schema, so the
     # generator's reminders about them are noise; every other note stays.
     body = "\n".join(line for line in template(diff).splitlines()
                      if not (line.startswith("#") and "must be added by hand" in line)) + "\n"
@@ -143,7 +144,7 @@ def seed_demo(events: int, if_empty: bool, seed: int | None):
     import time
 
     from costguardian.models import UsageEvent
-    from costguardian.services import demo, demo_usage
+    from costguardian.services.demo import seed as demo, usage as demo_usage
 
     with connected(db.obj):
         credentials = demo.seed(Path(current_app.instance_path))
@@ -184,9 +185,8 @@ def create_api_key(org_slug: str, name: str, scopes: str, env: str, user_email: 
     (shown once; only its hash is stored), the details to standard error."""
     from datetime import timedelta
 
-    from peewee import fn
-
-    from costguardian.models import Department, Membership, utcnow
+    from costguardian.models import Department, Membership
+    from costguardian.models.org import caseless
     from costguardian.services import keys
 
     org = Organization.get_or_none(Organization.slug == org_slug)
@@ -201,7 +201,7 @@ def create_api_key(org_slug: str, name: str, scopes: str, env: str, user_email: 
             _fail(f"{user.email} is not a member of {org.name}")
     dept = None
     if department:
-        dept = Department.in_org(org).where(fn.LOWER(Department.name) == department.strip().lower()).first()
+        dept = Department.in_org(org).where(Department.name_key == caseless(" ".join(department.split()))).first()
         if dept is None:
             known = ", ".join(sorted(d.name for d in Department.in_org(org))) or "none yet"
             _fail(f"no department {department!r} in {org.name} (departments: {known})")
@@ -209,7 +209,7 @@ def create_api_key(org_slug: str, name: str, scopes: str, env: str, user_email: 
     unknown = [s for s in chosen if s not in keys.SCOPES]
     if unknown:
         _fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(keys.SCOPES)}")
-    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
+    expires_at = clock.now() + timedelta(days=expires_days) if expires_days else None
     try:
         new = keys.create_key(org, Actor.system(), name, chosen, env=env, expires_at=expires_at,
                               user=user, department=dept)

@@ -2,35 +2,119 @@
 Kept beside the code it describes; a test checks every API route is in it."""
 from __future__ import annotations
 
-from costguardian.services.ingest import MAX_EVENTS, MAX_TAGS
+from costguardian.models.org import MAX_ID
+from costguardian.services.team.orgs import time_zones
+from costguardian.services.usage.ingest import EARLIEST, MAX_EVENTS, MAX_FUTURE, MAX_TAG_LENGTH, MAX_TAGS, MAX_TOKENS
+from costguardian.services.usage.usage_objects import COUNTS, DETAIL_COUNTS, MARKERS, MAX_COUNT
 
-_TOKENS = {"type": "integer", "minimum": 0, "maximum": 10**12}
+# Text the server stores or looks up: PostgreSQL cannot hold NUL, so no field takes it.
+NO_NUL = "^[^\\u0000]*$"
 
+def _char_class(chars) -> str:
+    """Characters as a regular-expression class body of \\uXXXX ranges."""
+    codes, ranges = sorted(map(ord, chars)), []
+    for code in codes:
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in ranges)
+
+
+# What the server trims (str.strip, str.split: every character for which str.isspace() holds),
+# spelt out: \s differs between regular-expression engines (ECMA's leaves out U+001C–U+001F, U+0085).
+# None lies above U+3000 (tests/test_openapi_contract.py checks it).
+_SPACES = _char_class([chr(c) for c in range(0x3001) if chr(c).isspace()])
+NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_SPACES}][^\\u0000]*$"  # ... and one character that is not a space
+
+
+def text(max_length: int, *, non_blank: bool = False, nullable: bool = False, **extra) -> dict:
+    """A text field as the server checks it (views.api.text_error): at most
+    `max_length` characters as sent (limits apply before any trimming), no
+    NUL, and with `non_blank` something besides spaces."""
+    return {"type": ["string", "null"] if nullable else "string", "maxLength": max_length,
+            "pattern": NOT_BLANK if non_blank else NO_NUL, **extra}
+
+
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_LIMITS = {"maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems", "maxItems", "default"}
+
+
+def _as_answered(field: dict) -> dict:
+    """An input field's schema for the same value in an answer: its type and
+    meaning, not the input's limits (a stored value is normalized, e.g.
+    lower-cased, and lower-casing can lengthen a string)."""
+    return {k: v for k, v in field.items() if k not in _LIMITS}
+
+
+def _every_field_given(schema: dict) -> dict:
+    """The answer always holds every documented field (null where stated)."""
+    return {**schema, "required": list(schema["properties"])}
+
+
+_TOKENS = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_TOKENS}
+_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_COUNT}
+
+USAGE_OBJECT = {
+    "type": "object",
+    "description": "The provider's own usage object, verbatim: OpenAI chat (prompt_tokens …) or responses "
+                   "(input_tokens, input_tokens_details …), Anthropic messages (input_tokens, "
+                   "cache_read_input_tokens …), Gemini usageMetadata (promptTokenCount …) or Bedrock Converse "
+                   "(inputTokens …). Every count listed here that is present must be a whole number (or null); "
+                   "other members are ignored.",
+    "anyOf": [{"required": [name]} for name in MARKERS],
+    "properties": {**{name: _COUNT for name in COUNTS},
+                   **{details: {"properties": {name: _COUNT for name in names}}
+                      for details, names in DETAIL_COUNTS.items()}},
+}
+
+_TAG_VALUE_LENGTH = MAX_TAG_LENGTH - 1  # "key:value"
+# An RFC 3339 date-time without its offset (taken as UTC).
+_LOCAL_TIME = ("^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+               "(?:\\.[0-9]+)?$")
 EVENT = {
     "type": "object",
     "additionalProperties": False,
     "required": ["event_id", "provider", "model"],
+    "description": "Null for an optional field means the same as leaving it out. Rules a schema cannot state "
+                   "(the event is rejected with reasons): cache_read_tokens + cache_write_tokens may not exceed "
+                   "input_tokens; `department` must name one of the organization's departments; one call may "
+                   "cost at most $100,000; occurred_at lies between "
+                   f"{EARLIEST.isoformat()}Z and {int(MAX_FUTURE.total_seconds() // 60)} minutes after the "
+                   "server's clock.",
+    "not": {"anyOf": [{"required": ["usage", name]} for name in
+                      ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")]},
     "properties": {
-        "event_id": {"type": "string", "maxLength": 128,
-                     "description": "Your id for the call; a second event with the same id is a duplicate."},
-        "provider": {"type": "string", "maxLength": 64, "examples": ["openai", "anthropic", "google"]},
-        "model": {"type": "string", "maxLength": 200, "examples": ["gpt-4o", "claude-sonnet-4-5"]},
-        "occurred_at": {"type": "string", "format": "date-time",
-                        "description": "When the call happened (default: now). At most 5 minutes in the future."},
+        "event_id": text(128, non_blank=True,
+                         description="Your id for the call; a second event with the same id is a duplicate."),
+        "provider": text(64, non_blank=True, examples=["openai", "anthropic", "google"]),
+        "model": text(200, non_blank=True, examples=["gpt-4o", "claude-sonnet-4-5"]),
+        "occurred_at": {"type": ["string", "null"], "anyOf": [{"format": "date-time"}, {"pattern": _LOCAL_TIME}],
+                        "description": "When the call happened (default: now): an RFC 3339 date-time, whose offset "
+                                       "may be left out (then it is UTC); from "
+                                       f"{EARLIEST.year} to at most 5 minutes in the future."},
         "input_tokens": {**_TOKENS, "description": "Every prompt token, including cache reads and writes."},
         "cache_read_tokens": {**_TOKENS, "description": "How many of the input tokens were read from cache."},
         "cache_write_tokens": {**_TOKENS, "description": "How many of the input tokens were written to cache."},
         "output_tokens": _TOKENS,
-        "usage": {"type": "object", "description": "Instead of token counts: the provider's own usage object "
-                  "(OpenAI chat or responses, Anthropic messages, Gemini usageMetadata, Bedrock Converse)."},
-        "user": {"type": "string", "maxLength": 200,
-                 "description": "A member's email (stored lower-case) or your own end-user id (default: the key's user)."},
-        "department": {"type": "string", "description": "A department's name (default: the key's department)."},
-        "tags": {"oneOf": [{"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-                           {"type": "array", "items": {"type": "string", "maxLength": 100}}],
-                 "description": f"At most {MAX_TAGS} tags; an object becomes key:value tags."},
+        "usage": {**USAGE_OBJECT, "description": "Instead of token counts (not with them). "
+                  + USAGE_OBJECT["description"]},
+        "user": text(200, nullable=True, description="A member's email (stored lower-case) or your own end-user "
+                                                     "id (default: the key's user)."),
+        "department": text(120, nullable=True,
+                           description="A department's name, any case (default: the key's department)."),
+        "tags": {"oneOf": [
+            {"type": "object", "maxProperties": MAX_TAGS,
+             "propertyNames": {"maxLength": _TAG_VALUE_LENGTH, "pattern": NO_NUL},
+             "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": _TAG_VALUE_LENGTH,
+                                      "pattern": NO_NUL}},
+            {"type": "array", "maxItems": MAX_TAGS, "items": text(MAX_TAG_LENGTH)},
+            {"type": "null"}],
+            "description": f"At most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters; an object becomes "
+                           "key:value tags (the key, a colon and the value at most "
+                           f"{MAX_TAG_LENGTH} characters together)."},
         "batch": {"type": "boolean", "description": "The call went through a batch API (batch prices)."},
-        "service_tier": {"type": "string", "maxLength": 16, "examples": ["flex", "priority"]},
+        "service_tier": text(16, nullable=True, examples=["flex", "priority"]),
     },
 }
 
@@ -66,6 +150,9 @@ AUTH_ERRORS = {
 
 
 # --- departments (GET: scope read; POST: scope admin) ---------------------------
+# A department named in a request body: its id, its name (or "" / null for none).
+_DEPT_IN = {"type": ["integer", "string", "null"], "minimum": 1, "maximum": MAX_ID, "maxLength": 120,
+            "pattern": NO_NUL}
 DEPARTMENT = {
     "type": "object",
     "properties": {
@@ -97,16 +184,19 @@ DEPARTMENT_PATHS = {
         "post": {
             "summary": "Create a department",
             "description": "Needs the `admin` scope, and the key's creator must still be allowed to manage "
-                           "members. Names are unique in the organization (ignoring case), and so are codes.",
+                           "members. Names are unique in the organization (ignoring case), and so are codes; "
+                           "`parent` must name one of its departments and `manager` one of its members "
+                           "(otherwise 422).",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False, "required": ["name"],
+                "not": {"required": ["parent", "parent_id"]},
                 "properties": {
-                    "name": {"type": "string", "maxLength": 120},
-                    "code": {"type": ["string", "null"], "maxLength": 32, "description": "Cost-centre code."},
-                    "parent": {"type": ["integer", "string", "null"],
-                               "description": "The parent's id, name or code (null: top level)."},
-                    "parent_id": {"type": ["integer", "null"]},
-                    "manager": {"type": ["string", "null"], "description": "A member's email."},
+                    "name": text(120, non_blank=True, description="Spaces inside are collapsed to one."),
+                    "code": text(32, nullable=True, description="Cost-centre code (blank: none)."),
+                    "parent": {**_DEPT_IN, "description": "The parent's id, name or code (null: top level); "
+                                                          "or send parent_id."},
+                    "parent_id": {**ID, "type": ["integer", "null"]},
+                    "manager": text(254, nullable=True, description="A member's email."),
                 }}}}},
             "responses": {
                 "201": {"description": "The new department.", "content": {"application/json": {"schema": {
@@ -124,7 +214,8 @@ DEPARTMENT_PATHS = {
 _DEPT_REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
 def _id_param(name: str) -> list:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}]
-_PAGING = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+_PAGING = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10**6,
+                                                      "default": 1}},
            {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
                                                           "default": 50}}]
 _TEAM_ERRORS = {
@@ -158,6 +249,14 @@ TEAM_SCHEMAS = {
         "expires_at": {"type": "string", "format": "date-time"},
         "accepted_at": {"type": ["string", "null"], "format": "date-time"},
         "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "InvitationResults": {"type": "object", "required": ["invited", "not_invited", "results"], "properties": {
+        "invited": {"type": "integer"}, "not_invited": {"type": "integer"},
+        "results": {"type": "array", "description": "One per address, in the order sent.", "items": {
+            "type": "object", "required": ["email", "status", "message", "invitation"], "properties": {
+                "email": {"type": "string", "description": "The address as sent."},
+                "status": {"enum": ["invited", "invalid", "duplicate", "member", "pending"]},
+                "message": {"type": "string"},
+                "invitation": {"oneOf": [{"$ref": "#/components/schemas/Invitation"}, {"type": "null"}]}}}}}},
 }
 
 TEAM_PATHS = {
@@ -165,9 +264,9 @@ TEAM_PATHS = {
         "summary": "List members",
         "description": "One page, sorted by name then email. Needs the `admin` scope.",
         "parameters": [
-            {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "Part of a name or email."},
+            {"name": "q", "in": "query", "schema": text(200), "description": "Part of a name or email."},
             {"name": "role", "in": "query", "schema": {"enum": ["owner", "admin", "billing", "member", "viewer"]}},
-            {"name": "department", "in": "query", "schema": {"type": "string"},
+            {"name": "department", "in": "query", "schema": {"anyOf": [ID, {"const": "none"}]},
              "description": "A department id, or `none` for members without one."},
             *_PAGING],
         "responses": {"200": _json({"type": "object", "properties": {
@@ -183,8 +282,8 @@ TEAM_PATHS = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
                     "role": {"enum": ["owner", "admin", "billing", "member", "viewer"]},
-                    "department": {"type": ["integer", "string", "null"],
-                                   "description": "A department id or name; null for none."}}}}}},
+                    "department": {**_DEPT_IN, "description": "A department id or name (of this organization: "
+                                                              "otherwise 422); null for none."}}}}}},
             "responses": {"200": _json({"$ref": "#/components/schemas/Member"}, "The member."), **_TEAM_ERRORS,
                           "404": _problem("No member with this id in the key's organization."),
                           "409": _problem("A rule refuses, e.g. demoting the last owner.")},
@@ -209,24 +308,25 @@ TEAM_PATHS = {
         },
         "post": {
             "summary": "Invite one or many addresses",
-            "description": "Each address gets a result: invited, invalid, duplicate (earlier in the list), member "
-                           "(already in the organization) or pending (already invited). The email holds a "
-                           "single-use link valid for 7 days.",
+            "description": "Each address (each item of `emails`) gets a result: invited, invalid, duplicate "
+                           "(earlier in the list), member (already in the organization) or pending (already "
+                           "invited). The email holds a single-use link valid for 7 days. Answers 201 when at "
+                           "least one invitation was sent, 200 when none was (see the results).",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": False, "properties": {
-                    "emails": {"type": "array", "items": {"type": "string"}, "maxItems": 500},
-                    "email": {"type": "string", "description": "One address, instead of `emails`."},
+                "type": "object", "additionalProperties": False,
+                "oneOf": [{"required": ["emails"]}, {"required": ["email"]}],
+                "properties": {
+                    "emails": {"type": "array", "items": {"type": "string", "maxLength": 254}, "minItems": 1,
+                               "maxItems": 500, "description": "One address per item."},
+                    "email": {"type": "string", "maxLength": 254, "description": "One address, instead of `emails`."},
                     "role": {"enum": ["owner", "admin", "billing", "member", "viewer"], "default": "member"},
-                    "department": {"type": ["integer", "string", "null"]}}}}}},
+                    "department": {**_DEPT_IN, "description": "A department id or name (of this organization: "
+                                                              "otherwise 422); null for none."}}}}}},
             "responses": {
-                "201": _json({"type": "object", "properties": {
-                    "invited": {"type": "integer"}, "not_invited": {"type": "integer"},
-                    "results": {"type": "array", "items": {"type": "object", "properties": {
-                        "email": {"type": "string"},
-                        "status": {"enum": ["invited", "invalid", "duplicate", "member", "pending"]},
-                        "message": {"type": "string"},
-                        "invitation": {"oneOf": [{"$ref": "#/components/schemas/Invitation"}, {"type": "null"}]},
-                    }}}}}, "At least one invitation was sent (200: none was)."),
+                "201": _json({"$ref": "#/components/schemas/InvitationResults"}, "At least one invitation was sent."),
+                "200": _json({"$ref": "#/components/schemas/InvitationResults"},
+                             "No invitation was sent: every address was invalid, a duplicate, a member or already "
+                             "invited (see the results)."),
                 **_TEAM_ERRORS},
         },
     },
@@ -241,8 +341,9 @@ TEAM_PATHS = {
         "summary": "Rename the organization or change its time zone",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
-                "name": {"type": "string", "maxLength": 120},
-                "time_zone": {"type": "string", "examples": ["Europe/Berlin"]}}}}}},
+                "name": text(120, non_blank=True),
+                "time_zone": {"enum": time_zones(), "examples": ["Europe/Berlin"],
+                              "description": "An IANA time zone (budget periods and daily views follow it)."}}}}}},
         "responses": {"200": _json({"type": "object", "properties": {
             "id": {"type": "integer"}, "slug": {"type": "string"}, "name": {"type": "string"},
             "time_zone": {"type": "string"}, "currency": {"type": "string"}}}, "The organization."),
@@ -256,16 +357,30 @@ _USD = {"type": "string", "description": "Dollars as a decimal string, e.g. \"25
 _USD_OR_NULL = {"type": ["string", "null"], "description": "Dollars as a decimal string; null before the first "
                 "forecast (the periodic check computes it every 5 minutes)."}
 _ROLES = {"enum": ["owner", "admin", "billing", "member", "viewer"]}
+_ID_OR_NULL = {**ID, "type": ["integer", "null"]}
+# Dollars as a string: more than 0, at most 1,000,000,000, at most 9 decimal places (the server checks
+# the same patterns: views.api_budgets).
+_NON_ZERO_FRACTION = "|".join(f"{'0' * i}[1-9][0-9]{{0,{8 - i}}}" for i in range(9))
+AMOUNT_PATTERN = (rf"^(?:[1-9][0-9]{{0,8}}(?:\.[0-9]{{1,9}})?|1000000000(?:\.0{{1,9}})?"
+                  rf"|0\.(?:{_NON_ZERO_FRACTION}))$")
+_PERCENT = "(?:[1-9][0-9]{0,2}|1000)"
+THRESHOLDS_PATTERN = f"^{_PERCENT}(?:, ?{_PERCENT}){{0,9}}$"
+_AMOUNT = {"type": ["string", "number"], "pattern": AMOUNT_PATTERN, "exclusiveMinimum": 0,
+           "maximum": 1_000_000_000,
+           "description": "Dollars, more than 0 and at most 1,000,000,000, with at most 9 decimal places: a string of "
+                          "digits (\"250.00\") or a number (250).", "examples": ["250.00"]}
 _BUDGET_FIELDS = {
-    "name": {"type": "string", "maxLength": 120},
-    "amount_usd": {"type": ["string", "number"], "description": "The limit per period in dollars (\"250.00\" or 250).",
-                   "examples": ["250.00"]},
+    "name": text(120, non_blank=True),
+    "amount_usd": {**_AMOUNT, "description": "The limit per period. " + _AMOUNT["description"]},
     "period": {"enum": ["daily", "weekly", "monthly", "quarterly", "yearly", "custom"], "default": "monthly",
-               "description": "Calendar periods in the organization's time zone; custom: custom_start–custom_end."},
+               "description": "Calendar periods in the organization's time zone; custom: custom_start–custom_end "
+                              "(both needed, in order, at most five years apart)."},
     "custom_start": {"type": ["string", "null"], "format": "date", "description": "First day (custom period)."},
     "custom_end": {"type": ["string", "null"], "format": "date", "description": "Last day, inclusive."},
     "thresholds": {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1000},
-                              "maxItems": 10}, {"type": "string", "examples": ["50,80,100"]}],
+                              "minItems": 1, "maxItems": 10},
+                             {"type": "string", "pattern": THRESHOLDS_PATTERN,
+                              "examples": ["50,80,100"]}],
                    "description": "Alert thresholds in percent of the limit (default 50, 80, 100)."},
     "enforcement": {"enum": ["soft", "hard"], "default": "soft",
                     "description": "soft: alert only; hard: the gateway blocks calls beyond the limit."},
@@ -273,23 +388,29 @@ _BUDGET_FIELDS = {
                         "description": "Also notify when spend drops back under (after a raise or a new period)."},
     "notify_roles": {"type": "array", "items": _ROLES, "default": ["owner", "admin"],
                      "description": "Roles that hear the alerts, besides the owner."},
-    "owner_id": {"type": ["integer", "null"], "description": "A member's user id: the person responsible."},
-    "department_id": {"type": ["integer", "null"], "description": "Scope: a department, with its sub-departments."},
-    "api_key_id": {"type": ["integer", "null"], "description": "Scope: one API key."},
-    "user": {"type": ["string", "null"], "description": "Scope: a member's email or your end-user id."},
-    "provider": {"type": ["string", "null"], "description": "Scope: a provider, e.g. openai."},
-    "model": {"type": ["string", "null"], "description": "Scope: a model, e.g. gpt-4o."},
-    "tag": {"type": ["string", "null"], "description": "Scope: events carrying this tag, e.g. env:prod."},
+    "owner_id": {**_ID_OR_NULL, "description": "A member's user id: the person responsible."},
+    "department_id": {**_ID_OR_NULL, "description": "Scope: a department, with its sub-departments."},
+    "api_key_id": {**_ID_OR_NULL, "description": "Scope: one API key."},
+    "user": text(200, nullable=True, description="Scope: a member's email or your end-user id."),
+    "provider": text(64, nullable=True, description="Scope: a provider, e.g. openai."),
+    "model": text(128, nullable=True, description="Scope: a model, e.g. gpt-4o."),
+    "tag": text(100, nullable=True, description="Scope: events carrying this tag, e.g. env:prod."),
 }
 BUDGET_SCHEMAS = {
     "BudgetInput": {"type": "object", "additionalProperties": False, "required": ["name", "amount_usd"],
                     "description": "Every scope field set must match (none: the whole organization). PUT replaces "
-                                   "the whole definition: fields left out take their defaults.",
+                                   "the whole definition: fields left out take their defaults. Null for an "
+                                   "optional id or text means none. owner_id, department_id and api_key_id must "
+                                   "name this organization's member, department and key (otherwise 422).",
+                    "if": {"required": ["period"], "properties": {"period": {"const": "custom"}}},
+                    "then": {"required": ["custom_start", "custom_end"],
+                             "properties": {"custom_start": {"type": "string"}, "custom_end": {"type": "string"}}},
                     "properties": _BUDGET_FIELDS},
     "BudgetStatus": {"type": "object", "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"},
         "scope": {"type": "object", "properties": {
-            k: _BUDGET_FIELDS[k] for k in ("department_id", "user", "api_key_id", "provider", "model", "tag")}},
+            k: _as_answered(_BUDGET_FIELDS[k]) for k in ("department_id", "user", "api_key_id", "provider", "model",
+                                                         "tag")}},
         "scope_text": {"type": "string", "examples": ["Department Research (with sub-departments) × Provider openai"]},
         "period": {"type": "object", "properties": {
             "kind": _BUDGET_FIELDS["period"], "start": {"type": "string", "format": "date"},
@@ -307,7 +428,7 @@ BUDGET_SCHEMAS = {
         "enforcement": {"enum": ["soft", "hard"]},
         "blocked": {"type": "boolean", "description": "A hard budget at or over its limit: the gateway refuses."}}},
     "Budget": {"type": "object", "properties": {
-        "id": {"type": "integer"}, **_BUDGET_FIELDS, "amount_usd": _USD,
+        "id": {"type": "integer"}, **{k: _as_answered(v) for k, v in _BUDGET_FIELDS.items()}, "amount_usd": _USD,
         "thresholds": {"type": "array", "items": {"type": "integer"}},
         "scope_text": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -375,11 +496,13 @@ BUDGET_PATHS = {
             "Queued; deliveries go out through the queue."), **_BUDGET_ERRORS}}},
     "/api/v1/budgets/{budget_id}/raise": {"post": {
         "summary": "Raise a budget for the rest of this period",
-        "description": "Scope `admin`. Adds to the limit of the current period only; audited.",
+        "description": "Scope `admin`. Adds to the limit of the current period only; audited. The period's "
+                       "limit (the amount and its raises) stays at most $1,000,000,000 (otherwise 422).",
         "parameters": _id_param("budget_id"),
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "required": ["amount_usd"], "properties": {
-                "amount_usd": _BUDGET_FIELDS["amount_usd"], "reason": {"type": "string", "maxLength": 200}}}}}},
+                "amount_usd": {**_AMOUNT, "description": "How much to add. " + _AMOUNT["description"]},
+                "reason": text(200, nullable=True)}}}}},
         "responses": {"201": _json({"type": "object", "properties": {
             "increase": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "amount_usd": _USD, "reason": {"type": "string"},
@@ -387,6 +510,12 @@ BUDGET_PATHS = {
             "budget": {"$ref": "#/components/schemas/Budget"}}}, "The raise and the budget."),
             **_BUDGET_WRITE_ERRORS, "409": _problem("A custom period that is not running cannot be raised.")}}},
 }
+
+
+_SUMMARY_DAY = {"type": "string", "format": "date", "pattern": "^(?:20[0-9]{2}|2100)-"}
+
+
+_ANSWERS = {"Member", "Invitation", "Budget", "BudgetStatus"}
 
 
 def spec() -> dict:
@@ -399,8 +528,10 @@ def spec() -> dict:
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "An organization API key (cg_<env>_<prefix>_<secret>)."}},
-            "schemas": {"UsageEvent": EVENT, "Totals": TOTALS, "Problem": PROBLEM, "Department": DEPARTMENT,
-                        **TEAM_SCHEMAS, **BUDGET_SCHEMAS},
+            "schemas": {"UsageEvent": EVENT, "Totals": _every_field_given(TOTALS), "Problem": PROBLEM,
+                        "Department": _every_field_given(DEPARTMENT),
+                        **{name: _every_field_given(schema) if name in _ANSWERS else schema
+                           for name, schema in {**TEAM_SCHEMAS, **BUDGET_SCHEMAS}.items()}},
         },
         "security": [{"apiKey": []}],
         "paths": {
@@ -415,15 +546,21 @@ def spec() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/UsageEvent"},
                     {"type": "object", "additionalProperties": False, "required": ["events"],
-                     "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS,
-                                               "items": {"$ref": "#/components/schemas/UsageEvent"}}}},
+                     "properties": {"events": {
+                         "type": "array", "minItems": 1, "maxItems": MAX_EVENTS,
+                         "description": "UsageEvent objects. The batch is taken whatever its items hold: an item "
+                                        "that is not a valid UsageEvent (not even an object) is rejected on its "
+                                        "own, with reasons, and the others are still stored.",
+                         "items": {"anyOf": [{"$ref": "#/components/schemas/UsageEvent"}, {}]}}}},
                 ]}}}},
                 "responses": {
                     "200": {"description": "Per-event results.", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {
+                        "type": "object", "required": ["accepted", "duplicates", "rejected", "results"],
+                        "properties": {
                             "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
                             "rejected": {"type": "integer"},
-                            "results": {"type": "array", "items": {"type": "object", "properties": {
+                            "results": {"type": "array", "items": {
+                                "type": "object", "required": ["index", "event_id", "status"], "properties": {
                                 "index": {"type": "integer"}, "event_id": {"type": ["string", "null"]},
                                 "status": {"enum": ["accepted", "duplicate", "rejected"]},
                                 "provider": {"type": "string"}, "model": {"type": "string"},
@@ -438,12 +575,15 @@ def spec() -> dict:
             }},
             "/api/v1/usage/summary": {"get": {
                 "summary": "Spend grouped by a dimension and period",
-                "description": "From the hourly rollups, in the organization's time zone. Needs the `read` scope.",
+                "description": "From the hourly rollups, in the organization's time zone. Days between "
+                               "2000-01-01 and 2100-12-31; one summary covers at most three years (1,098 days). "
+                               "Needs the `read` scope.",
                 "parameters": [
-                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+                    {"name": "from", "in": "query", "schema": _SUMMARY_DAY,
                      "description": "First day, inclusive (default: the first of this month)."},
-                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
-                     "description": "Last day, inclusive (default: the end of this month)."},
+                    {"name": "to", "in": "query", "schema": _SUMMARY_DAY,
+                     "description": "Last day, inclusive (default: the end of this month); not before `from`, "
+                                    "and at most three years after it."},
                     {"name": "group_by", "in": "query",
                      "schema": {"enum": ["provider", "model", "api_key", "user", "department", "tag"]}},
                     {"name": "interval", "in": "query", "schema": {"enum": ["total", "day", "month"],
@@ -451,8 +591,13 @@ def spec() -> dict:
                 ],
                 "responses": {
                     "200": {"description": "Rows and the total.", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {
-                            "from": {"type": "string"}, "to": {"type": "string"}, "time_zone": {"type": "string"},
+                        "type": "object",
+                        "required": ["organization", "from", "to", "time_zone", "group_by", "interval", "currency",
+                                     "rows", "total"],
+                        "properties": {
+                            "organization": {"type": "string", "description": "The organization's slug."},
+                            "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                            "time_zone": {"type": "string"},
                             "group_by": {"type": ["string", "null"]}, "interval": {"type": "string"},
                             "currency": {"const": "USD"},
                             "rows": {"type": "array", "items": {"allOf": [
@@ -461,7 +606,8 @@ def spec() -> dict:
                                                                   "period": {"type": "string"}}}]}},
                             "total": {"$ref": "#/components/schemas/Totals"}}}}}},
                     **AUTH_ERRORS,
-                    "422": _problem("A query parameter is not valid."),
+                    "422": _problem("A query parameter is not valid, or `to` is before `from` or more than "
+                                    "three years after it."),
                 },
             }},
         },

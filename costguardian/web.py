@@ -14,7 +14,7 @@ from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
 from costguardian.rendering import toast
 from costguardian.money import format_usd
-from costguardian.services import accounts
+from costguardian.services.team import accounts
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,13 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 # Static files need no database; the probes open their own connection so that
-# an outage answers 503 from /readyz rather than an error page.
-_NO_DATABASE = frozenset({"static", "health.healthz", "health.readyz"})
+# an outage answers 503 from /readyz rather than an error page. None of them
+# loads the signed-in user either (authz.SESSIONLESS_ENDPOINTS).
+_NO_DATABASE = authz.SESSIONLESS_ENDPOINTS
+
+PROBLEM_BASE = "https://costguardian.dev/problems/"
+# The stable `type` of HTTP errors in the JSON API, whether a view or routing raised them.
+PROBLEM_KINDS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 429: "rate-limited"}
 
 ERROR_TITLES = {
     400: "Bad request", 401: "Sign in required", 403: "You don't have access", 404: "Not found",
@@ -49,16 +54,24 @@ def init_app(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
 
-    @app.before_request
     def _open_db():
-        if request.endpoint not in _NO_DATABASE and db.is_closed():
+        # Whether this thread already held a connection when the request began
+        # (a test or task may hold its own, which stays theirs).
+        g.db_was_open = not db.is_closed()
+        if request.endpoint not in _NO_DATABASE and not g.db_was_open:
             db.connect()
-            g.opened_db = True
+
+    # First of all before_request hooks: the rate limiter's (registered earlier)
+    # may load the user, and peewee connects on demand for any query.
+    app.before_request_funcs.setdefault(None, []).insert(0, _open_db)
 
     @app.teardown_request
     def _close_db(exc):
-        # Close only what this request opened (a test or task may hold its own).
-        if g.pop("opened_db", False) and not db.is_closed():
+        # Return whatever connection the request ended up holding: the one
+        # opened above, or one peewee opened on demand (the user loaded for an
+        # error page of a static file, ...). In a thread-per-request server a
+        # connection left open is never returned to the pool.
+        if not g.pop("db_was_open", True) and not db.is_closed():
             db.close()
 
     app.before_request(authz.require_sign_in)
@@ -81,7 +94,7 @@ def init_app(app: Flask) -> None:
 
     def _bell_unread() -> int:
         """The header bell's count, for full pages of an organization."""
-        from costguardian.services import notifications
+        from costguardian.services.notifications import notify as notifications
 
         if g.get("org") is None or not current_user.is_authenticated:
             return 0
@@ -117,7 +130,7 @@ def error_response(status: int, detail: str):
     a friendly page otherwise; never a stack trace."""
     title = ERROR_TITLES.get(status, "Error")
     if authz.wants_json():
-        response = jsonify(type=f"https://costguardian.dev/problems/http-{status}", title=title,
+        response = jsonify(type=PROBLEM_BASE + PROBLEM_KINDS.get(status, f"http-{status}"), title=title,
                            status=status, detail=detail)
         response.status_code = status
         response.mimetype = "application/problem+json"
@@ -135,6 +148,11 @@ def _http_error(exc: HTTPException):
     elif exc.code == 404 and "requested URL was not found" in detail:
         detail = "There is nothing at this address."
     response = error_response(exc.code or 500, detail)
+    # Keep the headers the exception carries besides its own body's type:
+    # `Allow` of a 405 (werkzeug's valid_methods), `WWW-Authenticate`, ...
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
     if exc.code == 429 and exc.response is not None and "Retry-After" in exc.response.headers:
         response.headers["Retry-After"] = exc.response.headers["Retry-After"]
     return response

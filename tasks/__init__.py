@@ -80,7 +80,7 @@ def _with_connection(fn, args, kwargs):
 
 @app_task(retries=5, retry_delay=30)
 def deliver_email(message_id: int) -> None:
-    from costguardian.services import mail
+    from costguardian.services.notifications import mail
 
     mail.deliver(message_id)
 
@@ -89,7 +89,7 @@ def deliver_email(message_id: int) -> None:
 def deliver(delivery_id: int) -> None:
     """One attempt of a notification delivery; the service schedules retries
     itself (exponential backoff), so Huey's own retries stay off."""
-    from costguardian.services import deliveries
+    from costguardian.services.notifications import deliveries
 
     deliveries.attempt(delivery_id)
 
@@ -97,7 +97,7 @@ def deliver(delivery_id: int) -> None:
 @app_periodic_task(crontab(minute="*"))
 def sweep_deliveries() -> None:
     """Every minute: re-enqueue deliveries that are due and held by no task."""
-    from costguardian.services import deliveries
+    from costguardian.services.notifications import deliveries
 
     deliveries.sweep()
 
@@ -106,7 +106,7 @@ def sweep_deliveries() -> None:
 def check_budgets() -> None:
     """Every 5 minutes: thresholds ingest could not see (a lowered threshold,
     repriced history), forecasts and forecast alerts, new-period notices."""
-    from costguardian.services import budgets
+    from costguardian.services.budgets import budgets
 
     budgets.check_all()
 
@@ -123,7 +123,7 @@ def warn_expiring_keys() -> None:
 def send_digests() -> None:
     """Hourly: one digest email per member who chose a daily digest and whose
     last one is at least 23 hours old."""
-    from costguardian.services import notification_email
+    from costguardian.services.notifications import email as notification_email
 
     notification_email.send_digests()
 
@@ -132,6 +132,6 @@ def send_digests() -> None:
 def reprice_model(org_id: int, provider: str, model: str) -> None:
     """Bring an organization's stored usage of one model in line with its
     prices (after an override was created, changed or deleted)."""
-    from costguardian.services import repricing
+    from costguardian.services.usage import repricing
 
     repricing.reprice_by_id(org_id, provider, model)

@@ -4,6 +4,12 @@ clean database per test, test clients that speak CSRF and htmx, factories.
 `pytest --backend=sqlite` (default) uses SQLite files and a SQLite Huey;
 `pytest --backend=postgres` uses TEST_DATABASE_URL and TEST_REDIS_URL, and an
 unreachable server fails the run instead of skipping it.
+
+`pytest --today=2027-03-28T01:30 --tz=Europe/Berlin` (or CG_TEST_TODAY and
+CG_TEST_TZ) runs the suite as if it were that local instant, with time flowing
+on from it, and makes the zone the default of every organization the tests
+create; `-m dated` picks the tests whose subject is the calendar. Without the
+option the suite runs at the real date.
 """
 from __future__ import annotations
 
@@ -20,9 +26,46 @@ pytest_plugins = ["tests.fakes.fixtures"]
 def pytest_addoption(parser):
     parser.addoption("--backend", choices=("sqlite", "postgres"), default="sqlite",
                      help="database and queue the suite runs against")
+    parser.addoption("--today", default=os.environ.get("CG_TEST_TODAY") or None,
+                     help="run as if it were this instant: YYYY-MM-DD (midday) or YYYY-MM-DDTHH:MM, "
+                          "local to --tz (env CG_TEST_TODAY)")
+    parser.addoption("--tz", default=os.environ.get("CG_TEST_TZ") or None,
+                     help="time zone of --today and default zone of the tests' organizations (env CG_TEST_TZ)")
+
+
+def _travel(config) -> None:
+    """Move the process clock to --today before any test module is imported
+    (module-level NOW = clock.now() must see it). Time keeps ticking from there."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import time_machine
+
+    zone_name = config.getoption("--tz")
+    if zone_name:
+        ZoneInfo(zone_name)  # an unknown zone fails the run here, not in some test
+        os.environ["CG_TEST_TZ"] = zone_name  # read by tests.support.make_org
+    today = config.getoption("--today")
+    if not today:
+        return
+    try:
+        moment = datetime.fromisoformat(today if "T" in today else f"{today}T12:00")
+    except ValueError as exc:
+        raise pytest.UsageError(f"--today must be YYYY-MM-DD or YYYY-MM-DDTHH:MM, got {today!r}") from exc
+    moment = moment.replace(tzinfo=ZoneInfo(zone_name or "UTC"))
+    os.environ["CG_TEST_TODAY"] = today  # subprocesses the tests start (a queue consumer) travel too
+    config.cg_traveller = time_machine.travel(moment, tick=True)
+    config.cg_traveller.start()
+
+
+def pytest_report_header(config):
+    today, zone_name = config.getoption("--today"), config.getoption("--tz")
+    if today or zone_name:
+        return f"Cost Guardian clock: {today or 'real date'} in {zone_name or 'UTC'}"
 
 
 def pytest_configure(config):
+    _travel(config)
     backend = config.getoption("--backend")
     instance = tempfile.mkdtemp(prefix="cg-test-")
     os.environ["CG_INSTANCE_PATH"] = instance
@@ -54,6 +97,9 @@ def _create_run_database(server_url: str) -> str:
 
 
 def pytest_unconfigure(config):
+    traveller = getattr(config, "cg_traveller", None)
+    if traveller is not None:
+        traveller.stop()
     url = getattr(config, "cg_database", None)
     if url:
         import psycopg

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import contextvars
 import re
 
@@ -9,7 +10,7 @@ from peewee import PostgresqlDatabase, sort_models
 
 from costguardian.extensions import db
 from costguardian.models import ALL_MODELS, User
-from costguardian.services import accounts, orgs
+from costguardian.services.team import accounts, orgs
 from costguardian.services.actor import Actor
 
 PASSWORD = "correct horse battery staple"
@@ -25,9 +26,10 @@ def make_user(email: str = "user@example.com", password: str = PASSWORD, name: s
     return user
 
 
-def make_org(name: str = "Acme", owner: User | None = None, time_zone: str = "UTC"):
+def make_org(name: str = "Acme", owner: User | None = None, time_zone: str | None = None):
+    """An organization in `time_zone`, by default the zone the run is set to (--tz, else UTC)."""
     owner = owner or make_user(f"owner-{name.lower().replace(' ', '-')}@example.com")
-    return orgs.create_organization(name, owner, SYSTEM, time_zone=time_zone)
+    return orgs.create_organization(name, owner, SYSTEM, time_zone=time_zone or os.environ.get("CG_TEST_TZ") or "UTC")
 
 
 def add_member(org, user: User, role: str):

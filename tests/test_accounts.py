@@ -8,11 +8,14 @@ from datetime import timedelta
 import pytest
 from argon2 import PasswordHasher
 
-from costguardian.models import AuditLog, ExternalIdentity, OutboxMessage, PasswordResetToken, User, utcnow
-from costguardian.services import accounts
+from costguardian import clock
+from costguardian.models import AuditLog, ExternalIdentity, OutboxMessage, PasswordResetToken, User
+from costguardian.services.team import accounts
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
 from tests.support import PASSWORD, SYSTEM
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 WEB = Actor(user=None, ip="203.0.113.7", user_agent="pytest-browser")
 ISSUER = "https://accounts.example.com"
@@ -101,7 +104,7 @@ def test_sign_up_with_the_email_as_password_is_refused(app_ctx, password):
 def test_authenticate_with_the_right_password(app_ctx, make_user):
     user = make_user("alice@example.com")
     assert fresh(user).last_login_at is None
-    before = utcnow()
+    before = clock.now()
 
     signed_in = accounts.authenticate("Alice@Example.com", PASSWORD, WEB)
 
@@ -247,7 +250,7 @@ def test_start_password_reset_for_a_disabled_user_sends_nothing(app_ctx, make_us
 
 def test_start_password_reset_emails_a_link_and_stores_only_a_hash(app_ctx, make_user, capsys):
     user = make_user("alice@example.com")
-    before = utcnow()
+    before = clock.now()
 
     accounts.start_password_reset("  ALICE@example.com ", link_for, 45, WEB)
 
@@ -263,7 +266,7 @@ def test_start_password_reset_emails_a_link_and_stores_only_a_hash(app_ctx, make
     assert emailed not in token_row.token_hash
     assert len(token_row.token_hash) == 64
     assert token_row.used_at is None
-    assert before + timedelta(minutes=44) < token_row.expires_at <= utcnow() + timedelta(minutes=45)
+    assert before + timedelta(minutes=44) < token_row.expires_at <= clock.now() + timedelta(minutes=45)
     [row] = audit_rows("auth.password_reset_requested")
     assert row.target_id == str(user.id)
 
@@ -289,7 +292,7 @@ def test_reset_password_works_once(app_ctx, make_user):
 def test_reset_password_with_an_expired_token_is_refused(app_ctx, make_user):
     make_user("alice@example.com")
     token = start_reset()
-    PasswordResetToken.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    PasswordResetToken.update(expires_at=clock.now() - timedelta(seconds=1)).execute()
 
     assert accounts.usable_reset_token(token) is None
     with pytest.raises(RuleViolation):

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from costguardian.models import AuditLog, Membership
-from costguardian.services import activity, audit, departments, keys, orgs
+from costguardian.services import keys
+from costguardian.services.team import activity, audit, departments, orgs
 from costguardian.services.actor import Actor
 from tests.support import SYSTEM, Client, add_member
 

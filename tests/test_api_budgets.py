@@ -7,10 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import AuditLog, Budget, BudgetIncrease, Department, Notification, utcnow
-from costguardian.services import budgets, ingest, keys
+from costguardian import clock
+from costguardian.models import AuditLog, Budget, BudgetIncrease, Department, Notification
+from costguardian.services import keys
+from costguardian.services.budgets import budgets
+from costguardian.services.usage import ingest
 from costguardian.services.actor import Actor
 from tests.support import SYSTEM, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 PROBLEM = "application/problem+json"
 
@@ -57,8 +62,8 @@ def api(app):
 def _spend(org, dollars_each: int, count: int, **extra):
     """Usage through ingest: gpt-4o input at $2.50 per 1M tokens."""
     tokens = dollars_each * 400_000
-    events = [{"event_id": f"e-{utcnow().timestamp()}-{i}", "provider": "openai", "model": "gpt-4o",
-               "input_tokens": tokens, "occurred_at": (utcnow() - timedelta(minutes=1)).isoformat() + "Z", **extra}
+    events = [{"event_id": f"e-{clock.now().timestamp()}-{i}", "provider": "openai", "model": "gpt-4o",
+               "input_tokens": tokens, "occurred_at": (clock.now() - timedelta(minutes=1)).isoformat() + "Z", **extra}
               for i in range(count)]
     result = ingest.ingest(org, None, events)
     assert result.count("accepted") == count

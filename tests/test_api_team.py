@@ -6,7 +6,8 @@ import json
 import pytest
 
 from costguardian.models import AuditLog, Department, Invitation, Membership, Organization
-from costguardian.services import invitations, keys, orgs
+from costguardian.services import keys
+from costguardian.services.team import invitations, orgs
 from costguardian.services.actor import Actor
 from tests.support import SYSTEM, add_member
 

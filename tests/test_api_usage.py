@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import ApiKey, UsageEvent, UsageRollup, utcnow
+from costguardian import clock
+from costguardian.models import ApiKey, UsageEvent, UsageRollup
 from costguardian.services import keys
 from tests.support import SYSTEM
 
@@ -163,8 +164,8 @@ def test_bad_single_event_is_422_problem_with_field_errors(api, ingest_key, fiel
 
 
 def test_future_timestamps_are_rejected_but_slight_clock_skew_is_not(api, ingest_key):
-    soon = (utcnow() + timedelta(minutes=2)).isoformat() + "Z"
-    later = (utcnow() + timedelta(hours=2)).isoformat() + "Z"
+    soon = (clock.now() + timedelta(minutes=2)).isoformat() + "Z"
+    later = (clock.now() + timedelta(hours=2)).isoformat() + "Z"
     data = api("POST", "/api/v1/usage", ingest_key, {"events": [event(1, occurred_at=soon),
                                                                  event(2, occurred_at=later)]}).json
     assert [r["status"] for r in data["results"]] == ["accepted", "rejected"]
@@ -213,7 +214,7 @@ def test_authentication_failures(api, org, ingest_key, read_key):
     response = api("POST", "/api/v1/usage", read_key, event())
     assert response.status_code == 403 and response.json["type"].endswith("/insufficient-scope")
     key = ApiKey.get(ApiKey.name == "ingest")
-    key.expires_at = utcnow() - timedelta(seconds=1)
+    key.expires_at = clock.now() - timedelta(seconds=1)
     key.save()
     assert api("POST", "/api/v1/usage", ingest_key, event()).json["type"].endswith("/expired-api-key")
     keys.revoke_key(key, SYSTEM)

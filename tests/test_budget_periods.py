@@ -6,7 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from costguardian.services.budget_periods import current_period, period_at, previous_period
+from costguardian.services.budgets.periods import current_period, period_at, previous_period
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 
 def test_monthly_resets_at_local_midnight_on_the_first():

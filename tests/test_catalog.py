@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costguardian.services import catalog
+from costguardian.services.usage import catalog
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -73,7 +73,7 @@ def test_a_stored_name_resolves_the_same_in_a_fresh_process():
     """Events store the catalog's id; a task in another process reprices them
     from that name alone, with no cache of the name that was sent."""
     name, info = catalog.resolve_model("aws", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
-    code = ("from costguardian.services import catalog; "
+    code = ("from costguardian.services.usage import catalog; "
             f"n, i = catalog.resolve_model('aws', {name!r}); print(n, i.id if i else None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parent.parent)

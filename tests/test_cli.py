@@ -10,7 +10,7 @@ import pytest
 
 from costguardian import permissions
 from costguardian.models import Department, Membership, Organization, User
-from costguardian.services import accounts
+from costguardian.services.team import accounts
 from tests.support import PASSWORD, SYSTEM
 
 DEMO_SIGN_IN = re.compile(r"Demo sign-in:\s+(\S+)\s+/\s+(.+?)\n")
@@ -196,7 +196,7 @@ def test_migrate_on_an_up_to_date_database(cli):
 # --- seed-demo ------------------------------------------------------------------
 
 def test_seed_demo_creates_the_demo_org_once(cli, demo_credentials_file):
-    from costguardian.services import demo
+    from costguardian.services.demo import seed as demo
 
     first = cli("seed-demo")
 

@@ -1,11 +1,22 @@
 """The demo organization's budgets: sized from its usage, checked once, created once."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import pytest
+import time_machine
+
 from costguardian.models import Budget, BudgetAlert, Organization
-from costguardian.services import budgets, demo, demo_usage
+from costguardian.services.budgets import budgets
+from costguardian.services.demo import seed as demo, usage as demo_usage
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 
+@time_machine.travel(datetime(2026, 11, 18, 15, 0, tzinfo=timezone.utc), tick=False)
 def test_demo_budgets_show_every_state_and_are_created_once(app_ctx, tmp_path):
+    """Mid-month, so that the month has spend to size the budgets from (on the
+    1st at 00:30 every budget takes its fixed amount, as the test below shows)."""
     demo.seed(tmp_path)
     org = Organization.get(Organization.name == demo.DEMO_ORG)
     demo_usage.generate(org, 3000, seed=5)

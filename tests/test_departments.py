@@ -8,9 +8,11 @@ from datetime import date
 import pytest
 
 from costguardian.models import ApiKey, AuditLog, Department, Membership, UsageEvent, UsageRollup, UsageTagRollup
-from costguardian.services import departments, ingest, keys, usage_queries
+from costguardian.services import keys
+from costguardian.services.team import departments
+from costguardian.services.usage import ingest, queries as usage_queries
 from costguardian.services.errors import RuleViolation, ValidationError
-from costguardian.services.usage_queries import UsageFilter
+from costguardian.services.usage.queries import UsageFilter
 from tests.support import SYSTEM, Client, add_member
 
 APRIL = UsageFilter(date(2025, 4, 1), date(2025, 4, 30))
@@ -50,6 +52,34 @@ def test_names_and_codes_are_unique_ignoring_case(org, make_org):
     other = make_org("Globex")
     departments.create(other, SYSTEM, "Engineering", code="CC-100")
     assert Department.in_org(org).where(Department.code.is_null()).count() == 2
+
+
+@pytest.mark.parametrize("first, second", [
+    ("Émile", "Émile"), ("émile", "ÉMILE"), ("Ünterwegs", "üNTERWEGS"), ("Straße", "STRASSE"),
+    ("Émile", "E\u0301mile"),  # the same letter precomposed and as e + combining accent
+])
+def test_non_ascii_names_and_codes_are_unique_ignoring_case(org, first, second):
+    """SQLite's LOWER() folds ASCII only: a second "Émile" once reached the
+    unique index (a 500) and "ÉMILE" passed as a new name. Both databases
+    compare one Python-folded key."""
+    departments.create(org, SYSTEM, first, code=first.upper())
+    with pytest.raises(ValidationError) as exc:
+        departments.create(org, SYSTEM, second, code=second.lower())
+    assert set(exc.value.errors) == {"name", "code"}
+    other = departments.create(org, SYSTEM, "Other", code="O-1")
+    with pytest.raises(ValidationError) as exc:
+        departments.update(other, SYSTEM, second, second, None, None)
+    assert set(exc.value.errors) == {"name", "code"}
+    assert Department.in_org(org).count() == 2
+
+
+def test_the_folded_keys_follow_every_save(org):
+    dept = departments.create(org, SYSTEM, "ÉQUIPE Ünd", code="CÖDE")
+    assert (dept.name_key, dept.code_key) == ("équipe ünd", "cöde")
+    departments.update(dept, SYSTEM, "Straße", None, None, None)
+    stored = Department.get_by_id(dept.id)
+    assert (stored.name_key, stored.code_key) == ("strasse", None)
+    departments.create(org, SYSTEM, "ÉQUIPE Ünd", code="cöde")  # both free again
 
 
 def test_manager_must_be_a_member(org, make_user):
@@ -106,6 +136,15 @@ def history(org, make_user):
         assert ingest.ingest(org, None, batch).count("accepted") == len(batch)
     assert ingest.ingest(org, key, _events("k", None, 5, tags=["team:ads"])).count("accepted") == 5
     return {"sales": sales, "marketing": marketing, "events": events_team, "key": key, "alice": alice_m}
+
+
+def test_ingest_names_a_department_ignoring_case_beyond_ascii(org):
+    emile = departments.create(org, SYSTEM, "Émile")
+    straße = departments.create(org, SYSTEM, "Straße")
+    batch = _events("u", "ÉMILE", 1) + _events("v", "STRASSE", 1) + _events("w", "E\u0301mile", 1)
+    assert ingest.ingest(org, None, batch).count("accepted") == 3
+    by_event = dict(UsageEvent.select(UsageEvent.event_id, UsageEvent.department).tuples())
+    assert by_event == {"u-0": emile.id, "v-0": straße.id, "w-0": emile.id}
 
 
 def _by_department(org, group="department", flt=APRIL):
@@ -251,6 +290,45 @@ def test_pages_create_edit_assign_merge_delete(owner_client, make_user):
     assert Membership.get_by_id(ann_m.id).department_id == data.id
 
 
+PARENT_ERROR = '<small id="parent-help" class="field-error">Choose a department of this organization.</small>'
+
+
+@pytest.fixture(params=["unknown id", "another organization's id"])
+def foreign_parent_id(request, make_org) -> str:
+    """A parent id the form must refuse: no such department, or one of another tenant."""
+    if request.param == "unknown id":
+        return "999999"
+    return str(departments.create(make_org("Globex"), SYSTEM, "Secret").id)
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_form_create_with_a_foreign_parent_is_422_and_saves_nothing(owner_client, foreign_parent_id, htmx):
+    client, _, org = owner_client
+    departments.create(org, SYSTEM, "Engineering")
+    audit_rows = AuditLog.select().count()
+    response = client.post("/departments/", {"name": "Data", "parent": foreign_parent_id}, htmx=htmx)
+    assert response.status_code == 422
+    assert PARENT_ERROR in response.get_data(as_text=True)
+    assert not Department.in_org(org).where(Department.name == "Data").exists()
+    assert AuditLog.select().count() == audit_rows
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_form_edit_with_a_foreign_parent_is_422_and_keeps_the_department_where_it_was(owner_client, foreign_parent_id,
+                                                                                       htmx):
+    client, _, org = owner_client
+    eng = departments.create(org, SYSTEM, "Engineering")
+    platform = departments.create(org, SYSTEM, "Platform", parent=eng)
+    audit_rows = AuditLog.select().count()
+    response = client.post(f"/departments/{platform.id}", {"name": "Platform Team", "parent": foreign_parent_id},
+                           htmx=htmx)
+    assert response.status_code == 422
+    assert PARENT_ERROR in response.get_data(as_text=True)
+    fresh = Department.get_by_id(platform.id)
+    assert (fresh.name, fresh.parent_id) == ("Platform", eng.id)
+    assert AuditLog.select().count() == audit_rows
+
+
 def test_viewer_reads_but_cannot_change(app, owner_client, make_user):
     _, _, org = owner_client
     viewer = make_user("vic@acme.com")
@@ -316,6 +394,28 @@ def test_api_list_and_create(app, owner_client, make_user):
     assert row.detail.get("api_key")
 
 
+def test_api_refuses_a_non_ascii_duplicate_with_422(app, owner_client):
+    _, owner, org = owner_client
+    http = app.test_client()
+    admin_key = {"Authorization": f"Bearer {_key(org, ['admin'], owner)}"}
+    response = http.post("/api/v1/departments", json={"name": "Émile", "code": "ÉM-1"}, headers=admin_key)
+    assert response.status_code == 201, response.json
+    for name, code in (("Émile", "ÉM-1"), ("ÉMILE", "ém-1"), ("émile", "Ém-1")):
+        response = http.post("/api/v1/departments", json={"name": name, "code": code}, headers=admin_key)
+        assert response.status_code == 422 and response.mimetype == "application/problem+json", (name, response)
+        assert set(response.json["errors"]) == {"name", "code"}
+    assert Department.in_org(org).count() == 1
+
+
+def test_the_page_refuses_a_non_ascii_duplicate_with_422(owner_client):
+    client, _, org = owner_client
+    departments.create(org, SYSTEM, "Émile")
+    response = client.post("/departments/", {"name": "ÉMILE", "code": "", "parent": "", "manager": ""})
+    assert response.status_code == 422
+    assert "There is already a department named" in response.get_data(as_text=True)
+    assert Department.in_org(org).count() == 1
+
+
 def test_api_key_of_a_demoted_creator_cannot_create(app, owner_client, make_user):
     _, _, org = owner_client
     ann = make_user("ann@acme.com")
@@ -325,3 +425,12 @@ def test_api_key_of_a_demoted_creator_cannot_create(app, owner_client, make_user
     response = app.test_client().post("/api/v1/departments", json={"name": "Z"},
                                       headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("manager", ["999999", "abc"])
+def test_form_with_an_unknown_manager_is_422_and_saves_nothing(owner_client, manager):
+    client, _, org = owner_client
+    response = client.post("/departments/", {"name": "Data", "manager": manager}, htmx=True)
+    assert response.status_code == 422
+    assert "Choose a member of this organization." in response.get_data(as_text=True)
+    assert not Department.in_org(org).where(Department.name == "Data").exists()

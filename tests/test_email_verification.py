@@ -10,7 +10,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from costguardian.models import AuditLog, Membership, Notification, Organization, OutboxMessage, User
-from costguardian.services import accounts, invitations, orgs
+from costguardian.services.team import accounts, invitations, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation
 from tests.support import PASSWORD, SYSTEM, Client
@@ -243,7 +243,7 @@ def test_a_password_reset_proves_the_mailbox(app_ctx, make_user):
     import re
 
     from costguardian.models import OutboxMessage, User
-    from costguardian.services import accounts
+    from costguardian.services.team import accounts
     from tests.support import SYSTEM
 
     user = make_user("reset@acme.com")

@@ -4,7 +4,11 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from costguardian.services import forecast
+import pytest
+
+from costguardian.services.budgets import forecast
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 USD = 1_000_000_000
 TODAY = date(2026, 12, 10)  # a Thursday; the period is December

@@ -11,7 +11,7 @@ import pytest
 
 from costguardian.extensions import db
 from costguardian.models import Department, UsageEvent, UsageRollup, UsageTagRollup
-from costguardian.services import ingest
+from costguardian.services.usage import ingest
 from costguardian.services.keys import create_key
 from tests.support import SYSTEM
 
@@ -124,7 +124,7 @@ def test_usd_strings(nanos, text):
 
 def test_ingest_remembers_each_dimension_value_with_its_latest_hour(app_ctx, make_org):
     from costguardian.models import UsageDimension
-    from costguardian.services import usage_queries
+    from costguardian.services.usage import queries as usage_queries
 
     org = make_org("Acme")
     other = make_org("Globex")

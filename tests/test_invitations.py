@@ -7,12 +7,15 @@ from datetime import timedelta
 
 import pytest
 
+from costguardian import clock
 from costguardian.models import (AuditLog, Delivery, Department, DomainJoin, Invitation, Membership, Notification,
-                                 Organization, OutboxMessage, User, utcnow)
-from costguardian.services import accounts, invitations, orgs
+                                 Organization, OutboxMessage, User)
+from costguardian.services.team import accounts, invitations, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 from tests.support import PASSWORD, SYSTEM, Client, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 LINK = re.compile(r"/invitations/accept/([A-Za-z0-9_-]+)")
 
@@ -96,7 +99,7 @@ def test_resend_issues_a_new_token_and_kills_the_old_link(team):
     invitations.invite(org, "new@acme.com", "member", actor)
     old = _token_for("new@acme.com")
     invitation = Invitation.get(Invitation.email == "new@acme.com")
-    Invitation.update(expires_at=utcnow() - timedelta(hours=1)).where(Invitation.id == invitation.id).execute()
+    Invitation.update(expires_at=clock.now() - timedelta(hours=1)).where(Invitation.id == invitation.id).execute()
     assert Invitation.get_by_id(invitation.id).status() == "expired"
     invitations.resend(Invitation.get_by_id(invitation.id), actor)
     new = _token_for("new@acme.com")
@@ -110,7 +113,7 @@ def test_revoked_expired_and_used_tokens_are_refused(team, make_user):
     invitations.invite(org, "a@acme.com\nb@acme.com\nc@acme.com", "member", actor)
     ta, tb, tc = (_token_for(e) for e in ("a@acme.com", "b@acme.com", "c@acme.com"))
     invitations.revoke(Invitation.get(Invitation.email == "a@acme.com"), actor)
-    Invitation.update(expires_at=utcnow() - timedelta(seconds=1)).where(Invitation.email == "b@acme.com").execute()
+    Invitation.update(expires_at=clock.now() - timedelta(seconds=1)).where(Invitation.email == "b@acme.com").execute()
     c = make_user("c@acme.com")
     with pytest.raises(RuleViolation, match="revoked"):
         invitations.accept(ta, make_user("a@acme.com"), SYSTEM)
@@ -325,7 +328,7 @@ def test_unusable_links_get_a_clear_page(app, team, state):
     if state == "revoked":
         invitations.revoke(Invitation.get(Invitation.email == "ana@acme.com"), actor)
     elif state == "expired":
-        Invitation.update(expires_at=utcnow() - timedelta(minutes=1)).execute()
+        Invitation.update(expires_at=clock.now() - timedelta(minutes=1)).execute()
     else:
         token = "x" * 43
     response = Client(app).get(f"/invitations/accept/{token}")

@@ -8,11 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import ApiKey, AuditLog, Department, utcnow
+from costguardian import clock
+from costguardian.models import ApiKey, AuditLog, Department
 from costguardian.services import keys
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
 from tests.support import SYSTEM, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 KEY_TEXT = r"cg_(live|test)_([a-z0-9]{12})_([A-Za-z0-9_-]{43})"
 
@@ -93,7 +96,7 @@ def test_two_keys_get_different_prefixes_and_secrets(acme):
 def test_create_key_rejects_bad_input_per_field(acme, make_user, make_org, field, kwargs, message):
     org, _ = acme
     if kwargs.get("expires_at") == "past":
-        kwargs["expires_at"] = utcnow() - timedelta(minutes=1)
+        kwargs["expires_at"] = clock.now() - timedelta(minutes=1)
     if kwargs.get("user") == "stranger":
         kwargs["user"] = make_user("stranger@globex.com")
     if kwargs.get("department") == "foreign":
@@ -136,7 +139,7 @@ def test_keys_of_lists_only_the_org_s_keys_newest_first_and_revoked_last(acme, m
     revoked = new_key(org, name="revoked").key
     newest = new_key(org, name="newest").key
     new_key(other, name="theirs")
-    ApiKey.update(created_at=utcnow() - timedelta(days=2)).where(ApiKey.id == old.id).execute()
+    ApiKey.update(created_at=clock.now() - timedelta(days=2)).where(ApiKey.id == old.id).execute()
     keys.revoke_key(revoked, SYSTEM)
 
     assert [k.id for k in keys.keys_of(org)] == [newest.id, old.id, revoked.id]
@@ -209,9 +212,9 @@ def test_revoked_key_is_401_revoked(acme):
 
 def test_expired_key_is_401_expired(acme):
     org, _ = acme
-    new = new_key(org, expires_at=utcnow() + timedelta(days=30))
+    new = new_key(org, expires_at=clock.now() + timedelta(days=30))
     assert keys.authenticate(bearer(new.plaintext), "ingest").id == new.key.id
-    ApiKey.update(expires_at=utcnow() - timedelta(seconds=1)).where(ApiKey.id == new.key.id).execute()
+    ApiKey.update(expires_at=clock.now() - timedelta(seconds=1)).where(ApiKey.id == new.key.id).execute()
     assert problem_of(bearer(new.plaintext)) == (401, "expired-api-key")
     assert reload(new.key).status() == "expired"
 
@@ -238,7 +241,7 @@ def test_the_env_in_the_text_must_match_the_key(acme):
 def test_after_rotation_the_old_secret_works_until_the_grace_ends(acme):
     org, _ = acme
     old = new_key(org)
-    before = utcnow()
+    before = clock.now()
 
     rotated = keys.rotate_key(old.key, SYSTEM, grace_hours=24)
 
@@ -250,7 +253,7 @@ def test_after_rotation_the_old_secret_works_until_the_grace_ends(acme):
     assert keys.authenticate(bearer(old.plaintext), "ingest").id == key.id
     assert keys.authenticate(bearer(rotated.plaintext), "ingest").id == key.id
 
-    ApiKey.update(previous_valid_until=utcnow() - timedelta(seconds=1)).where(ApiKey.id == key.id).execute()
+    ApiKey.update(previous_valid_until=clock.now() - timedelta(seconds=1)).where(ApiKey.id == key.id).execute()
 
     assert problem_of(bearer(old.plaintext)) == (401, "invalid-api-key")
     assert keys.authenticate(bearer(rotated.plaintext), "ingest").id == key.id
@@ -354,8 +357,16 @@ def test_cli_creates_a_key_that_authenticates(cli, acme, make_user):
     key = keys.authenticate(bearer(plaintext), "gateway")
     assert (key.name, key.user_id, key.department.name, key.created_by_id) == (
         "batch jobs", alice.id, "Research", None)
-    assert timedelta(days=29) < key.expires_at - utcnow() <= timedelta(days=30)
+    assert timedelta(days=29) < key.expires_at - clock.now() <= timedelta(days=30)
     assert AuditLog.get(AuditLog.action == "key.created").actor_id is None
+
+
+def test_cli_finds_a_department_ignoring_case_beyond_ascii(cli, acme):
+    org, _ = acme
+    emile = Department.create(organization=org, name="Émile")
+    result = cli(org.slug, "--name", "jobs", "--department", "ÉMILE")
+    assert result.exit_code == 0, result.output
+    assert keys.authenticate(bearer(result.stdout.strip()), "ingest").department_id == emile.id
 
 
 def test_cli_defaults_to_an_ingest_live_key_without_expiry(cli, acme):

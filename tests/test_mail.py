@@ -9,7 +9,7 @@ from email.utils import parseaddr
 import pytest
 
 from costguardian.models import OutboxMessage
-from costguardian.services import mail
+from costguardian.services.notifications import mail
 from tasks import deliver_email, huey
 from tests.fakes.smtp import free_port
 

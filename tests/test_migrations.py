@@ -89,3 +89,36 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(app, backend):
     with app.app_context():
         assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_department_keys_are_filled_and_case_variants_renumbered(scratch_databases):
+    """Before 0010 SQLite let "Émile" and "ÉMILE" (and their codes) coexist;
+    the later row is renumbered so that the caseless unique keys can be built."""
+    migrated, _ = scratch_databases
+    previous = db.obj
+    try:
+        db.initialize(migrated)
+        runner = migration_runner(migrated)
+        runner.up("0009_audit_action_index")
+        p, now = migrated.param, "2026-01-01 00:00:00"
+        for org_id, slug in ((1, "acme"), (2, "globex")):
+            migrated.execute_sql('INSERT INTO "organization" ("id", "name", "slug", "time_zone", "currency", '
+                                 f'"created_at", "updated_at") VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
+                                 (org_id, slug, slug, "UTC", "USD", now, now))
+        rows = [(1, "Émile", "ÉM-1"), (1, "ÉMILE", "ém-1"), (1, "ÉMILE (2)", None), (1, "Sales", "S"),
+                (2, "émile", "ém-1")]
+        for org_id, name, code in rows:
+            migrated.execute_sql('INSERT INTO "department" ("organization_id", "name", "code", "created_at", '
+                                 f'"updated_at") VALUES ({p}, {p}, {p}, {p}, {p})', (org_id, name, code, now, now))
+        assert runner.up()[0] == "0010_department_caseless_keys"
+        stored = migrated.execute_sql('SELECT "organization_id", "name", "name_key", "code", "code_key" '
+                                      'FROM "department" ORDER BY "id"').fetchall()
+        assert [tuple(row) for row in stored] == [
+            (1, "Émile", "émile", "ÉM-1", "ém-1"),
+            (1, "ÉMILE (3)", "émile (3)", "ém-1-2", "ém-1-2"),  # "(2)" is another department's name
+            (1, "ÉMILE (2)", "émile (2)", None, None),
+            (1, "Sales", "sales", "S", "s"),
+            (2, "émile", "émile", "ém-1", "ém-1"),  # another organization's rows are not compared
+        ]
+    finally:
+        db.initialize(previous)

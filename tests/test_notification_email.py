@@ -11,11 +11,14 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
+from costguardian import clock
 from costguardian.models import (AuditLog, Delivery, DeliveryAttempt, Notification, NotificationPreference,
-                                 NotificationSettings, OutboxMessage, TemplateOverride, utcnow)
-from costguardian.services import notification_email, notification_types, notifications
+                                 NotificationSettings, OutboxMessage, TemplateOverride)
+from costguardian.services.notifications import email as notification_email, types as notification_types, notify as notifications
 from tasks import huey
 from tests.support import Client, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 BASE = "https://cg.example.com"
 
@@ -150,7 +153,7 @@ def test_an_api_answering_500_makes_the_delivery_retry_with_the_error(kind, team
 
     delivery = Delivery.get_by_id(sent.deliveries[0].id)
     assert delivery.status == "retrying"
-    assert delivery.attempts == 1 and delivery.next_attempt_at > utcnow()
+    assert delivery.attempts == 1 and delivery.next_attempt_at > clock.now()
     assert f"{kind} answered HTTP 500" in delivery.last_error and "internal error" in delivery.last_error
     [attempt] = DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery)
     assert (attempt.ok, attempt.status_code) == (False, 500)
@@ -230,7 +233,7 @@ def test_an_expired_unsubscribe_link_is_refused(team, app, monkeypatch):
     org, owner, _ = team
     import itsdangerous.timed
 
-    sixty_one_days_ago = utcnow().timestamp() - 61 * 24 * 3600
+    sixty_one_days_ago = clock.now().timestamp() - 61 * 24 * 3600
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: sixty_one_days_ago)
     token = notification_email.unsubscribe_token(org.id, owner.id, "budget.threshold")
     monkeypatch.undo()
@@ -282,7 +285,7 @@ def test_an_override_that_fails_at_send_time_falls_back_to_the_default(team, cap
     org, owner, _ = team
     TemplateOverride.create(organization=org, event_type="budget.threshold", subject="{{ 1/0 }}", body="x")
 
-    with caplog.at_level(logging.WARNING, logger="costguardian.services.email_templates"):
+    with caplog.at_level(logging.WARNING, logger="costguardian.services.notifications.templates"):
         message = notification_email.compose(org, notification_types.get("budget.threshold"),
                                              notifications.template_context(org, _example()), owner)
 
@@ -360,7 +363,7 @@ def test_digest_waits_23_hours_between_emails(team):
     org, owner, _ = team
     _choose_daily(org, owner)
     _notify_owner(org, owner)
-    start = utcnow()
+    start = clock.now()
     assert len(notification_email.send_digests(now=start)) == 1
 
     _notify_owner(org, owner, "key.expiring")

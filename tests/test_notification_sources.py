@@ -5,10 +5,17 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
+
+from costguardian import clock
 from costguardian.extensions import db
-from costguardian.models import ApiKey, Notification, NotificationOnce, utcnow
-from costguardian.services import ingest, keys, notifications
+from costguardian.models import ApiKey, Notification, NotificationOnce
+from costguardian.services import keys
+from costguardian.services.notifications import notify as notifications
+from costguardian.services.usage import ingest
 from tests.support import SYSTEM, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 
 def _unpriced(event_id: str, model: str = "rocket-1") -> dict:
@@ -75,11 +82,11 @@ def test_key_rotation_tells_admins(app_ctx, make_user, make_org):
 def test_expiring_keys_are_announced_once(app_ctx, make_user, make_org):
     owner = make_user("owner@acme.com")
     org = make_org("Acme", owner=owner)
-    soon = keys.create_key(org, SYSTEM, "soon", ["ingest"], expires_at=utcnow() + timedelta(days=3)).key
-    keys.create_key(org, SYSTEM, "later", ["ingest"], expires_at=utcnow() + timedelta(days=30))
-    gone = keys.create_key(org, SYSTEM, "revoked", ["ingest"], expires_at=utcnow() + timedelta(days=2)).key
+    soon = keys.create_key(org, SYSTEM, "soon", ["ingest"], expires_at=clock.now() + timedelta(days=3)).key
+    keys.create_key(org, SYSTEM, "later", ["ingest"], expires_at=clock.now() + timedelta(days=30))
+    gone = keys.create_key(org, SYSTEM, "revoked", ["ingest"], expires_at=clock.now() + timedelta(days=2)).key
     keys.revoke_key(gone, SYSTEM)
-    now = utcnow()
+    now = clock.now()
     assert keys.warn_expiring(now) == 1
     assert keys.warn_expiring(now + timedelta(hours=1)) == 0  # never twice
     [n] = Notification.select().where(Notification.event_type == "key.expiring")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from costguardian.models import AuditLog, Delivery, OutboxMessage, TemplateOverride
-from costguardian.services import email_templates, notification_types
+from costguardian.services.notifications import templates as email_templates, types as notification_types
 from costguardian.services.errors import ValidationError
 from tests.support import Client, add_member
 
@@ -113,7 +113,7 @@ def test_save_stores_the_override_audits_and_the_next_email_uses_it(admin_client
     assert audit.detail == {"event_type": "budget.threshold", "created": True}
     assert "uses its own template" in client.get(URL).get_data(as_text=True)
 
-    from costguardian.services import notifications
+    from costguardian.services.notifications import notify as notifications
     sent = notifications.notify(org, "budget.threshold", dict(notification_types.get("budget.threshold").example),
                                 recipients=[owner], webhooks=False)
     message = OutboxMessage.get_by_id(sent.deliveries[0].message_id)

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import Delivery, DeliveryAttempt, Notification, NotificationPreference, OutboxMessage, utcnow
-from costguardian.services import deliveries, notifications
-from costguardian.services.deliveries import AttemptResult
+from costguardian import clock
+from costguardian.models import Delivery, DeliveryAttempt, Notification, NotificationPreference, OutboxMessage
+from costguardian.services.notifications import deliveries, notify as notifications
+from costguardian.services.notifications.deliveries import AttemptResult
 from tests.support import Client, add_member
 
 
@@ -112,7 +113,7 @@ def test_template_errors_in_payload_rendering_fall_back(team):
 def _queued_email(org, to="x@example.com") -> Delivery:
     message = OutboxMessage.create(to_address=to, subject="s", text_body="t")
     return Delivery.create(organization=org, channel="email", event_id="e1", event_type="system.test",
-                           recipient=to, message=message, next_attempt_at=utcnow())
+                           recipient=to, message=message, next_attempt_at=clock.now())
 
 
 def test_failed_attempt_retries_with_backoff_then_gives_up(team, app):
@@ -121,7 +122,7 @@ def test_failed_attempt_retries_with_backoff_then_gives_up(team, app):
     app.config["MAIL_URL"] = "smtp://127.0.0.1:9?timeout=1"  # nothing listens there
     try:
         for number in range(1, deliveries.max_attempts("email") + 1):
-            before = utcnow()
+            before = clock.now()
             assert deliveries.attempt(delivery.id) in ("retrying", "failed")
             delivery = Delivery.get_by_id(delivery.id)
             assert delivery.attempts == number
@@ -130,7 +131,7 @@ def test_failed_attempt_retries_with_backoff_then_gives_up(team, app):
                 wait = deliveries.backoff_seconds("email", number)
                 assert abs((delivery.next_attempt_at - before).total_seconds() - wait) < 2
                 assert deliveries.attempt(delivery.id) is None  # not due yet: nothing happens
-                Delivery.update(next_attempt_at=utcnow() - timedelta(seconds=1)).where(
+                Delivery.update(next_attempt_at=clock.now() - timedelta(seconds=1)).where(
                     Delivery.id == delivery.id).execute()
         assert delivery.status == "failed" and delivery.last_error
         log = list(DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery).order_by(DeliveryAttempt.number))
@@ -156,9 +157,9 @@ def test_claim_is_exclusive(team):
 def test_sweep_requeues_lost_and_stuck_deliveries(team, app):
     org, *_ = team
     lost = _queued_email(org, "lost@example.com")
-    Delivery.update(next_attempt_at=utcnow() - timedelta(minutes=10)).where(Delivery.id == lost.id).execute()
+    Delivery.update(next_attempt_at=clock.now() - timedelta(minutes=10)).where(Delivery.id == lost.id).execute()
     stuck = _queued_email(org, "stuck@example.com")
-    Delivery.update(status="sending", next_attempt_at=utcnow() - timedelta(seconds=1)).where(
+    Delivery.update(status="sending", next_attempt_at=clock.now() - timedelta(seconds=1)).where(
         Delivery.id == stuck.id).execute()
     fresh = _queued_email(org, "fresh@example.com")  # its own task is still on its way
     assert deliveries.sweep() == 2
@@ -351,10 +352,37 @@ def test_an_attempt_that_lost_its_claim_does_not_overwrite_the_newer_one(team):
     delivery = _queued_email(org)
     slow = deliveries._claim(delivery.id)
     # Its lease runs out; the sweeper hands the delivery to another task, which sends it.
-    Delivery.update(next_attempt_at=utcnow() - timedelta(seconds=1)).where(Delivery.id == delivery.id).execute()
+    Delivery.update(next_attempt_at=clock.now() - timedelta(seconds=1)).where(Delivery.id == delivery.id).execute()
     assert deliveries.sweep() == 1
     assert Delivery.get_by_id(delivery.id).status == "sent"
     # The slow attempt finally fails: its outcome is dropped, the sent state stands.
     assert deliveries.record(slow, AttemptResult(ok=False, error="timed out")) == "superseded"
     fresh = Delivery.get_by_id(delivery.id)
     assert fresh.status == "sent" and fresh.attempts == 1 and fresh.last_error == ""
+
+
+def test_redeliver_without_javascript_redirects_back_to_the_log(app, team):
+    """A plain form post (no HX-Request) once rendered the rows fragment as
+    the page ('filters' is undefined: a 500); it redirects back to the log
+    it came from, filters kept, the result in a flash."""
+    from costguardian.models import Delivery
+
+    org, owner, admin, _ = team
+    notifications.notify(org, "budget.exceeded", _budget_payload(), recipients=[owner])
+    delivery = Delivery.get()
+    client = Client(app)
+    client.sign_in(admin.email)
+    log = "/notifications/deliveries?channel=email&status=sent"
+    response = client.post(f"/notifications/deliveries/{delivery.id}/redeliver",
+                           headers={"Referer": f"http://localhost{log}"})
+    assert response.status_code == 302 and response.headers["Location"] == log
+    page = client.get(log).get_data(as_text=True)
+    assert 'class="flash flash-success" role="status">Queued again as a new delivery.' in page
+    assert Delivery.select().count() == 2
+
+    Delivery.update(status="queued").where(Delivery.id == delivery.id).execute()
+    response = client.post(f"/notifications/deliveries/{delivery.id}/redeliver")  # no Referer: the log's first page
+    assert response.status_code == 302 and response.headers["Location"] == "/notifications/deliveries"
+    page = client.get("/notifications/deliveries").get_data(as_text=True)
+    assert 'class="flash flash-error" role="status">This delivery is still in progress;' in page
+    assert Delivery.select().count() == 2

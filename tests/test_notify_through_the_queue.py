@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from costguardian import crypto
+from costguardian import clock, crypto
 from costguardian.extensions import db
 from costguardian.models import Delivery, DeliveryAttempt, WebhookEndpoint
-from costguardian.services import notifications
+from costguardian.services.notifications import notify as notifications
 from tests.support import add_member, make_org, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +41,14 @@ def _consumer(app, mail_url: str) -> subprocess.Popen:
     env = {**os.environ, "MAIL_URL": mail_url, "MAIL_FROM": app.config["MAIL_FROM"],
            "SECRET_KEY": app.config["SECRET_KEY"], "CG_ENCRYPTION_KEYS": app.config["CG_ENCRYPTION_KEYS"],
            "CG_RETRY_SCALE": "0.01", "CG_ALLOW_PRIVATE_WEBHOOKS": "1", "CG_BASE_URL": "https://cg.example.com"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "huey.bin.huey_consumer", "tasks.huey", "--workers", "2",
-         "--worker-type", "thread", "--max-delay", "0.2", "--no-periodic"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = ["tasks.huey", "--workers", "2", "--worker-type", "thread", "--max-delay", "0.2", "--no-periodic"]
+    if os.environ.get("CG_TEST_TODAY"):  # a run moved in time (--today): the consumer shares the test's clock
+        start = ("import sys, time_machine; time_machine.travel(sys.argv.pop(1), tick=True).start(); "
+                 "from huey.bin.huey_consumer import consumer_main; consumer_main()")
+        command = [sys.executable, "-c", start, clock.now_aware().isoformat(), *args]
+    else:
+        command = [sys.executable, "-m", "huey.bin.huey_consumer", *args]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _statuses(ids) -> dict[int, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from costguardian.models import AuditLog, ExternalIdentity, Membership, Organization, User
-from costguardian.services import accounts, orgs
+from costguardian.services.team import accounts, orgs
 from tests.support import PASSWORD, SYSTEM, Client, other_app
 
 

@@ -12,7 +12,7 @@ from costguardian.db import connected
 from costguardian.extensions import db
 from costguardian.models import AuditLog, Membership, Organization
 from costguardian.permissions import ADMIN, BILLING, MEMBER, OWNER, VIEWER
-from costguardian.services import orgs
+from costguardian.services.team import orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted, RuleViolation, ServiceError, ValidationError
 from tests.support import SYSTEM, add_member

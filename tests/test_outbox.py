@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import OutboxMessage, utcnow
-from costguardian.services import outbox
+from costguardian import clock
+from costguardian.models import OutboxMessage
+from costguardian.services.notifications import outbox
 from tests.support import Client
 
 
@@ -27,7 +28,7 @@ def _message(to="ann@example.com", subject="Hello", status="sent", **fields):
 
 
 def test_lists_every_message_newest_first(superadmin_client):
-    old = _message(subject="Older", created_at=utcnow() - timedelta(hours=1))
+    old = _message(subject="Older", created_at=clock.now() - timedelta(hours=1))
     new = _message(to="bob@example.com", subject="Newer", status="failed", backend="smtp", error="535 bad auth")
 
     html = superadmin_client.get("/admin/outbox/").get_data(as_text=True)
@@ -108,7 +109,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(app):
 
 
 def test_it_shows_the_emails_the_app_sends(superadmin_client, app_ctx, make_user):
-    from costguardian.services import mail
+    from costguardian.services.notifications import mail
 
     mail.send_email("ann@example.com", "Sent for real", "Body text", "<p>Body</p>")
 

@@ -9,7 +9,7 @@ import pytest
 
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, AuditLog, Department, ModelAlias, PriceOverride, UsageEvent,
                                  UsageRollup, UsageTagRollup)
-from costguardian.services import ingest, prices, repricing
+from costguardian.services.usage import ingest, prices, repricing
 from costguardian.services.errors import ValidationError
 from tests.support import SYSTEM
 

@@ -18,8 +18,8 @@ from genai_prices import Usage
 from genai_prices import calc_price as genai_calc_price
 from genai_prices.data_snapshot import get_snapshot
 
-from costguardian.services import catalog
-from costguardian.services.pricing import (OrgPrices, Rates, Tokens, catalog_rates, describe_catalog_price, to_nanos,
+from costguardian.services.usage import catalog
+from costguardian.services.usage.pricing import (OrgPrices, Rates, Tokens, catalog_rates, describe_catalog_price, to_nanos,
                                            usd_per_mtok_to_nanos)
 
 T = datetime(2026, 11, 20, 10, 0)  # after every batch / service-tier variant in the catalog started

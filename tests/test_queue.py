@@ -13,7 +13,7 @@ import pytest
 
 from costguardian.extensions import db
 from costguardian.models import OutboxMessage
-from costguardian.services import mail
+from costguardian.services.notifications import mail
 
 ROOT = Path(__file__).resolve().parent.parent
 

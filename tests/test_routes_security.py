@@ -124,3 +124,45 @@ def test_every_signed_in_route_declares_its_permission(app):
         else:
             assert view.required_permission in PERMISSIONS, rule.endpoint
     assert undeclared == []
+
+
+def test_the_session_cookie_is_named_cg_session(app, make_user):
+    from tests.support import Client
+
+    user = make_user("cookie@acme.com")
+    client = Client(app)
+    response = client.sign_in(user.email)
+    names = [header.split("=", 1)[0] for header in response.headers.getlist("Set-Cookie")]
+    assert "cg_session" in names and "session" not in names
+    assert client.http.get_cookie("cg_session") is not None and client.http.get_cookie("session") is None
+    # the helpers (CSRF token, signed-in pages) work with it
+    assert client.get("/account/").status_code == 200
+    assert client.post("/logout").status_code == 302
+    assert client.get("/account/").status_code == 302
+
+
+def _allowed(response) -> set[str]:
+    return {m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()}
+
+
+def test_405_pages_name_the_allowed_methods(client, owner_client):
+    response = client.http.put("/login")
+    assert response.status_code == 405 and response.mimetype == "text/html"
+    assert {"GET", "POST"} <= _allowed(response) and "PUT" not in _allowed(response)
+    signed_in, _, _ = owner_client
+    response = signed_in.http.delete("/healthz")
+    assert response.status_code == 405 and {"GET"} <= _allowed(response)
+
+
+def test_405_problems_name_the_allowed_methods(app):
+    response = app.test_client().delete("/api/v1/usage")
+    assert response.status_code == 405 and response.mimetype == "application/problem+json"
+    assert response.json["status"] == 405
+    assert "POST" in _allowed(response) and "DELETE" not in _allowed(response)
+
+
+def test_api_405_from_routing_has_the_same_problem_type_as_from_a_view(client):
+    response = client.http.delete("/api/v1/usage")
+    assert response.status_code == 405 and response.mimetype == "application/problem+json"
+    assert response.json["type"] == "https://costguardian.dev/problems/method-not-allowed"
+    assert "POST" in response.headers["Allow"]

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from costguardian.models import Membership, UsageEvent, User, utcnow
-from costguardian.services import ingest, team_analytics
+from costguardian import clock
+from costguardian.models import Membership, UsageEvent, User
+from costguardian.services.team import analytics as team_analytics
+from costguardian.services.usage import ingest, queries as usage_queries
 from tests.support import Client, add_member
 from tests.test_usage_queries import APRIL, build_usage_data
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 
 @pytest.fixture
@@ -84,23 +88,26 @@ def test_report_never_counts_another_tenant(usage_data):
 def test_new_and_inactive_members(make_user, make_org):
     owner = make_user("owner@acme.com", name="Olga Owner")
     org = make_org("Acme", owner=owner)
-    long_ago = utcnow() - timedelta(days=120)
+    long_ago = clock.now() - timedelta(days=120)
     Membership.update(created_at=long_ago).execute()
-    User.update(last_login_at=utcnow()).where(User.id == owner.id).execute()
+    User.update(last_login_at=clock.now()).where(User.id == owner.id).execute()
     people = {}
     for email in ("alice@acme.com", "bob@acme.com", "carol@acme.com", "dan@acme.com"):
         people[email] = add_member(org, make_user(email, name=email.split("@")[0].title()), "member")
     # alice: usage today; bob: signed in today; carol: nothing for 60 days; dan: never signed in, new
     Membership.update(created_at=long_ago).where(Membership.id.in_(
         [people["alice@acme.com"].id, people["bob@acme.com"].id, people["carol@acme.com"].id])).execute()
-    User.update(last_login_at=utcnow()).where(User.email == "bob@acme.com").execute()
-    User.update(last_login_at=utcnow() - timedelta(days=60)).where(User.email == "carol@acme.com").execute()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    User.update(last_login_at=clock.now()).where(User.email == "bob@acme.com").execute()
+    User.update(last_login_at=clock.now() - timedelta(days=60)).where(User.email == "carol@acme.com").execute()
+    # Alice's call halfway through today so far: usage is read from hourly rollups, and in a
+    # half-hour zone (Asia/Kolkata) the last 30 minutes of a local day count on the next one.
+    today = clock.today(org)
+    midnight, _ = usage_queries.exact_bounds(org, today, today)
+    used_at = (midnight + (clock.now() - midnight) / 2).replace(microsecond=0)
     assert ingest.ingest(org, None, [{"event_id": "a1", "provider": "openai", "model": "gpt-4o",
-                                      "occurred_at": now.isoformat().replace("+00:00", "Z"),
+                                      "occurred_at": used_at.isoformat() + "Z",
                                       "input_tokens": 10, "output_tokens": 5, "user": "Alice@Acme.com"}]
                          ).count("accepted") == 1
-    today = now.date()
     report = team_analytics.report(org, today - timedelta(days=29), today)
     assert [r.user.email for r in report.new_members] == ["dan@acme.com"]
     assert sorted(r.user.email for r in report.inactive_members) == ["carol@acme.com", "dan@acme.com"]

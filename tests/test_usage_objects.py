@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from genai_prices import extract_usage
 
-from costguardian.services.pricing import Tokens
-from costguardian.services.usage_objects import UsageObjectError, tokens_from_usage_object
+from costguardian.services.usage.pricing import Tokens
+from costguardian.services.usage.usage_objects import UsageObjectError, tokens_from_usage_object
 
 OPENAI_CHAT = {  # POST /v1/chat/completions, a prompt mostly served from cache
     "prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
@@ -84,7 +84,11 @@ def test_agrees_with_genai_prices_extractors(response, provider, flavor, usage):
 @pytest.mark.parametrize("usage, message", [
     (None, "usage object"), ([1, 2], "usage object"), ("100 tokens", "usage object"), (42, "usage object"),
     ({}, "Not a usage object"), ({"tokens": 5}, "Not a usage object"),
-    ({"prompt_tokens": -1, "completion_tokens": 2}, "'prompt_tokens' must be a non-negative whole number"),
+    ({"prompt_tokens": -1, "completion_tokens": 2}, "'prompt_tokens' must be a whole number from 0 to 1,000,000,000"),
+    ({"prompt_tokens": 10**9 + 1}, "'prompt_tokens' must be a whole number from 0"),
+    # Every count the server knows is checked, whichever format the object is.
+    ({"prompt_tokens": 1, "candidatesTokenCount": "x"}, "'candidatesTokenCount'"),
+    ({"promptTokenCount": 1, "input_tokens_details": {"cached_tokens": -1}}, "'input_tokens_details.cached_tokens'"),
     ({"prompt_tokens": 1.5, "completion_tokens": 2}, "'prompt_tokens' must be"),
     ({"prompt_tokens": "10", "completion_tokens": 2}, "'prompt_tokens' must be"),
     ({"prompt_tokens": True, "completion_tokens": 2}, "'prompt_tokens' must be"),

@@ -11,11 +11,16 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
+from costguardian import clock
 from costguardian.models import Department
-from costguardian.services import ingest, keys, usage_queries
-from costguardian.services.usage_queries import UsageFilter
+from costguardian.services import keys
+from costguardian.services.usage import ingest, queries as usage_queries
+from costguardian.services.usage.queries import UsageFilter
 from tests.support import SYSTEM, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 LA = "America/Los_Angeles"
 APRIL = UsageFilter(date(2025, 4, 1), date(2025, 4, 30))
@@ -230,8 +235,11 @@ def test_month_to_date_compares_the_same_days(usage_data):
 
 
 def test_local_today(make_org):
-    org = make_org("Tokyo Co", time_zone="Asia/Tokyo")
-    assert usage_queries.today(org) == datetime.now(timezone.utc).astimezone(ZoneInfo("Asia/Tokyo")).date()
+    tokyo, honolulu = make_org("Tokyo Co", time_zone="Asia/Tokyo"), make_org("Aloha", time_zone="Pacific/Honolulu")
+    with time_machine.travel(datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc), tick=False):
+        assert usage_queries.today(tokyo) == date(2026, 12, 1)  # 05:00 the next morning in Tokyo
+        assert usage_queries.today(honolulu) == date(2026, 11, 30)  # 10:00 in Honolulu
+        assert clock.today() == date(2026, 11, 30)
 
 
 # --- what the explorer offers -----------------------------------------------------

@@ -11,11 +11,15 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian.models import AuditLog, Budget, BudgetAlert, BudgetIncrease, Department, Notification, utcnow
-from costguardian.services import budget_periods, budgets, ingest
+from costguardian import clock
+from costguardian.models import AuditLog, Budget, BudgetAlert, BudgetIncrease, Department, Notification
+from costguardian.services.budgets import periods as budget_periods, budgets
+from costguardian.services.usage import ingest
 from tests.support import SYSTEM, Client, add_member
 
-NOW = utcnow()
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
+
+NOW = clock.now()
 
 
 def _event(event_id, *, tokens=1_000_000, at=None, **extra):
@@ -246,7 +250,7 @@ def test_detail_shows_status_chart_contributors_alerts_and_previous_periods(acme
     assert set(data["limit"]) == {"20.00"}
     spent = [v for v in data["spent"] if v is not None]
     assert spent[-1] == "15.00"  # the cumulative line ends at the counter's spend
-    projection = budgets.forecast_for(budget, st, utcnow())
+    projection = budgets.forecast_for(budget, st, clock.now())
     expected = [v for v in data["expected"] if v is not None]
     assert expected[-1] == f"{projection.total / 1e9:.2f}"
     assert "ann@acme.com" in html and "gpt-4o" in html  # top users, models

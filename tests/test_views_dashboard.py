@@ -16,8 +16,11 @@ import pytest
 
 from costguardian.models import Department
 from costguardian.money import format_usd
-from costguardian.services import ingest, keys, usage_queries
+from costguardian.services import keys
+from costguardian.services.usage import ingest, queries as usage_queries
 from tests.support import SYSTEM, Client, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 LA = ZoneInfo("America/Los_Angeles")
 

@@ -9,10 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from costguardian.models import ApiKey, AuditLog, Department, utcnow
+from costguardian import clock
+from costguardian.models import ApiKey, AuditLog, Department
 from costguardian.services import keys
 from costguardian.services.actor import Actor
 from tests.support import SYSTEM, Client, add_member
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 KEY = re.compile(r"cg_(?:live|test)_[a-z0-9]{12}_[A-Za-z0-9_-]{43}")
 EVENT = {"event_id": "evt-1", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100}
@@ -104,8 +107,8 @@ def test_the_table_lists_the_org_s_keys_with_their_details(owner_client, make_us
 
 def test_an_expired_key_shows_expired_and_can_only_be_revoked(owner_client):
     client, _, org = owner_client
-    key = keys.create_key(org, SYSTEM, "last year", ["ingest"], expires_at=utcnow() + timedelta(days=1)).key
-    ApiKey.update(expires_at=utcnow() - timedelta(days=1)).where(ApiKey.id == key.id).execute()
+    key = keys.create_key(org, SYSTEM, "last year", ["ingest"], expires_at=clock.now() + timedelta(days=1)).key
+    ApiKey.update(expires_at=clock.now() - timedelta(days=1)).where(ApiKey.id == key.id).execute()
 
     row = re.search(rf'<tr id="key-{key.id}".*?</tr>', client.get("/keys/").get_data(as_text=True), re.S).group(0)
 
@@ -184,14 +187,14 @@ def test_create_binds_a_member_a_department_and_an_expiry(owner_client, make_use
     assert response.status_code == 200
     key = ApiKey.get()
     assert (key.user_id, key.department_id) == (alice.id, research.id)
-    assert timedelta(days=89, hours=23) < key.expires_at - utcnow() <= timedelta(days=90)
+    assert timedelta(days=89, hours=23) < key.expires_at - clock.now() <= timedelta(days=90)
 
 
 def test_a_custom_expiry_ends_with_that_day_in_the_org_s_time_zone(owner_client):
     client, _, org = owner_client
     org.time_zone = "Asia/Tokyo"
     org.save()
-    day = utcnow().date() + timedelta(days=10)
+    day = clock.now().date() + timedelta(days=10)
 
     assert client.post("/keys/", create_form(expires="custom", expires_on=day.isoformat())).status_code == 200
 
@@ -273,7 +276,7 @@ def test_rotate_with_htmx_shows_the_new_secret_once_and_keeps_the_old_for_the_gr
     assert new_plaintext != old.plaintext
     assert "has a new secret" in json.loads(response.headers["HX-Trigger"])["showToast"]["message"]
     key = ApiKey.get_by_id(old.key.id)
-    assert timedelta(minutes=59) < key.previous_valid_until - utcnow() <= timedelta(hours=1)
+    assert timedelta(minutes=59) < key.previous_valid_until - clock.now() <= timedelta(hours=1)
     assert ingest(client, old.plaintext, "e-old").status_code == 200
     assert ingest(client, new_plaintext, "e-new").status_code == 200
     assert "rotated — old secret valid until" in client.get("/keys/").get_data(as_text=True)

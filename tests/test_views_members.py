@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from costguardian.models import AuditLog, Department, Membership, User, utcnow
-from costguardian.services import ingest, members
+from costguardian import clock
+from costguardian.models import AuditLog, Department, Membership, User
+from costguardian.services.team import members
+from costguardian.services.usage import ingest
 from tests.support import Client, add_member
 
 
@@ -65,7 +67,7 @@ def test_spend_this_month_comes_from_the_rollups(owner_client, make_user):
     event = {"event_id": "e1", "provider": "openai", "model": "gpt-4o", "input_tokens": 1_000_000,
              "output_tokens": 0, "user": "ana@acme.com"}
     assert ingest.ingest(org, None, [event]).results[0].status == "accepted"
-    old = dict(event, event_id="e0", occurred_at=(utcnow() - timedelta(days=70)).isoformat() + "Z")
+    old = dict(event, event_id="e0", occurred_at=(clock.now() - timedelta(days=70)).isoformat() + "Z")
     ingest.ingest(org, None, [old])
     spend = members.spend_this_month(org, [Membership.get_by_id(ana.id)])
     assert spend == {ana.user_id: 2_500_000_000}  # $2.50: this month's event only

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from costguardian.models import ModelAlias, PriceOverride, UsageEvent, UsageRollup
-from costguardian.services import prices
+from costguardian.services.usage import prices
 from tests.support import SYSTEM, Client, add_member
 from tests.test_prices import (assert_rollups_equal_events, azure_events, llama_events, rollup_cost, send, total_cost,
                                unpriced_count)

@@ -10,9 +10,11 @@ import pytest
 
 from costguardian.models import ApiKey, Department
 from costguardian.money import format_usd
-from costguardian.services.ingest import usd_string
+from costguardian.services.usage.ingest import usd_string
 from tests.support import Client, add_member
 from tests.test_usage_queries import build_usage_data
+
+pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
 
 APRIL = "from=2025-04-01&to=2025-04-30"
 
@@ -296,7 +298,7 @@ def test_history_restore_gets_the_whole_page(acme, usage_data):
 
 
 def test_names_cannot_break_out_of_the_page(acme, usage_data):
-    from costguardian.services import ingest
+    from costguardian.services.usage import ingest
     ingest.ingest(usage_data.org, None, [{"event_id": "xss", "provider": "openai",
                                           "model": "</template><img src=x onerror=alert(1)>",
                                           "input_tokens": 10, "output_tokens": 1,

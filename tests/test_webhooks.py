@@ -10,11 +10,12 @@ from datetime import timedelta
 
 import pytest
 
+from costguardian import clock
 from costguardian import crypto
-from costguardian.models import AuditLog, Delivery, DeliveryAttempt, Notification, WebhookEndpoint, utcnow
-from costguardian.services import deliveries, notification_types, webhook_urls, webhooks
+from costguardian.models import AuditLog, Delivery, DeliveryAttempt, Notification, WebhookEndpoint
+from costguardian.services.notifications import deliveries, types as notification_types, webhook_urls, webhooks
 from costguardian.services.errors import RuleViolation, ValidationError
-from costguardian.services.notifications import notify
+from costguardian.services.notifications.notify import notify
 from tests.fakes.webhook_receiver import documented_example, verify_signature
 from tests.support import SYSTEM, Client, add_member
 
@@ -44,7 +45,7 @@ def hooks():
 
 def due_now(delivery_id: int) -> None:
     """Bring a retry forward (time passing, without waiting for it)."""
-    Delivery.update(next_attempt_at=utcnow() - timedelta(seconds=1)).where(Delivery.id == delivery_id).execute()
+    Delivery.update(next_attempt_at=clock.now() - timedelta(seconds=1)).where(Delivery.id == delivery_id).execute()
 
 
 def signed_in(app, org, email, role, make_user) -> Client:
@@ -234,7 +235,7 @@ def test_a_receiver_failing_twice_gets_the_event_on_the_third_attempt(make_org, 
 
     due_now(delivery.id)
     assert deliveries.sweep() == 0  # within the grace its own scheduled task has
-    Delivery.update(next_attempt_at=utcnow() - timedelta(minutes=5)).where(Delivery.id == delivery.id).execute()
+    Delivery.update(next_attempt_at=clock.now() - timedelta(minutes=5)).where(Delivery.id == delivery.id).execute()
     assert deliveries.sweep() == 1  # the sweeper sends it (immediate mode)
     third = Delivery.get_by_id(delivery.id)
     assert third.status == "sent" and third.attempts == 3 and third.response_code == 200
@@ -828,10 +829,38 @@ def test_redelivering_a_pending_delivery_is_refused(owner_client, webhook_receiv
     assert hooks().count() == 1
 
 
+def test_redeliver_without_javascript_redirects_back_with_the_result(owner_client, webhook_receiver):
+    """A plain form post (no HX-Request): post/redirect/get to the endpoint's
+    page, where the flash says how it went and the new delivery is listed."""
+    client, _, org = owner_client
+    endpoint = endpoint_for(org, webhook_receiver)
+    webhook_receiver.status = 410
+    notify(org, "budget.threshold", BUDGET)
+    failed = hooks().get()
+    page_url = f"/notifications/webhooks/{endpoint.id}"
+
+    webhook_receiver.status = 200
+    response = client.post(f"{page_url}/deliveries/{failed.id}/redeliver")
+    assert response.status_code == 302 and response.headers["Location"] == page_url
+    page = client.get(response.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Redelivery delivered (HTTP 200)." in html
+    assert html.count('data-testid="webhook-delivery"') == 2 and hooks().count() == 2
+
+    webhook_receiver.fail_first = 1  # the next one is retrying: still in progress
+    notify(org, "budget.threshold", BUDGET)
+    pending = hooks().order_by(Delivery.id.desc()).get()
+    response = client.post(f"{page_url}/deliveries/{pending.id}/redeliver")
+    assert response.status_code == 302 and response.headers["Location"] == page_url
+    html = client.get(page_url).get_data(as_text=True)
+    assert 'class="flash flash-error" role="status">This delivery is still in progress;' in html
+    assert hooks().count() == 3
+
+
 def test_the_log_filters_by_status_and_pages(owner_client):
     client, _, org = owner_client
     endpoint = webhooks.create_endpoint(org, SYSTEM, "Ops", "https://hooks.example.com/cg").endpoint
-    start = utcnow() - timedelta(hours=1)
+    start = clock.now() - timedelta(hours=1)
     for i in range(webhooks.PER_PAGE + 5):
         Delivery.create(organization=org, channel="webhook", event_id=f"e{i:03d}", event_type="budget.threshold",
                         endpoint=endpoint, recipient=endpoint.url, payload="{}",

@@ -9,9 +9,9 @@ from wtforms import BooleanField, EmailField, PasswordField, SelectField, String
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from costguardian import permissions
-from costguardian.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from costguardian.services.team.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from costguardian.services.errors import ValidationError
-from costguardian.services.orgs import CURRENCIES, time_zones
+from costguardian.services.team.orgs import CURRENCIES, time_zones
 
 _password_length = Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH,
                           message=f"Use between {MIN_PASSWORD_LENGTH} and {MAX_PASSWORD_LENGTH} characters.")

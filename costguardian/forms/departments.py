@@ -7,10 +7,10 @@ from flask_wtf import FlaskForm
 from peewee import JOIN, fn
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError as InvalidField
 
 from costguardian.models import Department, Membership, User
-from costguardian.services import departments, orgs
+from costguardian.services.team import departments, orgs
 from costguardian.services.errors import ValidationError
 
 
@@ -58,8 +58,19 @@ class DepartmentForm(_Base):
             SelectChoice(str(dept_id), path) for dept_id, path in departments.choices(org) if dept_id not in excluded]
         self.manager.choices = _member_choices(org, "— No manager —")
 
+    def validate_parent(self, field) -> None:
+        """An id that names no department of this organization (unknown, or
+        another tenant's) is an error, never read as "top level"."""
+        if field.data and self.parent_department() is None:
+            raise InvalidField("Choose a department of this organization.")
+
+    def validate_manager(self, field) -> None:
+        """Likewise for the manager: an unknown or malformed id is an error, not "no manager"."""
+        if field.data and self.manager_user() is None:
+            raise InvalidField("Choose a member of this organization.")
+
     def parent_department(self) -> Department | None:
-        return Department.get_in_org(self.org, self.parent.data) if self.parent.data else None
+        return departments.get(self.org, self.parent.data) if self.parent.data else None
 
     def manager_user(self) -> User | None:
         if not self.manager.data:

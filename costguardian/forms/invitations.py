@@ -6,7 +6,7 @@ from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from costguardian.forms import _password_length
-from costguardian.services.accounts import MAX_PASSWORD_LENGTH
+from costguardian.services.team.accounts import MAX_PASSWORD_LENGTH
 
 
 class InviteForm(FlaskForm):

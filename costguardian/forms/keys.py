@@ -13,8 +13,9 @@ from wtforms.validators import DataRequired, Length, StopValidation
 from wtforms.validators import ValidationError as FieldError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from costguardian.models import Department, Membership, User, utcnow
-from costguardian.services import orgs
+from costguardian import clock
+from costguardian.models import Department, Membership, User
+from costguardian.services.team import orgs
 from costguardian.services.errors import ValidationError
 from costguardian.services.keys import ENVS, SCOPES
 
@@ -91,7 +92,7 @@ class ApiKeyForm(FlaskForm):
             return
         if field.data is None:
             raise FieldError("Pick the day the key stops working.")
-        if field.data > utcnow().date() + timedelta(days=MAX_EXPIRY_DAYS):
+        if field.data > clock.now().date() + timedelta(days=MAX_EXPIRY_DAYS):
             raise FieldError("Choose a date within five years, or \"Never\".")
 
     def expires_at(self) -> datetime | None:
@@ -102,7 +103,7 @@ class ApiKeyForm(FlaskForm):
         if self.expires.data == "custom":
             end_of_day = datetime.combine(self.expires_on.data, time.max, tzinfo=ZoneInfo(self.org.time_zone))
             return end_of_day.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
-        return utcnow() + timedelta(days=int(self.expires.data))
+        return clock.now() + timedelta(days=int(self.expires.data))
 
     def bound_user(self) -> User | None:
         if not self.user.data:

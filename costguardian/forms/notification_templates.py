@@ -1,5 +1,5 @@
 """The email template editor's form; the template rules (size, sandbox,
-allowed constructs) are services.email_templates'."""
+allowed constructs) are services.notifications.templates'."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm

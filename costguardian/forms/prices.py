@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation
 
-from costguardian.services import prices
+from costguardian.services.usage import prices
 
 
 class _Price:

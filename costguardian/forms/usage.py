@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from costguardian.models import ApiKey, Department
-from costguardian.services import usage_queries
-from costguardian.services.usage_queries import MAX_RANGE_DAYS, PRESETS, UsageFilter
+from costguardian.services.usage import queries as usage_queries
+from costguardian.services.usage.queries import MAX_RANGE_DAYS, PRESETS, UsageFilter
 
 # URL names of the groupings (what a person reads in the address bar) and
 # the service's names for them.

@@ -7,9 +7,9 @@ from wtforms import BooleanField, RadioField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from costguardian.services import notification_types
+from costguardian.services.notifications import types as notification_types
 from costguardian.services.errors import ValidationError
-from costguardian.services.webhooks import ALL_TYPES, KINDS
+from costguardian.services.notifications.webhooks import ALL_TYPES, KINDS
 
 KIND_HELP = {
     "json": "The event envelope as JSON, signed with the endpoint's secret (X-CostGuardian-Signature).",

@@ -1,6 +1,6 @@
 """Every model, importable from one place; ALL_MODELS is what migrations must produce."""
 from costguardian.models.audit import AuditLog
-from costguardian.models.base import BaseModel, utcnow
+from costguardian.models.base import BaseModel
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.keys import ApiKey
 from costguardian.models.mail import OutboxMessage
@@ -29,5 +29,5 @@ __all__ = [
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
     "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "Invitation", "Membership",
-    "Organization", "OutboxMessage", "PasswordResetToken", "TenantModel", "User", "utcnow",
+    "Organization", "OutboxMessage", "PasswordResetToken", "TenantModel", "User",
 ]

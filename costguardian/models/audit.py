@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from peewee import CharField, DateTimeField, ForeignKeyField, JSONField, TextField
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 from costguardian.models.org import Organization
 from costguardian.models.user import User
 
@@ -19,7 +20,7 @@ class AuditLog(BaseModel):
     detail = JSONField(default=dict)
     ip = CharField(max_length=45, default="")
     user_agent = TextField(default="")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = (

@@ -1,16 +1,9 @@
-"""Base model and time helpers shared by every aggregate."""
+"""Base model shared by every aggregate. Time defaults call `clock.now`."""
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 from peewee import Model
 
 from costguardian.extensions import db
-
-
-def utcnow() -> datetime:
-    """The current time in UTC, naive: every DateTimeField stores naive UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class BaseModel(Model):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from peewee import (BigIntegerField, BooleanField, CharField, CompositeKey, DateField, DateTimeField,
                     ForeignKeyField, IntegerField, TextField)
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 from costguardian.models.keys import ApiKey
 from costguardian.models.org import Department, TenantModel
 from costguardian.models.user import User
@@ -30,8 +31,8 @@ class Budget(TenantModel):
     scope_model = CharField(max_length=128, null=True)
     scope_tag = CharField(max_length=100, null=True)
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
 
     @property
     def threshold_list(self) -> list[int]:
@@ -50,7 +51,7 @@ class BudgetSpend(BaseModel):
     period_start = DateTimeField()  # UTC instant of the local period start
     spend_nanos = BigIntegerField(default=0)
     requests = BigIntegerField(default=0)
-    updated_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=clock.now)
     # The latest forecast for the period end (kept by the periodic check, so
     # reading a budget's status never computes one).
     forecast_nanos = BigIntegerField(null=True)
@@ -71,7 +72,7 @@ class BudgetIncrease(TenantModel):
     amount_nanos = BigIntegerField()
     reason = CharField(max_length=200, default="")
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("budget", "period_start"), False),)
@@ -93,7 +94,7 @@ class BudgetAlert(TenantModel):
     forecast_nanos = BigIntegerField(null=True)
     message = TextField(default="")
     event_id = CharField(max_length=32, default="")  # the notification's event id
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("budget", "period_day", "kind", "threshold"), True),)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from peewee import CharField, DateTimeField, ForeignKeyField
 
-from costguardian.models.base import utcnow
+from costguardian import clock
 from costguardian.models.org import Department, TenantModel
 from costguardian.models.user import User
 
@@ -20,7 +20,7 @@ class ApiKey(TenantModel):
     user = ForeignKeyField(User, null=True, on_delete="SET NULL")  # default attribution
     department = ForeignKeyField(Department, null=True, on_delete="SET NULL")
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="created_keys")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
     expires_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
     rotated_at = DateTimeField(null=True)
@@ -36,7 +36,7 @@ class ApiKey(TenantModel):
         return f"cg_{self.env}_{self.prefix}_…"
 
     def status(self, now=None) -> str:
-        now = now or utcnow()
+        now = now or clock.now()
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:

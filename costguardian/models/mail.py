@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from peewee import CharField, DateTimeField, TextField
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 
 
 class OutboxMessage(BaseModel):
@@ -15,5 +16,5 @@ class OutboxMessage(BaseModel):
     status = CharField(max_length=16, default="queued")  # queued, sent, failed
     backend = CharField(max_length=16, default="")
     error = TextField(default="")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
     sent_at = DateTimeField(null=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from peewee import (BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField)
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 from costguardian.models.mail import OutboxMessage
 from costguardian.models.org import TenantModel
 from costguardian.models.user import User
@@ -26,7 +27,7 @@ class Notification(TenantModel):
     in_app = BooleanField(default=True)  # shown in the bell (per the user's preferences)
     email = BooleanField(default=False)  # sent (or digested) by email
     digest_pending = BooleanField(default=False)  # waits for the user's daily digest
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
     read_at = DateTimeField(null=True)
 
     class Meta:
@@ -55,7 +56,7 @@ class NotificationPreference(TenantModel):
     event_type = CharField(max_length=64)
     in_app = BooleanField()
     email = BooleanField()
-    updated_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "user", "event_type"), True),)
@@ -71,8 +72,8 @@ class WebhookEndpoint(TenantModel):
     consecutive_failures = IntegerField(default=0)
     disabled_reason = CharField(max_length=255, default="")
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
 
     @property
     def event_type_list(self) -> list[str]:
@@ -98,11 +99,11 @@ class Delivery(TenantModel):
     attempts = IntegerField(default=0)
     last_error = TextField(default="")
     response_code = IntegerField(null=True)
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
     next_attempt_at = DateTimeField(null=True)
     sent_at = DateTimeField(null=True)
-    claim = CharField(max_length=32, default="")  # the attempt in flight (see services.deliveries)
+    claim = CharField(max_length=32, default="")  # the attempt in flight (see services.notifications.deliveries)
 
     class Meta:
         indexes = (
@@ -122,7 +123,7 @@ class DeliveryAttempt(BaseModel):
     latency_ms = IntegerField(null=True)
     error = TextField(default="")
     response_excerpt = TextField(default="")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("delivery", "number"), False),)
@@ -135,7 +136,7 @@ class TemplateOverride(TenantModel):
     subject = CharField(max_length=255)
     body = TextField()  # plain text (Jinja, sandboxed); the HTML part is built from it
     updated_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
-    updated_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "event_type"), True),)
@@ -146,7 +147,7 @@ class NotificationOnce(TenantModel):
     unique key is the guard, so concurrent senders cannot both send."""
 
     key = CharField(max_length=255)
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "key"), True),)

@@ -1,9 +1,12 @@
 """Organizations (tenants), their departments and memberships."""
 from __future__ import annotations
 
+import unicodedata
+
 from peewee import CharField, DateTimeField, ForeignKeyField
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 from costguardian.models.user import User
 
 
@@ -20,8 +23,8 @@ class Organization(BaseModel):
     join_domain = CharField(max_length=253, null=True)
     join_domain_verified_at = DateTimeField(null=True)
     join_domain_role = CharField(max_length=16, null=True)
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
 
 
 class TenantModel(BaseModel):
@@ -46,23 +49,44 @@ class TenantModel(BaseModel):
         return cls.in_org(org).where(cls._meta.primary_key == pk).first()
 
 
+def caseless(text: str) -> str:
+    """The key under which two names are the same name: Unicode canonical
+    caseless matching (NFD, casefold; stored as NFC), so "Émile", "ÉMILE" and
+    "E\u0301mile" share one key. Computed in Python, the same on both
+    databases (SQLite's LOWER() folds ASCII only; PostgreSQL's follows the
+    database's locale). At most 3 characters per character of `text`."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+
+
 class Department(TenantModel):
     name = CharField(max_length=120)
+    name_key = CharField(max_length=360)  # caseless(name), set by save(): names are unique ignoring case
     parent = ForeignKeyField("self", null=True, backref="children", on_delete="SET NULL")
     code = CharField(max_length=32, null=True)  # cost-centre code; NULL when unset, so only set codes are unique
+    code_key = CharField(max_length=96, null=True)  # caseless(code), set by save()
     manager = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="managed_departments")
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
 
     class Meta:
-        indexes = ((("organization", "name"), True), (("organization", "code"), True))
+        indexes = ((("organization", "name"), True), (("organization", "code"), True),
+                   (("organization", "name_key"), True), (("organization", "code_key"), True))
+
+    def save(self, force_insert=False, only=None):
+        self.name_key = caseless(self.name) if self.name is not None else None
+        self.code_key = caseless(self.code) if self.code else None
+        if only is not None:  # a partial save writes the keys with their fields
+            names = {f if isinstance(f, str) else f.name for f in only}
+            only = list(only) + [key for field, key in (("name", "name_key"), ("code", "code_key"))
+                                 if field in names and key not in names]
+        return super().save(force_insert=force_insert, only=only)
 
 
 class Membership(TenantModel):
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
     role = CharField(max_length=16)
     department = ForeignKeyField(Department, null=True, backref="memberships", on_delete="SET NULL")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "user"), True),)

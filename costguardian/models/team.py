@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import CharField, DateTimeField, ForeignKeyField
 
-from costguardian.models.base import utcnow
+from costguardian import clock
 from costguardian.models.org import Department, TenantModel
 from costguardian.models.user import User
 
@@ -17,8 +17,8 @@ class Invitation(TenantModel):
     department = ForeignKeyField(Department, null=True, on_delete="SET NULL")
     token_hash = CharField(max_length=64, unique=True)
     invited_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="invitations_sent")
-    created_at = DateTimeField(default=utcnow)
-    sent_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
+    sent_at = DateTimeField(default=clock.now)
     expires_at = DateTimeField()
     accepted_at = DateTimeField(null=True)
     accepted_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="invitations_accepted")
@@ -32,14 +32,14 @@ class Invitation(TenantModel):
             return "accepted"
         if self.revoked_at is not None:
             return "revoked"
-        if self.expires_at <= (now or utcnow()):
+        if self.expires_at <= (now or clock.now()):
             return "expired"
         return "pending"
 
     @classmethod
     def pending_in(cls, org, now=None):
         return cls.in_org(org).where(cls.accepted_at.is_null(), cls.revoked_at.is_null(),
-                                     cls.expires_at > (now or utcnow()))
+                                     cls.expires_at > (now or clock.now()))
 
 
 class DomainJoin(TenantModel):
@@ -48,7 +48,7 @@ class DomainJoin(TenantModel):
     left) is not added back at their next sign-in."""
 
     user = ForeignKeyField(User, backref="domain_joins", on_delete="CASCADE")
-    joined_at = DateTimeField(default=utcnow)
+    joined_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "user"), True),)

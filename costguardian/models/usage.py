@@ -5,7 +5,8 @@ from __future__ import annotations
 from peewee import (BigIntegerField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
                     IntegerField, JSONField)
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 from costguardian.models.keys import ApiKey
 from costguardian.models.org import Department, Organization, TenantModel
 
@@ -21,7 +22,7 @@ class UsageEvent(TenantModel):
 
     event_id = CharField(max_length=128)
     occurred_at = DateTimeField()
-    received_at = DateTimeField(default=utcnow)
+    received_at = DateTimeField(default=clock.now)
     provider = CharField(max_length=64)
     model = CharField(max_length=128)  # normalised: the same model is one name everywhere
     model_raw = CharField(max_length=200)  # as sent
@@ -131,7 +132,7 @@ class PriceOverride(TenantModel):
     cache_write_nanos_per_mtok = BigIntegerField(null=True)
     output_nanos_per_mtok = BigIntegerField()
     note = CharField(max_length=200, default="")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "provider", "model", "effective_from"), True),)
@@ -144,7 +145,7 @@ class ModelAlias(TenantModel):
     provider = CharField(max_length=64)
     alias = CharField(max_length=200)
     model = CharField(max_length=128)
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("organization", "provider", "alias"), True),)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask_login import UserMixin
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
-from costguardian.models.base import BaseModel, utcnow
+from costguardian import clock
+from costguardian.models.base import BaseModel
 
 
 class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over UserMixin's
@@ -16,7 +17,7 @@ class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over U
     # Bumped on password change/reset; part of the session id, so every older
     # session (and remember-me cookie) stops working at once.
     session_version = IntegerField(default=0)
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
     last_login_at = DateTimeField(null=True)
     last_seen_at = DateTimeField(null=True)  # coalesced: written at most every few minutes
     # When the user proved they read this mailbox (the emailed confirmation link,
@@ -50,7 +51,7 @@ class ExternalIdentity(BaseModel):
     issuer = CharField(max_length=255)
     subject = CharField(max_length=255)
     email = CharField(max_length=254, default="")
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
 
     class Meta:
         indexes = ((("issuer", "subject"), True),)
@@ -61,6 +62,6 @@ class PasswordResetToken(BaseModel):
 
     user = ForeignKeyField(User, backref="reset_tokens", on_delete="CASCADE")
     token_hash = CharField(max_length=64, unique=True)
-    created_at = DateTimeField(default=utcnow)
+    created_at = DateTimeField(default=clock.now)
     expires_at = DateTimeField()
     used_at = DateTimeField(null=True)

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 
 from peewee import JOIN
 
-from costguardian.models import ApiKey, Department, Membership, Organization, User, utcnow
-from costguardian.services import audit
+from costguardian import clock
+from costguardian.models import ApiKey, Department, Membership, Organization, User
+from costguardian.services.team import audit
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
 
@@ -86,7 +87,7 @@ def create_key(org: Organization, actor: Actor, name: str, scopes, *, env: str =
         errors["name"] = "Use at most 80 characters."
     if env not in ENVS:
         errors["env"] = "Choose live or test."
-    if expires_at is not None and expires_at <= utcnow():
+    if expires_at is not None and expires_at <= clock.now():
         errors["expires_at"] = "The expiry must be in the future."
     if user is not None and Membership.of(user, org) is None:
         errors["user"] = "That person is not a member of this organization."
@@ -113,7 +114,7 @@ def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
     if not 0 <= grace_hours <= MAX_GRACE_HOURS:
         raise ValidationError({"grace_hours": f"Choose between 0 and {MAX_GRACE_HOURS} hours."})
     secret = _new_secret()
-    now = utcnow()
+    now = clock.now()
     key.previous_secret_hash = key.secret_hash if grace_hours else None
     key.previous_valid_until = now + timedelta(hours=grace_hours) if grace_hours else None
     key.secret_hash = _hash(secret)
@@ -125,7 +126,7 @@ def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
             .where(ApiKey.id == key.id, ApiKey.revoked_at.is_null()).execute()):
         raise RuleViolation("Only an active key can be rotated.")
     audit.record(actor, "key.rotated", org=key.organization, target=key, prefix=key.prefix, grace_hours=grace_hours)
-    from costguardian.services import notifications
+    from costguardian.services.notifications import notify as notifications
 
     notifications.notify(key.organization, "key.rotated", {
         "key": key.name, "key_id": key.id, "prefix": key.prefix,
@@ -141,9 +142,9 @@ EXPIRY_WARNING = timedelta(days=7)
 def warn_expiring(now=None) -> int:
     """Tell each organization's admins, once per key, that a key expires
     within a week (the daily task). Returns how many keys were announced."""
-    from costguardian.services import notifications
+    from costguardian.services.notifications import notify as notifications
 
-    now = now or utcnow()
+    now = now or clock.now()
     due = list(ApiKey.select().where(ApiKey.revoked_at.is_null(), ApiKey.expires_at.is_null(False),
                                      ApiKey.expires_at > now, ApiKey.expires_at <= now + EXPIRY_WARNING,
                                      ApiKey.expiry_warned_at.is_null()))
@@ -162,7 +163,7 @@ def warn_expiring(now=None) -> int:
 
 def revoke_key(key: ApiKey, actor: Actor) -> ApiKey:
     if key.revoked_at is None:
-        key.revoked_at = utcnow()
+        key.revoked_at = clock.now()
         key.previous_secret_hash = None
         key.save(only=[ApiKey.revoked_at, ApiKey.previous_secret_hash])
         audit.record(actor, "key.revoked", org=key.organization, target=key, prefix=key.prefix)
@@ -174,6 +175,18 @@ def keys_of(org: Organization):
             .join(User, JOIN.LEFT_OUTER, on=(ApiKey.user == User.id))
             .switch(ApiKey).join(Department, JOIN.LEFT_OUTER, on=(ApiKey.department == Department.id))
             .order_by(ApiKey.revoked_at.is_null(False), ApiKey.created_at.desc()))
+
+
+def get(org: Organization, key_id) -> ApiKey | None:
+    """The organization's key with this id; None for an unknown id or another tenant's."""
+    return ApiKey.get_in_org(org, key_id)
+
+
+def key_choices(org: Organization) -> list[tuple[int, str]]:
+    """(id, name) of every key of the organization, revoked ones marked, by name: for select boxes."""
+    keys = ApiKey.in_org(org, ApiKey.id, ApiKey.name, ApiKey.revoked_at)
+    return sorted(((k.id, f"{k.name}{' (revoked)' if k.revoked_at else ''}") for k in keys),
+                  key=lambda c: c[1].lower())
 
 
 def authenticate(authorization: str | None, scope: str) -> ApiKey:
@@ -188,7 +201,7 @@ def authenticate(authorization: str | None, scope: str) -> ApiKey:
     env, prefix, secret = match.groups()
     key = (ApiKey.select(ApiKey, Organization).join(Organization)
            .where(ApiKey.prefix == prefix).first())
-    now = utcnow()
+    now = clock.now()
     if key is None or key.env != env or not _secret_matches(key, secret, now):
         raise ApiKeyError(401, "invalid-api-key", "This API key is not valid.")
     if key.revoked_at is not None:

@@ -9,7 +9,7 @@ from costguardian.authz import current_actor, personal
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
 from costguardian.extensions import limiter
 from costguardian.rendering import render, toast
-from costguardian.services import accounts
+from costguardian.services.team import accounts
 from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.views.auth import verification_link
 

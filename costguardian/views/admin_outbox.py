@@ -5,7 +5,7 @@ from flask import Blueprint, abort, make_response, request
 
 from costguardian.authz import superadmin_required
 from costguardian.rendering import render
-from costguardian.services import outbox
+from costguardian.services.notifications import outbox
 
 bp = Blueprint("admin_outbox", __name__, url_prefix="/admin/outbox")
 

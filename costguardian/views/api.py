@@ -3,20 +3,23 @@ application/problem+json with a stable `type`."""
 from __future__ import annotations
 
 import functools
+import json
+import re
 from datetime import date
+from decimal import Decimal
 
 from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from costguardian.extensions import csrf, limiter
 from costguardian.openapi import spec
-from costguardian.services import ingest, keys, usage_queries
-from costguardian.services.ingest import BatchError, usd_string
+from costguardian.web import PROBLEM_BASE, PROBLEM_KINDS
+from costguardian.services import keys
+from costguardian.services.usage import ingest, queries as usage_queries
+from costguardian.services.usage.ingest import BatchError, usd_string
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
-
-PROBLEM_BASE = "https://costguardian.dev/problems/"
 
 
 def problem(status: int, kind: str, detail: str, **extensions):
@@ -53,12 +56,76 @@ def api_key_required(scope: str):
     return decorate
 
 
+def storable(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it) and valid UTF-8 (no lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_error(value, max_length: int, *, required: bool = False) -> str | None:
+    """What is wrong with a text field of a JSON body, as the OpenAPI document
+    states it (openapi.text): a string of at most `max_length` characters as
+    sent (before any trimming), storable, and with `required`, not blank."""
+    if not isinstance(value, str):
+        return "Must be a string."
+    if len(value) > max_length:
+        return f"At most {max_length} characters."
+    if not storable(value):
+        return "Contains characters that cannot be stored (NUL or an unpaired surrogate)."
+    if required and not value.strip():
+        return "Must not be empty."
+    return None
+
+
+def int_arg(name: str, default: int, low: int, high: int, errors: dict) -> int:
+    """A whole-number query parameter within [low, high]: ASCII digits only
+    (int() would also take ' 5', '+5', '5_0' and other scripts' digits)."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if value.isascii() and value.isdigit() and low <= int(value) <= high:
+        return int(value)
+    errors[name] = f"A whole number from {low:,} to {high:,}."
+    return default
+
+
+def enum_arg(name: str, choices, errors: dict) -> str:
+    """An optional query parameter that is one of `choices` (present but
+    empty is not one of them); "" when absent."""
+    value = request.args.get(name)
+    if value is None:
+        return ""
+    if value not in choices:
+        errors[name] = f"One of {', '.join(choices)}."
+        return ""
+    return value
+
+
+def _json_number(text: str):
+    """A JSON number written with a fraction or an exponent: an int when it is
+    a whole number (JSON Schema's "integer" includes 4.0 and 1e3, so fields the
+    document types as integers take them), else a float."""
+    number = Decimal(text)
+    if number == number.to_integral_value() and number.adjusted() < 30:
+        return int(number)
+    return float(text)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json would take them
+
+
 def _json_body():
     if not request.is_json:
         raise BatchError("unsupported-media-type", "Send the body as JSON with 'Content-Type: application/json'.")
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # absurdly deep nesting
+        body = json.loads(request.get_data(cache=True), parse_float=_json_number, parse_constant=_not_json)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly deep nesting
         body = None
     if body is None:
         raise BatchError("malformed-json", "The body is not valid JSON.")
@@ -87,16 +154,23 @@ def ingest_usage():
     return jsonify(body)
 
 
+FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # RFC 3339 full-date; fromisoformat also takes 20261101
+SUMMARY_FIRST_DAY, SUMMARY_LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+SUMMARY_MAX_DAYS = 366 * 3  # a summary covers at most three years
+
+
 def _date_arg(name: str, default: date) -> date:
     value = request.args.get(name)
-    if not value:
+    if value is None:
         return default
     try:
+        if not FULL_DATE.fullmatch(value):
+            raise ValueError(value)
         day = date.fromisoformat(value)
     except ValueError as exc:
         raise BatchError("invalid-parameter", f"'{name}' must be a date like 2026-11-01.",
                          {name: "Not a date (YYYY-MM-DD)."}) from exc
-    if not date(2000, 1, 1) <= day <= date(2100, 12, 31):
+    if not SUMMARY_FIRST_DAY <= day <= SUMMARY_LAST_DAY:
         raise BatchError("invalid-parameter", f"'{name}' must be between 2000 and 2100.",
                          {name: "Between 2000-01-01 and 2100-12-31."})
     return day
@@ -109,17 +183,13 @@ def usage_summary():
     first, last = usage_queries.month_range(usage_queries.today(org))
     try:
         start, end = _date_arg("from", first), _date_arg("to", last)
-        group_by = request.args.get("group_by") or None
-        interval = request.args.get("interval", "total")
         errors = {}
+        group_by = enum_arg("group_by", usage_queries.GROUPS, errors) or None
+        interval = enum_arg("interval", usage_queries.INTERVALS, errors) or "total"
         if end < start:
             errors["to"] = "Must not be before 'from'."
-        elif (end - start).days > 366 * 3:
+        elif (end - start).days > SUMMARY_MAX_DAYS:
             errors["to"] = "A summary covers at most three years."
-        if group_by is not None and group_by not in usage_queries.GROUPS:
-            errors["group_by"] = f"One of {', '.join(usage_queries.GROUPS)}."
-        if interval not in usage_queries.INTERVALS:
-            errors["interval"] = f"One of {', '.join(usage_queries.INTERVALS)}."
         if errors:
             raise BatchError("invalid-parameter", "Some query parameters are not valid; see 'errors'.", errors)
     except BatchError as exc:
@@ -153,11 +223,10 @@ def _row_json(row, group_by) -> dict:
 
 @bp.errorhandler(HTTPException)
 def _api_http_error(exc: HTTPException):
-    kinds = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 429: "rate-limited"}
     detail = exc.description or ""
     if exc.code == 413:
         detail = "The body is too large; send at most 1,000 events (and 4 MB) per request."
-    return problem(exc.code or 500, kinds.get(exc.code, f"http-{exc.code}"), detail)
+    return problem(exc.code or 500, PROBLEM_KINDS.get(exc.code, f"http-{exc.code}"), detail)
 
 
 from costguardian.views import api_team  # noqa: E402,F401

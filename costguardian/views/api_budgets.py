@@ -5,17 +5,21 @@ creator holds now: changes need `budgets:write` (owner, admin, billing)."""
 from __future__ import annotations
 
 import functools
+import re
 from datetime import date
 
 from flask import g, jsonify, request, url_for
 
+from costguardian import clock
 from costguardian import permissions
-from costguardian.models import Budget, utcnow
-from costguardian.services import budgets, orgs
+from costguardian.models import Budget
+from costguardian.openapi import AMOUNT_PATTERN, THRESHOLDS_PATTERN
+from costguardian.services.budgets import budgets, periods as budget_periods
+from costguardian.services.team import orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted, ServiceError, ValidationError
-from costguardian.services.ingest import BatchError
-from costguardian.views.api import _json_body, api_key_required, bp, problem
+from costguardian.services.usage.ingest import BatchError
+from costguardian.views.api import FULL_DATE, _json_body, api_key_required, bp, problem, text_error
 
 # field -> (accepted JSON types, what to say when it is something else)
 _TEXT = ((str,), "A string.")
@@ -38,6 +42,66 @@ FIELDS = {
     "model": _TEXT,
     "tag": _TEXT,
 }
+
+
+# What the OpenAPI document states beyond JSON types (openapi._BUDGET_FIELDS);
+# the service's own rules (ids of this organization, dates in order, amounts in
+# range) still apply after these.
+NOT_NULL = ("name", "amount_usd", "period", "thresholds", "enforcement", "notify_resolved", "notify_roles")
+TEXT_LIMITS = {"name": 120, "user": 200, "provider": 64, "model": 128, "tag": 100, "reason": 200}
+AMOUNT = re.compile(AMOUNT_PATTERN)
+THRESHOLDS = re.compile(THRESHOLDS_PATTERN)
+
+
+def _value_errors(body: dict) -> dict:
+    """Values of the right JSON type that the document still refuses."""
+    errors = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        if name in TEXT_LIMITS:
+            message = text_error(value, TEXT_LIMITS[name], required=name == "name")
+            if message:
+                errors[name] = message
+        elif name == "amount_usd" and isinstance(value, str) and not AMOUNT.fullmatch(value):
+            errors[name] = ("Dollars as digits, like \"250.00\": more than 0, at most 1000000000, with at most "
+                            "9 decimal places.")
+        elif name == "period" and value not in budget_periods.PERIODS:
+            errors[name] = FIELDS[name][1]
+        elif name == "enforcement" and value not in budgets.ENFORCEMENT:
+            errors[name] = FIELDS[name][1]
+        elif name in ("custom_start", "custom_end") and not _is_date(value):
+            errors[name] = FIELDS[name][1]
+        elif name == "thresholds" and isinstance(value, str) and not THRESHOLDS.fullmatch(value):
+            errors[name] = (f"1 to {budgets.MAX_THRESHOLDS} whole percents from 1 to 1000, "
+                            "separated by commas, like \"50,80,100\".")
+        elif name == "thresholds" and isinstance(value, list) and not (
+                1 <= len(value) <= budgets.MAX_THRESHOLDS and all(1 <= t <= 1000 for t in value)):
+            errors[name] = f"1 to {budgets.MAX_THRESHOLDS} whole percents from 1 to 1000, like [50, 80, 100]."
+    return errors
+
+
+def _is_date(value: str) -> bool:
+    try:
+        return bool(FULL_DATE.fullmatch(value)) and bool(date.fromisoformat(value))
+    except ValueError:
+        return False
+
+
+def _checked(body: dict, allowed: dict) -> dict:
+    """Every problem with a budget body (or a raise's): unknown fields and
+    wrong types first; then the values the document refuses, together with
+    what the service's rules say about the other fields."""
+    errors = _type_errors(body, allowed)
+    if errors:
+        return errors
+    errors = _value_errors(body)
+    if errors and allowed is FIELDS:
+        try:
+            budgets.parse(g.org, {k: v for k, v in body.items() if k not in errors})
+        except ValidationError as exc:
+            errors = {**exc.errors, **errors}
+    return errors
 
 
 def _actor() -> Actor:
@@ -114,7 +178,7 @@ def _type_errors(body: dict, allowed: dict) -> dict:
             continue
         types, message = allowed[name]
         if value is None:
-            if name in ("name", "amount_usd"):
+            if name in NOT_NULL:
                 errors[name] = message
             continue
         if isinstance(value, bool) and bool not in types:
@@ -168,7 +232,7 @@ def list_budgets():
 @_guarded("budgets:read")
 def budgets_status():
     return jsonify({"organization": g.org.slug, "time_zone": g.org.time_zone,
-                    "as_of": utcnow().isoformat(timespec="seconds") + "Z",
+                    "as_of": clock.now().isoformat(timespec="seconds") + "Z",
                     "budgets": [st.as_json() for st in budgets.org_statuses(g.org)]})
 
 
@@ -187,7 +251,7 @@ def _definition_body():
         body = _object_body()
     except BatchError as exc:
         return None, _body_problem(exc)
-    errors = _type_errors(body, FIELDS)
+    errors = _checked(body, FIELDS)
     if errors:
         return None, _invalid(errors)
     if isinstance(body.get("amount_usd"), float):
@@ -255,7 +319,7 @@ def raise_budget(budget: Budget):
         body = _object_body()
     except BatchError as exc:
         return _body_problem(exc)
-    errors = _type_errors(body, RAISE_FIELDS)
+    errors = _checked(body, RAISE_FIELDS)
     if "amount_usd" not in body:
         errors["amount_usd"] = "How much to add for the rest of this period, in dollars."
     if errors:

@@ -7,11 +7,13 @@ from flask import g, jsonify, request
 
 from costguardian import permissions
 from costguardian.models import Department, Membership, User
-from costguardian.services import departments, orgs
+from costguardian.services.team import departments, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import ValidationError
-from costguardian.services.ingest import BatchError, usd_string
-from costguardian.views.api import _json_body, api_key_required, bp, problem
+from costguardian.services.usage.ingest import BatchError, usd_string
+from costguardian.views.api import _json_body, api_key_required, bp, problem, text_error
+
+MAX_EMAIL = 254
 
 
 def _actor() -> Actor:
@@ -36,12 +38,15 @@ def list_departments():
     return jsonify({"departments": [department_json(n) for n in nodes]})
 
 
-def _text(body: dict, name: str, errors: dict) -> str | None:
+def _text(body: dict, name: str, errors: dict, max_length: int, required: bool = False) -> str | None:
     value = body.get(name)
     if value is None:
+        if required:
+            errors[name] = "Give the department a name."
         return None
-    if not isinstance(value, str):
-        errors[name] = "Must be a string."
+    problem_ = text_error(value, max_length, required=required)
+    if problem_:
+        errors[name] = problem_
         return None
     return value
 
@@ -51,6 +56,9 @@ def _parent(value, errors: dict) -> Department | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         errors["parent"] = "A department id, a department name, or null."
+        return None
+    if isinstance(value, str) and text_error(value, departments.MAX_NAME):
+        errors["parent"] = text_error(value, departments.MAX_NAME)
         return None
     if isinstance(value, int):
         parent = Department.get_in_org(g.org, value)
@@ -65,7 +73,7 @@ def _parent(value, errors: dict) -> Department | None:
 def _manager(value, errors: dict) -> User | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or text_error(value, MAX_EMAIL):
         errors["manager"] = "A member's email address, or null."
         return None
     user = User.by_email(value)
@@ -93,9 +101,15 @@ def create_department():
     unknown = sorted(set(body) - {"name", "code", "parent", "parent_id", "manager"})
     for name in unknown:
         errors[name] = "Unknown field."
-    name = _text(body, "name", errors)
-    code = _text(body, "code", errors)
-    parent = _parent(body.get("parent_id", body.get("parent")), errors)
+    name = _text(body, "name", errors, departments.MAX_NAME, required=True)
+    code = _text(body, "code", errors, departments.MAX_CODE)
+    parent_id, parent = body.get("parent_id"), None
+    if "parent" in body and "parent_id" in body:
+        errors["parent"] = "Send either 'parent' or 'parent_id', not both."
+    elif parent_id is not None and (isinstance(parent_id, bool) or not isinstance(parent_id, int)):
+        errors["parent_id"] = "A department id, or null."
+    else:
+        parent = _parent(body.get("parent_id", body.get("parent")), errors)
     manager = _manager(body.get("manager"), errors)
     if errors:
         return problem(422, "invalid-request", "Some fields are not valid; see 'errors'.", errors=errors)

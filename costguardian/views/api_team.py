@@ -1,19 +1,24 @@
 """The team JSON API (scope `admin`): members, invitations and the
 organization's settings, under the same services and rules as the screens.
-The key acts with the role its creator holds now (see services.orgs.acting_member)."""
+The key acts with the role its creator holds now (see services.team.orgs.acting_member)."""
 from __future__ import annotations
 
 from flask import g, jsonify, request
 
 from costguardian import permissions
 from costguardian.models import Department, Invitation, Membership
-from costguardian.services import invitations, members, orgs
+from costguardian.services.team import departments, invitations, members, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted, ServiceError, ValidationError
-from costguardian.services.ingest import BatchError, usd_string
-from costguardian.views.api import _json_body, api_key_required, bp, problem
+from costguardian.services.usage.ingest import BatchError, usd_string
+from costguardian.views.api import _json_body, api_key_required, bp, enum_arg, int_arg, problem, text_error
 
 MAX_PER_PAGE = 200
+MAX_PAGE = 10**6
+MAX_QUERY = 200  # characters of a members search
+MAX_EMAIL = 254  # characters of an address (RFC 5321); longer ones are refused, not reported as invalid
+INVITATION_STATUSES = ("pending", "accepted", "expired", "revoked")
+ORG_MAX_NAME = 120  # as services.team.orgs.validated_settings
 
 
 def _actor() -> Actor:
@@ -66,6 +71,9 @@ def _department_from(value, errors: dict):
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         errors["department"] = "A department id, a department name, or null."
         return None
+    if isinstance(value, str) and text_error(value, departments.MAX_NAME):
+        errors["department"] = text_error(value, departments.MAX_NAME)
+        return None
     if isinstance(value, int):
         department = Department.get_in_org(g.org, value)
     else:
@@ -101,21 +109,8 @@ def _invitation_json(i: Invitation) -> dict:
 
 def _paging(errors: dict) -> tuple[int, int]:
     """page and per_page from the query; problems go into `errors`."""
-    try:
-        page = int(request.args.get("page", 1))
-        if not 1 <= page <= 10**6:
-            raise ValueError
-    except ValueError:
-        errors["page"] = "A whole number from 1."
-        page = 1
-    try:
-        per_page = int(request.args.get("per_page", members.PER_PAGE))
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError
-    except ValueError:
-        errors["per_page"] = f"A whole number from 1 to {MAX_PER_PAGE}."
-        per_page = members.PER_PAGE
-    return page, per_page
+    return (int_arg("page", 1, 1, MAX_PAGE, errors),
+            int_arg("per_page", members.PER_PAGE, 1, MAX_PER_PAGE, errors))
 
 
 # --- members ----------------------------------------------------------------------
@@ -128,15 +123,16 @@ def list_members():
         return refused
     errors = {}
     page, per_page = _paging(errors)
-    role, department = request.args.get("role", ""), request.args.get("department", "")
-    if role and role not in permissions.ROLES:
-        errors["role"] = f"One of {', '.join(permissions.ROLES)}."
-    if department and department != members.NO_DEPARTMENT_FILTER and members.parse_id(department) is None:
+    role = enum_arg("role", permissions.ROLES, errors)
+    department = request.args.get("department")
+    if department is not None and department != members.NO_DEPARTMENT_FILTER and members.parse_id(department) is None:
         errors["department"] = "A department id, or 'none'."
+    q = request.args.get("q", "")
+    if text_error(q, MAX_QUERY):
+        errors["q"] = text_error(q, MAX_QUERY)
     if errors:
         return _parameter_problem(errors)
-    query = members.MemberQuery(q=(request.args.get("q") or "").strip()[:200], role=role, department=department,
-                                page=page)
+    query = members.MemberQuery(q=q.strip(), role=role, department=department or "", page=page)
     result = members.page_of_members(g.org, query, per_page=per_page)
     return jsonify({"members": [_member_json(m, result.spend) for m in result.rows], "page": result.page,
                     "per_page": per_page, "total": result.total, "pages": result.pages})
@@ -153,7 +149,7 @@ def update_member(membership_id: int):
     except BatchError as exc:
         return _body_problem(exc)
     errors = {k: "Unknown field; send role and/or department." for k in body if k not in ("role", "department")}
-    if "role" in body and body["role"] not in permissions.ROLES:
+    if "role" in body and (not isinstance(body["role"], str) or body["role"] not in permissions.ROLES):
         errors["role"] = f"One of {', '.join(permissions.ROLES)}."
     department = _department_from(body.get("department"), errors) if "department" in body else None
     if not body:
@@ -196,13 +192,22 @@ def create_invitations():
         return _body_problem(exc)
     errors = {k: "Unknown field; send emails (or email), role and department." for k in body
               if k not in ("emails", "email", "role", "department")}
-    raw = body.get("emails", body.get("email"))
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw or not all(isinstance(e, str) for e in raw):
-        errors["emails"] = "A list of email addresses (or 'email': one address)."
+    if "emails" in body and "email" in body:
+        errors["email"] = "Send either 'emails' (a list) or 'email' (one address), not both."
+    if "email" in body:
+        raw = [body["email"]]
+        field, what = "email", "One email address (a string)."
+    else:
+        raw = body.get("emails")
+        field, what = "emails", (f"A list of 1 to {invitations.MAX_ADDRESSES} email addresses "
+                                 "(or 'email': one address).")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= invitations.MAX_ADDRESSES \
+            or not all(isinstance(e, str) for e in raw):
+        errors.setdefault(field, what)
+    elif any(len(e) > MAX_EMAIL for e in raw):
+        errors.setdefault(field, f"An address has at most {MAX_EMAIL} characters.")
     role = body.get("role", permissions.MEMBER)
-    if not isinstance(role, str):
+    if not isinstance(role, str) or role not in permissions.ROLES:
         errors["role"] = f"One of {', '.join(permissions.ROLES)}."
     department = _department_from(body.get("department"), errors)
     if errors:
@@ -227,11 +232,9 @@ def list_invitations():
     refused = _not_permitted("members:manage", "see the organization's invitations")
     if refused:
         return refused
-    status = request.args.get("status", "")
     errors = {}
     page, per_page = _paging(errors)
-    if status and status not in ("pending", "accepted", "expired", "revoked"):
-        errors["status"] = "One of pending, accepted, expired, revoked."
+    status = enum_arg("status", INVITATION_STATUSES, errors)
     if errors:
         return _parameter_problem(errors)
     query = invitations.invitations_of(g.org, status)
@@ -264,9 +267,10 @@ def update_organization():
     except BatchError as exc:
         return _body_problem(exc)
     errors = {k: "Unknown field; send name and/or time_zone." for k in body if k not in ("name", "time_zone")}
-    for field in ("name", "time_zone"):
-        if field in body and not isinstance(body[field], str):
-            errors[field] = "A string."
+    if "name" in body and text_error(body["name"], ORG_MAX_NAME, required=True):
+        errors["name"] = text_error(body["name"], ORG_MAX_NAME, required=True)
+    if "time_zone" in body and body["time_zone"] not in orgs.time_zones():
+        errors["time_zone"] = "A time zone name from the IANA database, like Europe/Berlin."
     if errors:
         return problem(422, "invalid-request", "Some fields are not valid; see 'errors'.", errors=errors)
     refused = _not_permitted("org:settings", "change the organization's settings")

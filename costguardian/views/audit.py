@@ -5,7 +5,7 @@ from flask import Blueprint, g, request
 
 from costguardian.authz import require_permission
 from costguardian.rendering import render
-from costguardian.services import audit
+from costguardian.services.team import audit
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 

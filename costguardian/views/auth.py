@@ -12,7 +12,7 @@ from costguardian.authz import current_actor, personal
 from costguardian.extensions import limiter
 from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
 from costguardian.rendering import external_url
-from costguardian.services import accounts, audit, invitations
+from costguardian.services.team import accounts, audit, invitations
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 bp = Blueprint("auth", __name__)

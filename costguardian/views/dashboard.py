@@ -10,10 +10,10 @@ from flask import Blueprint, g, render_template, request, url_for
 
 from costguardian.authz import require_permission
 from costguardian.extensions import htmx
-from costguardian.models import Membership
 from costguardian.rendering import render
-from costguardian.services import ingest, rollups, usage_queries
-from costguardian.services.usage_queries import UsageFilter
+from costguardian.services.team import members
+from costguardian.services.usage import ingest, queries as usage_queries
+from costguardian.services.usage.queries import UsageFilter
 from costguardian.views.usage import chart_data, prices_url
 
 bp = Blueprint("dashboard", __name__)
@@ -46,7 +46,7 @@ def _top_tables(org, month: UsageFilter) -> list[dict]:
 def index():
     org = g.org
     if not usage_queries.has_usage(org):
-        return render_template(PAGE, has_usage=False, member_count=Membership.in_org(org).count())
+        return render_template(PAGE, has_usage=False, member_count=members.headcount(org))
     stack = request.args.get("stack")
     stack = stack if stack in STACKS else "provider"
     day = usage_queries.today(org)
@@ -57,8 +57,8 @@ def index():
     month = usage_queries.month_to_date(org, day)
     return render_template(
         PAGE, **context,
-        member_count=Membership.in_org(org).count(), month=month,
+        member_count=members.headcount(org), month=month,
         tops=_top_tables(org, UsageFilter(day.replace(day=1), day)),
-        unpriced=list(rollups.unpriced_models(org).limit(UNPRICED_ROWS + 1)), unpriced_limit=UNPRICED_ROWS,
+        unpriced=usage_queries.unpriced_models(org, limit=UNPRICED_ROWS + 1), unpriced_limit=UNPRICED_ROWS,
         prices_url=prices_url(), usd_string=ingest.usd_string,
     )

@@ -7,9 +7,9 @@ from flask import Blueprint, abort, flash, g, url_for
 
 from costguardian.authz import current_actor, require_permission
 from costguardian.forms.departments import AssignForm, DepartmentForm, TargetForm
-from costguardian.models import Department, Membership, User
 from costguardian.rendering import redirect_to, render, toast
-from costguardian.services import departments, orgs, usage_queries
+from costguardian.services.team import departments, members, orgs
+from costguardian.services.usage import queries as usage_queries
 from costguardian.services.errors import RuleViolation, ValidationError
 
 bp = Blueprint("departments", __name__, url_prefix="/departments")
@@ -21,8 +21,8 @@ MERGE_LABEL, DELETE_LABEL = "Merge into", "Move members, sub-departments and his
 DELETE_EMPTY = "— Nowhere: it must be empty —"
 
 
-def _department_or_404(department_id: int) -> Department:
-    department = Department.get_in_org(g.org, department_id)
+def _department_or_404(department_id: int):
+    department = departments.get(g.org, department_id)
     if department is None:
         abort(404)
     return department
@@ -31,7 +31,7 @@ def _department_or_404(department_id: int) -> Department:
 def _index_context(form: DepartmentForm | None = None) -> dict:
     nodes = departments.tree(g.org, departments.month_spend(g.org))
     return {"nodes": nodes, "form": form or DepartmentForm(g.org, formdata=None),
-            "unassigned": Membership.in_org(g.org).where(Membership.department.is_null()).count(),
+            "unassigned": departments.unassigned_count(g.org),
             "month_start": usage_queries.today(g.org).replace(day=1)}
 
 
@@ -57,18 +57,13 @@ def create():
     return render(INDEX, PANEL, status=422, **_index_context(form))
 
 
-def _show_context(department: Department, edit: DepartmentForm | None = None, merge: TargetForm | None = None,
+def _show_context(department, edit: DepartmentForm | None = None, merge: TargetForm | None = None,
                   remove: TargetForm | None = None, assign: AssignForm | None = None, error: str = "") -> dict:
-    members = list(Membership.in_org(g.org).select(Membership, User).join(User)
-                   .where(Membership.department == department).order_by(User.name, User.email))
     node = next((n for n in departments.tree(g.org) if n.department.id == department.id), None)
-    children = list(Department.in_org(g.org).where(Department.parent == department).order_by(Department.name))
-    day = usage_queries.today(g.org)
-    month = usage_queries.total(g.org, usage_queries.UsageFilter(day.replace(day=1), day,
-                                                                 department_ids=[department.id]))
     return {
-        "department": department, "path": node.path if node else department.name, "members": members,
-        "children": children, "month": month, "has_history": departments.has_history(g.org, department),
+        "department": department, "path": node.path if node else department.name,
+        "members": departments.members_of(g.org, department), "children": departments.children_of(g.org, department),
+        "month": departments.month_total(g.org, department), "has_history": departments.has_history(g.org, department),
         "edit": edit or DepartmentForm(g.org, department=department, formdata=None),
         "merge": merge or TargetForm(g.org, department, formdata=None, prefix="merge", label=MERGE_LABEL),
         "remove": remove or TargetForm(g.org, department, formdata=None, prefix="delete", empty=DELETE_EMPTY,
@@ -121,7 +116,7 @@ def assign(department_id: int):
 @require_permission("members:manage")
 def unassign(department_id: int, membership_id: int):
     department = _department_or_404(department_id)
-    membership = Membership.get_in_org(g.org, membership_id)
+    membership = members.get(g.org, membership_id)
     if membership is None or membership.department_id != department.id:
         abort(404)
     orgs.move_to_department(membership, None, current_actor())

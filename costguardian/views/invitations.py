@@ -9,9 +9,8 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import limiter
 from costguardian.forms import apply_errors
 from costguardian.forms.invitations import AcceptSigninForm, AcceptSignupForm, InviteForm
-from costguardian.models import Department, Invitation, User
 from costguardian.rendering import render, toast
-from costguardian.services import accounts, invitations, members, orgs
+from costguardian.services.team import accounts, departments, invitations, members, orgs
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 from costguardian.views.auth import INVITATION_SESSION_KEY as SESSION_KEY
 from costguardian.views.auth import _start_session, verification_link
@@ -29,7 +28,7 @@ def _invite_form(**kwargs) -> InviteForm:
 def _page(form: InviteForm, status: int = 200, **extra):
     chosen = request.args.get("status", "")
     chosen = chosen if chosen in STATUSES else ""
-    rows = list(invitations.invitations_of(g.org, chosen).limit(500))
+    rows = invitations.listed(g.org, chosen, limit=500)
     return render(PAGE, FORM if status != 200 or extra.get("results") is not None else PAGE, status=status,
                   form=form, invitations=rows, status_filter=chosen, statuses=STATUSES,
                   RESULT_LABELS=invitations.RESULT_LABELS, **extra)
@@ -47,7 +46,7 @@ def invite():
     form = _invite_form()
     if not form.validate():
         return _page(form, 422)
-    department = Department.get_in_org(g.org, form.department.data) if form.department.data else None
+    department = departments.get(g.org, form.department.data) if form.department.data else None
     try:
         results = invitations.invite(g.org, form.emails.data, form.role.data, current_actor(), department=department)
     except ValidationError as exc:
@@ -66,15 +65,15 @@ def invite():
     return toast(response, message, "error" if failed and not sent else "success")
 
 
-def _invitation_or_404(invitation_id: int) -> Invitation:
-    invitation = Invitation.get_in_org(g.org, invitation_id)
+def _invitation_or_404(invitation_id: int):
+    invitation = invitations.get(g.org, invitation_id)
     if invitation is None:
         abort(404)
     return invitation
 
 
-def _row(invitation: Invitation, status: int = 200, error: str = ""):
-    invitation = (invitations.invitations_of(g.org).where(Invitation.id == invitation.id).first())
+def _row(invitation, status: int = 200, error: str = ""):
+    invitation = invitations.row_of(g.org, invitation.id)
     if not request.headers.get("HX-Request"):
         if error:
             flash(error, "error")
@@ -135,7 +134,7 @@ def accept(token: str):
         return render_template("invitations/wrong_account.html", message=exc.message, invitation=invitation), 403
     except RuleViolation as exc:
         return _unusable(exc.message)
-    existing = User.by_email(invitation.email) if user is None else user
+    existing = accounts.user_by_email(invitation.email) if user is None else user
     signup, signin = AcceptSignupForm(prefix="signup"), AcceptSigninForm(prefix="signin")
     if request.method == "GET":
         session[SESSION_KEY] = token  # picked up after an OIDC sign-in

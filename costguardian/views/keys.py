@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, url_for
 
+from costguardian import clock
 from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import htmx
 from costguardian.forms.keys import GRACE_CHOICES, ApiKeyForm, RotateForm
-from costguardian.models import ApiKey, utcnow
 from costguardian.rendering import external_url, render, toast
-from costguardian.services import keys, orgs
+from costguardian.services import keys
+from costguardian.services.team import orgs
 from costguardian.services.errors import RuleViolation, ValidationError
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
@@ -19,8 +20,8 @@ FORM, TABLE, ROW = "partials/keys/_form.html", "partials/keys/_table.html", "par
 CREATED, ROTATED = "partials/keys/_created.html", "partials/keys/_rotated.html"
 
 
-def _key_or_404(key_id: int) -> ApiKey:
-    key = ApiKey.get_in_org(g.org, key_id)
+def _key_or_404(key_id: int):
+    key = keys.get(g.org, key_id)
     if key is None:
         abort(404)
     return key
@@ -29,7 +30,7 @@ def _key_or_404(key_id: int) -> ApiKey:
 def _row_context() -> dict:
     """What a row needs: the clock for its status, people for "created by"."""
     people = {m.user_id: m.user for m in orgs.members(g.org)}
-    return {"now": utcnow(), "people": people, "grace_choices": GRACE_CHOICES, "SCOPES": keys.SCOPES}
+    return {"now": clock.now(), "people": people, "grace_choices": GRACE_CHOICES, "SCOPES": keys.SCOPES}
 
 
 def _page_context(form: ApiKeyForm | None = None, revealed: dict | None = None, form_open: bool = False) -> dict:
@@ -90,7 +91,7 @@ def revoke(key_id: int):
     return redirect(url_for("keys.index"))
 
 
-def _row_error(key: ApiKey, message: str):
+def _row_error(key, message: str):
     if htmx:
         fresh = _key_or_404(key.id)  # the row as it is now, not as this request found it
         response = render(PAGE, ROW, status=422, k=fresh, error=message, **_row_context())

@@ -6,11 +6,11 @@ from flask import Blueprint, abort, g, request, url_for
 from flask_login import current_user
 
 from costguardian import permissions
-from costguardian.authz import current_actor, require_permission
-from costguardian.models import Department, Membership
+from costguardian.authz import SESSIONLESS_ENDPOINTS, current_actor, require_permission
 from costguardian.rendering import redirect_to, render, toast
-from costguardian.services import members as members_service
-from costguardian.services import orgs
+from costguardian.services.team import departments
+from costguardian.services.team import members as members_service
+from costguardian.services.team import orgs
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 bp = Blueprint("members", __name__, url_prefix="/members")
@@ -22,12 +22,12 @@ CONFIRM = "members/confirm_bulk.html"
 @bp.before_app_request
 def _last_seen():
     """Coalesced "last active": at most one write per user every few minutes."""
-    if request.endpoint not in (None, "static") and current_user.is_authenticated:
+    if request.endpoint is not None and request.endpoint not in SESSIONLESS_ENDPOINTS and current_user.is_authenticated:
         members_service.touch_last_seen(current_user._get_current_object())
 
 
-def _membership_or_404(membership_id: int) -> Membership:
-    membership = Membership.get_in_org(g.org, membership_id)
+def _membership_or_404(membership_id: int):
+    membership = members_service.get(g.org, membership_id)
     if membership is None:
         abort(404)
     return membership
@@ -37,7 +37,7 @@ def _department_or_none(raw: str):
     """The department a form names ("" for none); 404 for another tenant's id."""
     if not raw:
         return None
-    department = Department.get_in_org(g.org, raw)
+    department = departments.get(g.org, raw)
     if department is None:
         abort(404)
     return department
@@ -47,7 +47,7 @@ def _context(query=None, **extra) -> dict:
     query = query or members_service.MemberQuery.from_args(request.args)
     return dict(query=query, result=members_service.page_of_members(g.org, query),
                 departments=members_service.departments(g.org), grantable=_grantable(),
-                roles=list(permissions.ROLES), headcount=Membership.in_org(g.org).count(), **extra)
+                roles=list(permissions.ROLES), headcount=members_service.headcount(g.org), **extra)
 
 
 def _grantable() -> list[str]:
@@ -102,7 +102,7 @@ def remove(membership_id: int):
     return toast(response, f"{membership.user.display_name} was removed.")
 
 
-def _row(membership: Membership, status: int = 200, error: str = ""):
+def _row(membership, status: int = 200, error: str = ""):
     membership = _membership_or_404(membership.id)
     spend = members_service.spend_this_month(g.org, [membership])
     if not request.headers.get("HX-Request"):

@@ -9,8 +9,8 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.forms import apply_errors
 from costguardian.forms.notification_templates import TemplateOverrideForm
 from costguardian.rendering import redirect_to, render
-from costguardian.services import email_templates, notification_email
-from costguardian.services import notification_types as types
+from costguardian.services.notifications import templates as email_templates, email as notification_email
+from costguardian.services.notifications import types
 from costguardian.services.errors import ValidationError
 from costguardian.views.admin_outbox import sandboxed_html
 

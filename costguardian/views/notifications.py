@@ -2,14 +2,16 @@
 organization's delivery log."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, request, url_for
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, redirect, request, url_for
 from flask_login import current_user
 
 from costguardian.authz import org_required, personal, require_permission
-from costguardian.models import Delivery, DeliveryAttempt
+from costguardian.extensions import htmx
 from costguardian.rendering import render, toast, trigger
-from costguardian.services import deliveries, notifications
-from costguardian.services import notification_types as types
+from costguardian.services.notifications import deliveries, notify as notifications
+from costguardian.services.notifications import types
 from costguardian.services.errors import ValidationError
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
@@ -164,47 +166,56 @@ def _delivery_filters():
             "page": page}
 
 
+def _delivery_or_404(delivery_id: int):
+    delivery = deliveries.get(g.org, delivery_id)
+    if delivery is None:
+        abort(404)
+    return delivery
+
+
 @bp.get("/deliveries")
 @require_permission("notifications:manage")
 def delivery_log():
     filters = _delivery_filters()
-    query = Delivery.in_org(g.org)
-    if filters["channel"]:
-        query = query.where(Delivery.channel == filters["channel"])
-    if filters["status"]:
-        query = query.where(Delivery.status == filters["status"])
-    if filters["type"]:
-        query = query.where(Delivery.event_type == filters["type"])
-    rows = list(query.order_by(Delivery.created_at.desc(), Delivery.id.desc())
-                .offset((filters["page"] - 1) * DELIVERIES_PER_PAGE).limit(DELIVERIES_PER_PAGE + 1))
-    return render(DELIVERIES, DELIVERY_ROWS, rows=rows[:DELIVERIES_PER_PAGE],
-                  has_next=len(rows) > DELIVERIES_PER_PAGE, filters=filters, statuses=deliveries.STATUSES,
-                  types=types.REGISTRY)
+    rows, has_next = deliveries.log(g.org, filters["channel"], filters["status"], filters["type"], filters["page"],
+                                    per_page=DELIVERIES_PER_PAGE)
+    return render(DELIVERIES, DELIVERY_ROWS, rows=rows, has_next=has_next, filters=filters,
+                  statuses=deliveries.STATUSES, types=types.REGISTRY)
 
 
 @bp.get("/deliveries/<int:delivery_id>")
 @require_permission("notifications:manage")
 def delivery_detail(delivery_id: int):
-    delivery = Delivery.get_in_org(g.org, delivery_id)
-    if delivery is None:
-        abort(404)
-    attempts = list(DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery)
-                    .order_by(DeliveryAttempt.number))
+    delivery = _delivery_or_404(delivery_id)
     return render("notifications/delivery.html", "partials/notifications/_attempts.html",
-                  delivery=delivery, attempts=attempts)
+                  delivery=delivery, attempts=deliveries.attempts_of(delivery))
 
 
 @bp.post("/deliveries/<int:delivery_id>/redeliver")
 @require_permission("notifications:manage")
 def redeliver(delivery_id: int):
-    delivery = Delivery.get_in_org(g.org, delivery_id)
-    if delivery is None:
-        abort(404)
+    delivery = _delivery_or_404(delivery_id)
+    plain_form = not htmx or htmx.boosted  # no JavaScript: post/redirect/get, the result in a flash
     if delivery.status not in ("sent", "failed", "disabled"):
+        if plain_form:
+            flash("This delivery is still in progress; wait until it is sent or has failed.", "error")
+            return redirect(_back_to_delivery_log())
         response = render(DELIVERY_ROWS, "partials/notifications/_delivery_row.html", status=422, d=delivery,
                           error="Still in progress; wait until it is sent or has failed.")
         return toast(response, "This delivery is still in progress.", "error")
-    copy = deliveries.redeliver(delivery)
-    copy = Delivery.get_by_id(copy.id)
+    copy = deliveries.get(g.org, deliveries.redeliver(delivery).id)  # reloaded: the row as stored
+    if plain_form:
+        flash("Queued again as a new delivery.", "success")
+        return redirect(_back_to_delivery_log())
     response = render(DELIVERY_ROWS, "partials/notifications/_delivery_row.html", d=copy, fresh=True)
     return toast(response, "Queued again as a new delivery.")
+
+
+def _back_to_delivery_log() -> str:
+    """The delivery log page the form was on (its filters and page, from the
+    same-origin Referer), else the log's first page."""
+    log = url_for("notifications.delivery_log")
+    came_from = urlsplit(request.referrer or "")
+    if came_from.netloc == request.host and came_from.path == log and came_from.query:
+        return f"{log}?{came_from.query}"
+    return log

@@ -7,8 +7,7 @@ from flask_login import current_user
 from costguardian.authz import current_actor, personal
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.rendering import redirect_to
-from costguardian.models import Membership, Organization
-from costguardian.services import orgs
+from costguardian.services.team import orgs
 from costguardian.services.errors import ValidationError
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
@@ -37,7 +36,7 @@ def new():
 @personal
 def switch(slug: str):
     """Make another of the user's organizations the current one."""
-    membership = (Membership.for_user(current_user).where(Organization.slug == slug).first())
+    membership = orgs.membership_by_slug(current_user, slug)
     if membership is None:
         abort(404)
     session["org_id"] = membership.organization_id

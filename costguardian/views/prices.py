@@ -10,9 +10,8 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import htmx
 from costguardian.forms import apply_errors
 from costguardian.forms.prices import ModelAliasForm, PriceOverrideForm
-from costguardian.models import ModelAlias, PriceOverride
 from costguardian.rendering import render, toast
-from costguardian.services import catalog, prices
+from costguardian.services.usage import catalog, prices
 from costguardian.services.errors import ValidationError
 
 bp = Blueprint("prices", __name__, url_prefix="/prices")
@@ -28,8 +27,8 @@ def _context(form=None, alias_form=None, editing=None, **extra) -> dict:
             "editing": editing, **extra}
 
 
-def _override_or_404(override_id: int) -> PriceOverride:
-    override = PriceOverride.get_in_org(g.org, override_id)
+def _override_or_404(override_id: int):
+    override = prices.get_override(g.org, override_id)
     if override is None:
         abort(404)
     return override
@@ -128,7 +127,7 @@ def create_alias():
 @bp.post("/aliases/<int:alias_id>/delete")
 @require_permission("prices:manage")
 def delete_alias(alias_id: int):
-    alias = ModelAlias.get_in_org(g.org, alias_id)
+    alias = prices.get_alias(g.org, alias_id)
     if alias is None:
         abort(404)
     prices.delete_alias(alias, current_actor())

@@ -8,7 +8,7 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
 from costguardian.rendering import render, toast
-from costguardian.services import orgs
+from costguardian.services.team import orgs
 from costguardian.services.errors import NotPermitted, ValidationError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")

@@ -9,11 +9,12 @@ from costguardian import permissions
 from costguardian.authz import can, require_permission
 from costguardian.extensions import htmx
 from costguardian.forms import usage as explorer
-from costguardian.models import Department, Membership, User
 from costguardian.rendering import render
-from costguardian.services import activity as activity_service
-from costguardian.services import team_analytics, usage_queries
-from costguardian.services.usage_queries import PRESETS, UsageFilter
+from costguardian.services.team import activity as activity_service
+from costguardian.services.team import analytics as team_analytics
+from costguardian.services.team import departments, members
+from costguardian.services.usage import queries as usage_queries
+from costguardian.services.usage.queries import PRESETS, UsageFilter
 from costguardian.views.usage import chart_data
 
 bp = Blueprint("team", __name__, url_prefix="/team")
@@ -114,11 +115,10 @@ def activity():
 @bp.get("/members/<int:membership_id>")
 @require_permission("members:read")
 def member(membership_id: int):
-    membership = (Membership.in_org(g.org).select(Membership, User).join(User)
-                  .where(Membership.id == membership_id).first()) if 0 < membership_id <= 2**31 - 1 else None
+    membership = members.get(g.org, membership_id)
     if membership is None:
         abort(404)
-    department = Department.get_in_org(g.org, membership.department_id) if membership.department_id else None
+    department = departments.get(g.org, membership.department_id) if membership.department_id else None
     query = _period()
     if query.errors:
         query = explorer.parse(g.org, {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, make_response, render_template, request
 
 from costguardian.extensions import csrf
-from costguardian.services import notification_email
+from costguardian.services.notifications import email as notification_email
 from costguardian.services.actor import Actor
 
 bp = Blueprint("unsubscribe", __name__, url_prefix="/notifications/unsubscribe")

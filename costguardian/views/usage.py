@@ -15,9 +15,9 @@ from costguardian.extensions import db, htmx
 from costguardian.forms import usage as explorer
 from costguardian.money import NANOS_PER_USD
 from costguardian.rendering import render
-from costguardian.services import exports, usage_queries
-from costguardian.services.ingest import usd_string
-from costguardian.services.usage_queries import PRESETS, UsageFilter
+from costguardian.services.usage import exports, queries as usage_queries
+from costguardian.services.usage.ingest import usd_string
+from costguardian.services.usage.queries import PRESETS, UsageFilter
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
 

@@ -10,7 +10,7 @@ from costguardian.extensions import htmx
 from costguardian.forms.webhooks import WebhookForm
 from costguardian.models import Delivery, WebhookEndpoint
 from costguardian.rendering import redirect_to, render, toast, trigger
-from costguardian.services import webhooks
+from costguardian.services.notifications import webhooks
 from costguardian.services.errors import RuleViolation, ValidationError
 
 bp = Blueprint("webhooks", __name__, url_prefix="/notifications/webhooks")

@@ -10,10 +10,11 @@ from datetime import timedelta
 
 from playwright.sync_api import expect
 
+from costguardian import clock
 from costguardian.db import connected
 from costguardian.extensions import db
-from costguardian.models import Budget, Department, utcnow
-from costguardian.services import ingest
+from costguardian.models import Budget, Department
+from costguardian.services.usage import ingest
 from tests.support import make_org, make_user
 
 
@@ -23,7 +24,7 @@ def _usage(app):
         owner = make_user("owner@acme.com", name="Olga Owner")
         org = make_org("Acme", owner=owner)
         Department.create(organization=org, name="Research")
-        now = utcnow()
+        now = clock.now()
         events = [{"event_id": f"e{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": 1_000_000,
                    "user": "ann@acme.com" if i % 2 else "bob@acme.com",
                    "department": "Research" if i < 4 else None,

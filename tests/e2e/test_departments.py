@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from costguardian.services import ingest
+from costguardian.services.usage import ingest
 from tests.support import add_member
 
 

@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import expect
 
-from costguardian.services import notification_types, notifications
+from costguardian.services.notifications import types as notification_types, notify as notifications
 
 
 def test_template_editor_live_preview_error_save_and_outbox(page, make_user, make_org, sign_in, shot):
@@ -72,7 +72,7 @@ def test_template_editor_live_preview_error_save_and_outbox(page, make_user, mak
 
 def test_unsubscribe_link_from_an_email_without_signing_in(page, make_user, make_org, shot):
     from costguardian.models import NotificationPreference
-    from costguardian.services import notification_email
+    from costguardian.services.notifications import email as notification_email
 
     owner = make_user("olga@acme.example.com", name="Olga Owner")
     org = make_org("Acme Analytics", owner=owner)

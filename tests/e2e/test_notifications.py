@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from costguardian.db import connected
 from costguardian.extensions import db
-from costguardian.services import notifications
+from costguardian.services.notifications import notify as notifications
 from tests.support import add_member, make_org, make_user
 
 

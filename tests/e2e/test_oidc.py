@@ -45,7 +45,7 @@ def test_first_google_sign_in_creates_the_account_and_starts_onboarding(page, oi
 
 def test_google_sign_in_links_an_existing_password_account(page, oidc_provider, make_user, make_org, shot):
     from costguardian.models import ExternalIdentity, User
-    from costguardian.services import accounts
+    from costguardian.services.team import accounts
     from costguardian.services.actor import Actor
 
     user = make_user("paula@acme.example.com", name="Paula Password")

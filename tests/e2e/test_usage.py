@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import expect
 
 from costguardian.money import format_usd
-from costguardian.services import ingest, keys, usage_queries
+from costguardian.services import keys
+from costguardian.services.usage import ingest, queries as usage_queries
 from tests.support import SYSTEM, add_member
 
 SHOTS = Path("/tmp/e2e-shots")

@@ -64,7 +64,7 @@ def test_admin_adds_an_endpoint_and_sends_a_test_event(page, live_server, make_u
 
 def test_a_failing_endpoint_is_disabled_and_turned_on_again(app, page, make_user, make_org, sign_in, shot,
                                                             webhook_receiver, monkeypatch):
-    from costguardian.services import webhooks
+    from costguardian.services.notifications import webhooks
     from tests.support import SYSTEM
 
     monkeypatch.setitem(app.config, "CG_WEBHOOK_DISABLE_AFTER", 2)
