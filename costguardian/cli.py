@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
     for command in (migrate, make_migration, create_user, create_org, add_member, seed_demo, create_api_key):
         app.cli.add_command(command)
     app.cli.add_command(verify_domain)
+    app.cli.add_command(rotate_encryption)
 
 
 def _fail(message: str):
@@ -61,6 +62,24 @@ def make_migration(name: str):
     body = "\n".join(line for line in template(diff).splitlines()
                      if not (line.startswith("#") and "must be added by hand" in line)) + "\n"
     click.echo(migration_runner(db.obj).create(name, body=body))
+
+
+@click.command("rotate-encryption")
+def rotate_encryption():
+    """Re-encrypt every stored secret (provider keys, webhook signing
+    secrets) under the first key of CG_ENCRYPTION_KEYS. Run it after putting
+    a new key first; safe to run again. Then the old keys can be removed."""
+    from costguardian.services import encryption
+
+    with connected(db.obj):
+        report = encryption.rotate_all()
+    for what, count in report.rotated.items():
+        click.echo(f"{what}: {count} re-encrypted, {report.current[what]} already under the newest key")
+    if report.unreadable:
+        shown = ", ".join(report.unreadable[:20]) + (" …" if len(report.unreadable) > 20 else "")
+        _fail(f"{len(report.unreadable)} secret(s) no configured key can decrypt: {shown}. Keep every old key in "
+              "CG_ENCRYPTION_KEYS until they are re-entered or deleted.")
+    click.echo("every secret is under the newest key: older keys may now be removed from CG_ENCRYPTION_KEYS")
 
 
 @click.command("create-user")

@@ -3,7 +3,7 @@ in CG_ENCRYPTION_KEYS: comma-separated Fernet keys, the first encrypts, all
 decrypt, so keys can be rotated by putting a new one first."""
 from __future__ import annotations
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 
 
@@ -18,3 +18,20 @@ def encrypt(plain: str) -> str:
 
 def decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
+
+
+def _current() -> Fernet:
+    """The key that encrypts: the first of CG_ENCRYPTION_KEYS."""
+    first = next(k.strip() for k in str(current_app.config["CG_ENCRYPTION_KEYS"]).split(",") if k.strip())
+    return Fernet(first.encode())
+
+
+def reencrypted(token: str) -> str | None:
+    """`token` encrypted again under the newest key, or None when it already
+    is (so a rotation run twice changes nothing the second time). Raises
+    cryptography's InvalidToken when no configured key opens it."""
+    try:
+        _current().decrypt(token.encode())
+        return None
+    except InvalidToken:
+        return _fernet().rotate(token.encode()).decode()

@@ -7,7 +7,7 @@ OWNER, ADMIN, BILLING, MEMBER, VIEWER = "owner", "admin", "billing", "member", "
 # In order of decreasing power; forms and tables list roles in this order.
 ROLES: dict[str, str] = {
     OWNER: "Full control of the organization, including making other people owners.",
-    ADMIN: "Manages members, departments, API keys, prices, budgets and settings; cannot grant ownership.",
+    ADMIN: "Manages members, departments, API keys, provider keys, prices, budgets and settings; cannot grant ownership.",
     BILLING: "Sees usage and members and manages budgets; will manage the subscription and invoices once billing exists.",
     MEMBER: "Sees the organization's usage, members and budgets.",
     VIEWER: "Read-only access to usage, members and budgets.",
@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, str] = {
     "notifications:manage": "Manage webhooks and email templates and see every notification delivery.",
     "budgets:read": "See budgets, their spend, forecasts and alerts.",
     "budgets:write": "Create, change, raise and delete budgets.",
+    "providers:manage": "Add, check, change and delete the organization's AI provider keys (the gateway's vault).",
 }
 
 # billing:manage comes back with the billing feature: a permission here must

@@ -2,6 +2,7 @@
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
+from costguardian.models.gateway import ProviderCredential
 from costguardian.models.keys import ApiKey
 from costguardian.models.mail import OutboxMessage
 from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notification, NotificationOnce,
@@ -21,6 +22,7 @@ ALL_MODELS = [
     Invitation, DomainJoin,
     ApiKey, UsageEvent, UsageRollup, UsageTagRollup, UsageDimension, PriceOverride, ModelAlias,
     Budget, BudgetSpend, BudgetIncrease, BudgetAlert,
+    ProviderCredential,
 ]
 
 __all__ = [
@@ -29,5 +31,5 @@ __all__ = [
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
     "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "Invitation", "Membership",
-    "Organization", "OutboxMessage", "PasswordResetToken", "TenantModel", "User",
+    "Organization", "OutboxMessage", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
 ]

@@ -71,6 +71,8 @@ def _links(kind: str, target_id):
         return url_for("settings.index")
     if kind == "prices" and "prices.index" in views and can("usage:read"):
         return url_for("prices.index")
+    if kind == "provider_credential" and "providers.edit" in views and can("providers:manage"):
+        return url_for("providers.edit", credential_id=int(target_id))
     if kind == "webhook" and "webhooks.show" in views and can("notifications:manage"):
         return url_for("webhooks.show", endpoint_id=int(target_id))
     budget_id = str(target_id) if target_id is not None else ""

@@ -75,3 +75,21 @@ def sendgrid_api(_mail_api_servers):
     server.clear()
     yield server
     server.clear()
+
+
+@pytest.fixture(scope="session")
+def _llm_upstream_session():
+    from tests.fakes.llm_upstream import FakeLLMUpstream
+
+    server = FakeLLMUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_upstream(_llm_upstream_session):
+    """A fake of the OpenAI, Anthropic, Gemini and Azure OpenAI APIs on
+    127.0.0.1 (FakeLLMUpstream), reset for each test."""
+    _llm_upstream_session.clear()
+    yield _llm_upstream_session
+    _llm_upstream_session.clear()

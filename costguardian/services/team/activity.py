@@ -18,7 +18,8 @@ PER_PAGE = 25
 # Families of actions, for the filter: the prefix before the dot -> label.
 FAMILIES = {"member": "Members", "invitation": "Invitations", "department": "Departments", "key": "API keys",
             "price_override": "Prices", "model_alias": "Model aliases", "org": "Organization settings",
-            "webhook": "Webhooks", "notification_template": "Email templates"}
+            "webhook": "Webhooks", "notification_template": "Email templates",
+            "provider_credential": "Provider keys"}
 
 
 @dataclass
@@ -88,6 +89,13 @@ def _person(ctx: _Context, email) -> str:
 
 def _quoted(value) -> str:
     return f"“{value}”"
+
+
+def _provider_label(key: str) -> str:
+    from costguardian.services.gateway import providers
+
+    entry = providers.get(key)
+    return entry.label if entry else key
 
 
 def _changes(changes) -> str:
@@ -211,6 +219,20 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
                             (f" by {d.get('increase', '')} for {d.get('period', 'this period')}{reason}", None)]
                 case _:
                     return [("sent a test alert for the budget ", None), (name, link)]
+        case "provider_credential.created" | "provider_credential.updated" | "provider_credential.secret_replaced" | \
+                "provider_credential.checked" | "provider_credential.default_set" | "provider_credential.enabled" | \
+                "provider_credential.disabled" | "provider_credential.deleted":
+            verb = {"created": "added the {p} key ", "updated": "changed the {p} key ",
+                    "secret_replaced": "replaced the {p} key ", "checked": "checked the {p} key ",
+                    "default_set": "made the default {p} key ", "enabled": "enabled the {p} key ",
+                    "disabled": "disabled the {p} key ", "deleted": "deleted the {p} key "}[action.split(".")[1]]
+            provider = _provider_label(d.get("provider", ""))
+            link = ctx.links("provider_credential", target_id) if action != "provider_credential.deleted" and \
+                target_id.isdigit() else None
+            ending = f" (…{d['last4']})" if d.get("last4") else ""
+            extra = _changes(d.get("changes")) if action == "provider_credential.updated" else ""
+            return [(verb.format(p=provider), None), (_quoted(d.get("label") or f"#{target_id}"), link),
+                    (ending + extra, None)]
         case "notification_template.saved":
             return [("changed the email template for ", None), (str(d.get("event_type", "")), None)]
         case "notification_template.reset":
