@@ -14,6 +14,7 @@ from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
 from costguardian.rendering import toast
 from costguardian.money import format_usd
+from costguardian.services.errors import NotFound
 from costguardian.services.team import accounts
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def init_app(app: Flask) -> None:
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    # A row a concurrent request deleted between the view's lookup and the change.
+    app.register_error_handler(NotFound, lambda exc: error_response(404, exc.message))
     app.register_error_handler(Exception, _unexpected_error)
 
 

@@ -306,9 +306,65 @@ def test_replacing_the_key_checks_it_first(upstream, acme):
 def test_a_custom_base_url_moves_only_after_a_check(upstream, acme):
     org, actor = acme
     credential = vault.add(org, actor, "openai_compatible", "Box", OPENAI_KEY, base_url=upstream.url + "/v1")
-    with pytest.raises(ValidationError):
-        vault.replace_secret(credential, actor, "", base_url=f"http://127.0.0.1:{_closed_port()}/v1")
+    with pytest.raises(ValidationError) as caught:
+        vault.replace_secret(credential, actor, OPENAI_KEY, base_url=f"http://127.0.0.1:{_closed_port()}/v1")
+    assert "base_url" in caught.value.errors or "secret" in caught.value.errors
     assert ProviderCredential.get_by_id(credential.id).base_url == upstream.url + "/v1"
+
+
+def test_the_stored_key_is_never_sent_to_a_new_address(upstream, acme):
+    """Whoever may edit a credential could otherwise point it at a server of
+    theirs and collect the key someone else entered."""
+    org, actor = acme
+    credential = vault.add(org, actor, "openai_compatible", "Box", OPENAI_KEY, base_url=upstream.url + "/v1")
+    elsewhere = upstream.url.replace("127.0.0.1", "localhost") + "/v1"  # the same server, another name
+    calls = len(upstream.requests)
+    with pytest.raises(ValidationError) as caught:
+        vault.replace_secret(credential, actor, "", base_url=elsewhere)
+    assert caught.value.errors["secret"] == "Paste the key again to use it at a new address."
+    assert len(upstream.requests) == calls  # nothing was sent
+    assert ProviderCredential.get_by_id(credential.id).base_url == upstream.url + "/v1"
+    vault.replace_secret(credential, actor, OPENAI_KEY, base_url=elsewhere)  # with the key pasted again: fine
+    assert ProviderCredential.get_by_id(credential.id).base_url == elsewhere
+
+
+def test_a_key_echoed_across_the_message_cut_is_still_redacted():
+    from costguardian.services.gateway import upstream as upstream_calls
+
+    secret = "sk-" + "A" * 41
+    raw = json.dumps({"error": {"message": "x" * 275 + secret + " was refused"}}).encode()
+    message = upstream_calls.provider_message(raw, secret)
+    assert "sk-AAAA" not in message and secret[:10] not in message
+
+
+def test_rechecking_the_stored_key_does_not_undo_a_rotation(upstream, acme, app, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from costguardian.services import encryption
+
+    org, actor = acme
+    credential = vault.add(org, actor, "openai", "Main", OPENAI_KEY)
+    loaded_before_rotation = ProviderCredential.get_by_id(credential.id)
+    old_key, new_key = app.config["CG_ENCRYPTION_KEYS"], Fernet.generate_key().decode()
+    monkeypatch.setitem(app.config, "CG_ENCRYPTION_KEYS", f"{new_key},{old_key}")
+    encryption.rotate_all()
+    vault.replace_secret(loaded_before_rotation, actor, "")  # a check that began before the rotation ended
+    monkeypatch.setitem(app.config, "CG_ENCRYPTION_KEYS", new_key)  # the operator drops the old key
+    assert crypto.decrypt(ProviderCredential.get_by_id(credential.id).secret_encrypted) == OPENAI_KEY
+
+
+def test_making_a_deleted_key_the_default_is_not_found_and_keeps_the_default(upstream, acme):
+    from costguardian.services.errors import NotFound
+
+    org, actor = acme
+    first = vault.add(org, actor, "openai", "First", OPENAI_KEY)
+    second = vault.add(org, actor, "openai", "Second", OPENAI_KEY)
+    stale = ProviderCredential.get_by_id(second.id)
+    vault.delete(second, actor)
+    with pytest.raises(NotFound):
+        vault.make_default(stale, actor)
+    assert ProviderCredential.get_by_id(first.id).default_for == "openai"
+    assert not AuditLog.select().where(AuditLog.action == "provider_credential.default_set").exists()
 
 
 # --- what the gateway asks -------------------------------------------------------------

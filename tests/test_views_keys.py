@@ -403,3 +403,15 @@ def test_a_post_without_csrf_token_is_refused(owner_client):
     assert client.post("/keys/", create_form(), csrf=False).status_code == 400
     assert client.post("/keys/", create_form(), htmx=True, csrf=False).status_code == 400
     assert ApiKey.select().count() == 0
+
+
+def test_the_expiry_picker_starts_at_the_organizations_today(app, make_user, make_org):
+    import time_machine
+
+    owner = make_user("kim@tokyo.example.com")
+    make_org("Tokyo Co", owner=owner, time_zone="Asia/Tokyo")
+    with time_machine.travel(datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc), tick=False):
+        client = Client(app)
+        client.sign_in(owner.email)
+        html = client.get("/keys/").get_data(as_text=True)
+    assert re.search(r'<input[^>]*min="2026-12-01" name="expires_on"', html)  # already 1 December in Tokyo

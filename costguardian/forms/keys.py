@@ -92,7 +92,7 @@ class ApiKeyForm(FlaskForm):
             return
         if field.data is None:
             raise FieldError("Pick the day the key stops working.")
-        if field.data > clock.now().date() + timedelta(days=MAX_EXPIRY_DAYS):
+        if field.data > clock.today(self.org) + timedelta(days=MAX_EXPIRY_DAYS):
             raise FieldError("Choose a date within five years, or \"Never\".")
 
     def expires_at(self) -> datetime | None:

@@ -24,3 +24,7 @@ class RuleViolation(ServiceError):
 
 class NotPermitted(ServiceError):
     """The actor's role does not allow this."""
+
+
+class NotFound(ServiceError):
+    """The row the request names is gone (e.g. deleted by a concurrent request)."""

@@ -30,7 +30,8 @@ def _key_or_404(key_id: int):
 def _row_context() -> dict:
     """What a row needs: the clock for its status, people for "created by"."""
     people = {m.user_id: m.user for m in orgs.members(g.org)}
-    return {"now": clock.now(), "people": people, "grace_choices": GRACE_CHOICES, "SCOPES": keys.SCOPES}
+    return {"now": clock.now(), "today": clock.today(g.org), "people": people, "grace_choices": GRACE_CHOICES,
+            "SCOPES": keys.SCOPES}
 
 
 def _page_context(form: ApiKeyForm | None = None, revealed: dict | None = None, form_open: bool = False) -> dict:

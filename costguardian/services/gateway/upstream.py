@@ -212,7 +212,7 @@ def _reason(exc: Exception) -> str:
 
 def _refusal(conn: Connection, status: int, raw: bytes) -> ProviderCheckFailed:
     label = conn.provider.label
-    message = redact(provider_message(raw), conn.secret)
+    message = provider_message(raw, conn.secret)
     detail = f": {message}" if message else "."
     key_problem = status in (401, 403) or (conn.provider.wire == providers.GEMINI and status == 400
                                           and b"API_KEY" in raw)
@@ -232,7 +232,7 @@ def _refusal(conn: Connection, status: int, raw: bytes) -> ProviderCheckFailed:
     return ProviderCheckFailed(f"{label} answered HTTP {status}{detail}", "")
 
 
-def provider_message(raw: bytes) -> str:
+def provider_message(raw: bytes, secret: str = "") -> str:
     """The human part of a provider's error body, whatever its shape:
     OpenAI/Azure/Gemini {"error": {"message"}}, Anthropic {"type": "error",
     "error": {"type", "message"}}, {"error": "…"}, {"message"}, {"detail"},
@@ -254,7 +254,8 @@ def provider_message(raw: bytes) -> str:
             message = json.dumps(message)
     elif not text.lstrip().startswith("<"):  # an HTML error page says nothing useful
         message = text
-    message = " ".join(str(message).split())
+    # Redacted before it is cut short: a key crossing the cut would no longer match whole.
+    message = redact(" ".join(str(message).split()), secret)
     return message[:MESSAGE_CHARS] + ("…" if len(message) > MESSAGE_CHARS else "")
 
 

@@ -29,7 +29,7 @@ from costguardian import clock, crypto
 from costguardian.db import locked
 from costguardian.models import ProviderCredential, User
 from costguardian.services.actor import Actor
-from costguardian.services.errors import ValidationError
+from costguardian.services.errors import NotFound, ValidationError
 from costguardian.services.gateway import fields, providers, upstream
 from costguardian.services.gateway.providers import Provider
 from costguardian.services.team import audit
@@ -237,6 +237,10 @@ def replace_secret(credential: ProviderCredential, actor: Actor, secret: str, *,
     clean = _fields(entry, errors, secret=None if keep else secret,
                     base_url=credential.base_url if base_url is None else base_url,
                     api_version=credential.api_version if api_version is None else api_version)
+    if keep and _origin(clean["base_url"]) != _origin(credential.base_url):
+        # The stored key goes only where it was entered for: sending it to a new
+        # address would let anyone who may edit the credential collect it there.
+        errors["secret"] = "Paste the key again to use it at a new address."
     if errors:
         raise ValidationError(errors)
     new_secret = crypto.decrypt(credential.secret_encrypted) if keep else clean["secret"]
@@ -253,10 +257,13 @@ def replace_secret(credential: ProviderCredential, actor: Actor, secret: str, *,
     now = clock.now()
     credential.checked_at = credential.updated_at = now
     credential.updated_by = actor.user
-    credential.save(only=[ProviderCredential.secret_encrypted, ProviderCredential.secret_last4,  # never default_for:
-                          ProviderCredential.base_url, ProviderCredential.api_version,  # it may have moved since
-                          ProviderCredential.available_models, ProviderCredential.checked_at,
-                          ProviderCredential.updated_at, ProviderCredential.updated_by])
+    # Never default_for (it may have moved since), and the stored token only when
+    # the key is new: a rotation that ran during the check must not be undone.
+    columns = [ProviderCredential.base_url, ProviderCredential.api_version, ProviderCredential.available_models,
+               ProviderCredential.checked_at, ProviderCredential.updated_at, ProviderCredential.updated_by]
+    if not keep:
+        columns += [ProviderCredential.secret_encrypted, ProviderCredential.secret_last4]
+    credential.save(only=columns)
     if changed:
         audit.record(actor, "provider_credential.secret_replaced", org=credential.organization_id, target=credential,
                      changed=changed, **_described(credential))
@@ -273,6 +280,7 @@ def make_default(credential: ProviderCredential, actor: Actor) -> ProviderCreden
             return credential
         _move_default(credential)
         _touch(credential, actor)
+
     audit.record(actor, "provider_credential.default_set", org=credential.organization_id, target=credential,
                  **_described(credential))
     return credential
@@ -359,7 +367,11 @@ def _stored_default(credential: ProviderCredential) -> str | None:
 
 
 def _move_default(credential: ProviderCredential) -> None:
-    """Inside the caller's lock: this credential becomes its provider's only default."""
+    """Inside the caller's lock: this credential becomes its provider's only
+    default. A credential deleted meanwhile is NotFound, and the provider
+    keeps the default it had."""
+    if not ProviderCredential.select().where(ProviderCredential.id == credential.id).exists():
+        raise NotFound("This key was deleted meanwhile.")
     (ProviderCredential.update(default_for=None)
      .where(ProviderCredential.organization == credential.organization_id,
             ProviderCredential.default_for == credential.provider, ProviderCredential.id != credential.id)
