@@ -79,4 +79,7 @@ def _configure_security(app: Flask) -> None:
         MAX_CONTENT_LENGTH=app.config.get("MAX_CONTENT_LENGTH") or 4 * 1024 * 1024,
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_STORAGE_URI=app.config["RATELIMIT_STORAGE_URI"],
+        # A sliding window: a fixed one lets up to twice the limit through
+        # around the moment it starts afresh.
+        RATELIMIT_STRATEGY="moving-window",
     )

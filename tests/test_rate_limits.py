@@ -1,6 +1,10 @@
 """Sign-in attempts are limited per account and per IP, with a readable 429."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
+import time_machine
+
 from tests.support import PASSWORD, Client
 
 
@@ -30,7 +34,9 @@ def test_successful_sign_ins_do_not_count_against_the_account(app, make_user):
         assert _attempt(client, "cy@example.com", password=PASSWORD, ip="10.0.0.9").status_code == 302
 
 
+@time_machine.travel(datetime(2026, 12, 4, 10, 0, 0, tzinfo=timezone.utc), tick=False)
 def test_many_attempts_from_one_ip_are_limited_across_accounts(client, make_user):
+    # The clock stands still: on a loaded machine 20 attempts may take longer than the minute.
     for i in range(20):
         assert _attempt(client, f"nobody{i}@example.com", ip="10.9.9.9").status_code == 422
     assert _attempt(client, "nobody-else@example.com", ip="10.9.9.9").status_code == 429
@@ -49,3 +55,19 @@ def test_rate_limited_htmx_or_api_requests_are_not_html_pages(app, client, make_
         _attempt(client, "eve@example.com")
     response = client.post("/login", {"email": "eve@example.com", "password": "x"}, htmx=True)
     assert response.status_code == 429 and "showToast" in response.headers["HX-Trigger"]
+
+
+
+def test_a_burst_around_the_window_edge_is_limited(client):
+    """A fixed window that began with one attempt at 10:00:00 would start
+    afresh at 10:01:00 and let 19 + 20 attempts through within two seconds;
+    the sliding window counts the last 60 seconds whatever the clock says."""
+    start = datetime(2026, 12, 4, 10, 0, 0, tzinfo=timezone.utc)
+    with time_machine.travel(start, tick=False) as traveller:
+        assert _attempt(client, "edge0@example.com", ip="10.8.8.8").status_code == 422
+        traveller.move_to(start + timedelta(seconds=59))
+        for i in range(1, 20):
+            assert _attempt(client, f"edge{i}@example.com", ip="10.8.8.8").status_code == 422
+        traveller.move_to(start + timedelta(seconds=60.5))  # the first attempt has left the last minute
+        assert _attempt(client, "edge20@example.com", ip="10.8.8.8").status_code == 422
+        assert _attempt(client, "edge21@example.com", ip="10.8.8.8").status_code == 429
