@@ -97,6 +97,10 @@ def test_budget_below_spend_alerts_in_the_bell_and_shows_exceeded(app, page, sig
     page.get_by_role("button", name="Create budget").click()
     expect(page.get_by_test_id("budget-name")).to_have_text("Research hard cap")
     page.locator("nav.budget-nav").get_by_role("link", name="Which budgets apply?").click()
+    # The form's hx-trigger="change" exists only once htmx (a deferred script)
+    # has processed the page, at DOMContentLoaded; a change made before that
+    # sends nothing and the results stay as they were.
+    page.wait_for_load_state("domcontentloaded")
     page.locator("#explain-form select[name=department_id]").select_option(label="Research")
     expect(page.get_by_test_id("explain-verdict")).to_contain_text("A call now would be blocked by “Research hard cap”")
     expect(page.get_by_test_id("blocks-first")).to_contain_text("Research hard cap")

@@ -150,6 +150,7 @@ def test_owner_changes_a_members_role(page, make_user, make_org, sign_in, shot):
     shot(page, "1-members")
 
     page.evaluate("window.__noReload = true")
+    page.wait_for_load_state("domcontentloaded")  # htmx (deferred) binds the select's change then
     with page.expect_response(lambda r: r.url.endswith(f"/members/{member.id}/role")) as info:
         role.select_option("admin")
     assert info.value.status == 200

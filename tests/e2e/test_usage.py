@@ -106,6 +106,7 @@ def test_dashboard_explorer_and_csv(page, make_user, make_org, sign_in, tmp_path
     expect(page.get_by_role("heading", level=1)).to_have_text("Usage explorer")
     expect(page.get_by_test_id("usage-total-cost")).to_have_text(format_usd(month_total))
     page.evaluate("window.__noReload = true")
+    page.wait_for_load_state("domcontentloaded")  # htmx (deferred) binds the select's change then
     page.get_by_label("Group by", exact=True).select_option("provider")
     expect(page).to_have_url(re.compile(r"/usage/\?group_by=provider$"))
     expect(page.get_by_test_id("usage-table").locator("tbody tr")).to_have_count(4)

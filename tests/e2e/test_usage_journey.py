@@ -83,6 +83,7 @@ def test_new_user_sends_usage_and_sees_it_priced(page, live_server, shot):
     page.locator("ul.mainnav").get_by_role("link", name="Usage").click()
     table = page.get_by_test_id("usage-table")
     expect(table.locator("tbody")).to_contain_text("gpt-4o")
+    page.wait_for_load_state("domcontentloaded")  # htmx (deferred) binds the select's change then
     page.get_by_label("Group by", exact=True).select_option("provider")
     expect(page).to_have_url(re.compile(r"group_by=provider"))
     expect(table.locator("tbody tr")).to_have_count(2)
