@@ -6,6 +6,7 @@ Stored times are naive UTC (every DateTimeField); `now()` returns that form.
 """
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,12 @@ from zoneinfo import ZoneInfo
 def now() -> datetime:
     """The current instant in UTC, naive, as stored."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never jumps, for measuring durations (a
+    call's latency); never stored or shown as a time of day."""
+    return time.monotonic()
 
 
 def now_aware() -> datetime:

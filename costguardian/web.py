@@ -128,9 +128,17 @@ def _format_datetime(value, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
     return value.strftime(fmt) if value else ""
 
 
+# Path prefixes whose errors another format answers: the gateway's
+# (views/gateway.py registers each provider's own error shape here).
+ERROR_FORMATS: dict[str, object] = {}
+
+
 def error_response(status: int, detail: str):
     """problem+json for the API, a short text for htmx (shown as a toast),
     a friendly page otherwise; never a stack trace."""
+    for prefix, render in ERROR_FORMATS.items():
+        if request.path.startswith(prefix):
+            return render(status, detail)
     title = ERROR_TITLES.get(status, "Error")
     if authz.wants_json():
         response = jsonify(type=PROBLEM_BASE + PROBLEM_KINDS.get(status, f"http-{status}"), title=title,

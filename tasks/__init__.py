@@ -111,6 +111,15 @@ def check_budgets() -> None:
     budgets.check_all()
 
 
+@app_periodic_task(crontab(minute="*/10"))
+def sweep_gateway_reservations() -> None:
+    """Every 10 minutes: delete gateway budget reservations whose calls never
+    settled (they stopped counting when they expired; this keeps the table small)."""
+    from costguardian.services.gateway import admission
+
+    admission.sweep_expired()
+
+
 @app_periodic_task(crontab(minute="15", hour="8"))
 def warn_expiring_keys() -> None:
     """Daily: tell admins about API keys that expire within a week."""

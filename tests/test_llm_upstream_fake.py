@@ -98,3 +98,78 @@ def test_it_can_be_told_to_fail(llm_upstream):
     with pytest.raises(anthropic.InternalServerError) as caught:
         client.models.list()
     assert caught.value.body["type"] == "error"
+
+
+# --- the calls the gateway forwards -----------------------------------------------------
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def test_openai_chat_streams_real_sse_with_usage_the_way_openai_sends_it(llm_upstream):
+    client = openai.OpenAI(base_url=llm_upstream.url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+    llm_upstream.cache_read_tokens = 64
+    whole = client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert whole.usage.prompt_tokens_details.cached_tokens == 64 and whole.usage.prompt_tokens > 64
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(llm_upstream.reply.split())
+    assert all(c.usage is None for c in chunks[:-1])
+    assert all(c.usage is None for c in client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    llm_upstream.usage_on_last_choice = True
+    last = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
+                                               stream_options={"include_usage": True}))[-1]
+    assert last.choices[0].finish_reason == "stop" and last.usage is not None
+    with pytest.raises(openai.BadRequestError):  # as OpenAI: stream_options only with stream
+        client.chat.completions.create(model="gpt-4o", messages=HELLO, stream_options={"include_usage": True})
+    assert [u["input"] for u in llm_upstream.usage_log][:1] == [whole.usage.prompt_tokens]
+    assert llm_upstream.requests[0].body["messages"] == HELLO
+
+
+def test_embeddings_completions_and_responses(llm_upstream):
+    client = openai.OpenAI(base_url=llm_upstream.url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+    assert len(client.embeddings.create(model="text-embedding-3-small", input="hi").data[0].embedding) == 8
+    floats = client.embeddings.create(model="text-embedding-3-small", input=["a"], encoding_format="float")
+    assert isinstance(floats.data[0].embedding[0], float)
+    assert client.completions.create(model="gpt-3.5-turbo-instruct", prompt="x", max_tokens=2).usage \
+        .completion_tokens == 2
+    with client.responses.stream(model="gpt-4o", input="hello") as stream:
+        assert stream.get_final_response().output_text == llm_upstream.reply
+
+
+def test_anthropic_messages_stream_with_cumulative_usage(llm_upstream):
+    client = anthropic.Anthropic(base_url=llm_upstream.url, api_key=ANTHROPIC_KEY, max_retries=0)
+    llm_upstream.cache_write_tokens, llm_upstream.anthropic_usage_deltas = 10, 2
+    events = list(client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO, stream=True))
+    start, deltas = events[0], [e for e in events if e.type == "message_delta"]
+    assert start.message.usage.cache_creation_input_tokens == 10 and start.message.usage.output_tokens == 1
+    assert [d.usage.output_tokens for d in deltas] == [8, 16]  # totals so far, not increments
+    assert llm_upstream.usage_log[-1]["input"] == start.message.usage.input_tokens + 10
+    refused = requests.post(llm_upstream.url + "/v1/messages", json={"model": "claude-sonnet-4-5", "messages": HELLO},
+                            headers={"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"}, timeout=5)
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == "max_tokens: Field required"
+
+
+def test_it_can_fail_once_stall_trickle_and_drop_a_stream(llm_upstream):
+    import time
+
+    client = openai.OpenAI(base_url=llm_upstream.url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+    llm_upstream.fail_next, llm_upstream.retry_after = [429], "3"
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert caught.value.response.headers["retry-after"] == "3"
+    assert client.chat.completions.create(model="gpt-4o", messages=HELLO).choices  # only the next one failed
+    llm_upstream.reply, llm_upstream.chunk_delay = "a b c", 0.2
+    started = time.monotonic()
+    list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    assert time.monotonic() - started >= 0.8
+    llm_upstream.chunk_delay, llm_upstream.disconnect_after = 0, 2
+    with pytest.raises(openai.APIConnectionError):
+        list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+
+
+def test_azure_deployments_answer_with_the_model_they_run(llm_upstream):
+    llm_upstream.azure_deployments = {"prod-4o": "gpt-4o-2024-08-06"}
+    url = llm_upstream.url + "/openai/deployments/prod-4o/chat/completions"
+    answer = requests.post(url, params={"api-version": "2024-10-21"}, headers={"api-key": AZURE_KEY},
+                           json={"messages": HELLO}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["model"] == "gpt-4o-2024-08-06"

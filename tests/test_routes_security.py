@@ -30,7 +30,13 @@ def test_every_non_public_route_refuses_anonymous_requests(app):
             continue
         response = client.open(url, method=method)
         checked += 1
-        if url.startswith("/api/"):
+        wire = getattr(app.view_functions[endpoint], "gateway_wire", None)
+        if wire is not None:  # the LLM gateway: 401 in the provider's own error shape
+            assert response.status_code == 401, (method, url)
+            error = response.json["error"]
+            assert error["type"] == ("authentication_error" if wire == "anthropic" else "invalid_request_error")
+            assert response.json.get("type") == ("error" if wire == "anthropic" else None), (method, url)
+        elif url.startswith("/api/"):
             assert response.status_code == 401, (method, url)
             assert response.mimetype == "application/problem+json"
         elif method == "GET":
@@ -41,6 +47,18 @@ def test_every_non_public_route_refuses_anonymous_requests(app):
             if response.status_code == 302:
                 assert response.headers["Location"].startswith("/login")
     assert checked >= 10
+
+
+def test_the_gateways_routes_are_api_key_routes_with_the_gateway_scope(app):
+    """Every /v1/ and /anthropic/ route is an API-key route (the sign-in guard
+    lets it through; the key authenticates it) scoped to `gateway`."""
+    gateway_rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith(("/v1/", "/anthropic/"))]
+    assert {rule.rule for rule in gateway_rules} >= {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models",
+        "/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"}
+    for rule in gateway_rules:
+        view = app.view_functions[rule.endpoint]
+        assert view.api_key_auth and view.required_scope == "gateway", rule.rule
 
 
 def test_anonymous_htmx_request_gets_401_not_a_redirect(client):

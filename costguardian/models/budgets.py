@@ -87,7 +87,7 @@ class BudgetAlert(TenantModel):
     # The period's first local day: the key, so an alert stays sent when a new
     # time zone moves the period's UTC start.
     period_day = DateField()
-    kind = CharField(max_length=16)  # threshold, forecast, resolved
+    kind = CharField(max_length=16)  # threshold, forecast, resolved, blocked (the gateway refused a call)
     threshold = IntegerField(default=0)  # percent (0 for a period's resolved/forecast marker)
     spend_nanos = BigIntegerField()
     limit_nanos = BigIntegerField()

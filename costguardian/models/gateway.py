@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
+from peewee import BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
 from costguardian import clock
+from costguardian.models.budgets import Budget
 from costguardian.models.org import TenantModel
 from costguardian.models.user import User
 
@@ -58,3 +59,25 @@ class ProviderCredential(TenantModel):
         except ValueError:
             return {}
         return value if isinstance(value, dict) else {}
+
+
+class GatewayReservation(TenantModel):
+    """Money held against one hard budget's period while a gateway call is in
+    flight (services.gateway.admission): admission checks spend + the active
+    reservations + the call's estimate against the limit, and the call's
+    settle deletes them after its usage event is recorded. A reservation whose
+    call never settles (a crashed worker) stops counting at `expires_at` and is
+    swept by the periodic task.
+
+    One admission holds one row per covering hard budget: the first row's id is
+    the admission's id, the others name it in `admission` (NULL on the first)."""
+
+    budget = ForeignKeyField(Budget, on_delete="CASCADE", index=False)  # the key below starts with it
+    period_start = DateTimeField()  # UTC instant of the budget period the money is held in
+    amount_nanos = BigIntegerField()
+    admission = BigIntegerField(null=True, index=True)
+    created_at = DateTimeField(default=clock.now)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        indexes = ((("budget", "period_start", "expires_at"), False),)

@@ -12,8 +12,9 @@ def register_blueprints(app: Flask) -> None:
     from costguardian.views import admin_outbox, notification_templates, unsubscribe
     from costguardian.views import budgets
     from costguardian.views import providers
+    from costguardian.views import gateway
 
     for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
                    notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets,
-                   providers):
+                   providers, gateway):
         app.register_blueprint(module.bp)

@@ -6,7 +6,7 @@ official SDKs work against it unchanged:
     openai.OpenAI(base_url=fake.url + "/v1", api_key=fake.openai_key).models.list()
     anthropic.Anthropic(base_url=fake.url, api_key=fake.anthropic_key).models.list()
 
-What it speaks today (the vault's key check):
+What it speaks:
 - OpenAI (and the OpenAI-compatible providers: Mistral, Groq, DeepSeek, xAI,
   OpenRouter, vLLM …): `GET /v1/models`, `Authorization: Bearer`; OpenRouter's
   `GET /v1/key`.
@@ -17,21 +17,43 @@ What it speaks today (the vault's key check):
   paginated (`pageSize`, `pageToken`; `nextPageToken`).
 - Azure OpenAI: `GET /openai/models?api-version=…` with `api-key`.
 
+The calls the gateway forwards (tests/fakes/llm_generation.py, mixed in),
+non-streaming and streaming (real SSE, usage where each provider puts it):
+- OpenAI `POST /v1/chat/completions`, `/v1/completions` (the final usage-only
+  chunk when `stream_options.include_usage`; with `usage_on_last_choice` the
+  usage rides on the last chunk that still carries `choices`, as some
+  OpenAI-compatible servers send it), `/v1/embeddings` (floats or base64, as
+  the SDK asks), `/v1/responses` (usage in `response.completed`).
+- Anthropic `POST /v1/messages` (usage in `message_start`, output tokens
+  CUMULATIVE in each `message_delta`; `anthropic_usage_deltas` sends several)
+  and `/v1/messages/count_tokens`.
+- Azure OpenAI `POST /openai/deployments/<deployment>/<chat/completions|
+  completions|embeddings>?api-version=…` (the model a deployment runs from
+  `azure_deployments`).
+The answer is `reply`, one "token" per word; prompt tokens are a quarter of
+the prompt's characters; `cache_read_tokens` / `cache_write_tokens` add
+cached prompt tokens the way each provider reports them (OpenAI: inside
+`prompt_tokens`; Anthropic: beside `input_tokens`). `usage_log` keeps each
+answer's usage in genai-prices terms (input counts every prompt token).
+
 A wrong key gets each provider's own refusal (status and body shape: OpenAI
 401 `invalid_api_key`, Anthropic 401 `authentication_error`, Gemini 400
-`API_KEY_INVALID`, Azure 401 `{"error": {"code": "401"}}`). `fail_with` makes
-every request answer a status (in the route's own error shape), `delay`
-stalls each answer. `requests` records what arrived (method, path, query,
-headers).
+`API_KEY_INVALID`, Azure 401 `{"error": {"code": "401"}}`). Told to fail:
+`fail_with` makes every request answer a status (in the route's own error
+shape), `fail_next` the next requests one status each (a 429 carries
+`retry-after: <retry_after>`); `delay` stalls each answer before its headers,
+`chunk_delay` trickles a stream's events, `disconnect_after` drops the
+connection after that many events. `requests` records what arrived
+(method, path, query, headers and the JSON body).
 
-Extending it (the gateway's chat, messages and streaming): register another
-handler in `_routes` with `route(method, path, wire)`; `authorize(request,
-wire)` and `error(wire, status, message)` give the same auth and error
-shapes to every route.
+Extending it: register another handler with `route(method, path, wire)`;
+`authorize(request, wire)` and `error(wire, status, message)` give the same
+auth and error shapes to every route.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -40,7 +62,9 @@ from dataclasses import dataclass, field
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-OPENAI, ANTHROPIC, GEMINI, AZURE = "openai", "anthropic", "gemini", "azure"
+from tests.fakes.llm_generation import ANTHROPIC, DEFAULT_REPLY, OPENAI, Generation
+
+GEMINI, AZURE = "gemini", "azure"
 
 OPENAI_KEY = "sk-fake-openai-3f9c2b7d1e5a8c4f7a21"
 ANTHROPIC_KEY = "sk-ant-fake-6d2e8b1f4c9a7e3b5d42"
@@ -68,21 +92,37 @@ class RecordedRequest:
     path: str
     query: dict
     headers: dict
+    body: dict | None = None  # the JSON body, when there was one
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
 @dataclass
-class FakeLLMUpstream:
+class FakeLLMUpstream(Generation):
     openai_key: str = OPENAI_KEY
     anthropic_key: str = ANTHROPIC_KEY
     gemini_key: str = GEMINI_KEY
     azure_key: str = AZURE_KEY
     models: dict[str, list[str]] = field(default_factory=_default_models)
     fail_with: int | None = None  # every request answers this status, in its route's error shape
+    fail_next: list[int] = field(default_factory=list)  # the next requests answer these statuses, one each
+    retry_after: str = "1"  # the retry-after of a 429
     delay: float = 0.0  # seconds before each answer (a stalled provider)
+    chunk_delay: float = 0.0  # seconds between a stream's events (a provider trickling tokens)
+    disconnect_after: int | None = None  # drop a stream's connection after this many events
+    hold_after: int | None = None  # send this many of a stream's events, then wait for `release`
+    release: threading.Event = field(default_factory=threading.Event)
+    hold_expired: bool = False  # a hold ended by its timeout, not by `release`
+    reply: str = DEFAULT_REPLY
+    cache_read_tokens: int = 0  # prompt tokens read from the provider's cache, per call
+    cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic reports these)
+    usage_on_last_choice: bool = False  # OpenAI streams: usage on the last chunk with choices, no usage-only chunk
+    stream_usage: bool = True  # False: an OpenAI-compatible server that never reports usage in a stream
+    anthropic_usage_deltas: int = 1  # message_delta events, each with the CUMULATIVE output tokens
+    azure_deployments: dict[str, str] = field(default_factory=dict)  # deployment -> model it runs
     requests: list[RecordedRequest] = field(default_factory=list)
+    usage_log: list[dict] = field(default_factory=list)  # each answer's usage: input (all prompt), cache_read ...
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: object = None
     _thread: threading.Thread | None = None
@@ -93,6 +133,12 @@ class FakeLLMUpstream:
         self.route("GET", "/v1/key", OPENAI)(self._openrouter_key)
         self.route("GET", "/v1beta/models", GEMINI)(self._gemini_models)
         self.route("GET", "/openai/models", AZURE)(self._azure_models)
+        self.route("POST", "/v1/chat/completions", OPENAI)(self._chat_completions)
+        self.route("POST", "/v1/completions", OPENAI)(self._completions)
+        self.route("POST", "/v1/embeddings", OPENAI)(self._embeddings)
+        self.route("POST", "/v1/responses", OPENAI)(self._responses)
+        self.route("POST", "/v1/messages", ANTHROPIC)(self._messages)
+        self.route("POST", "/v1/messages/count_tokens", ANTHROPIC)(self._count_tokens)
 
     # --- the server ------------------------------------------------------------
 
@@ -114,7 +160,14 @@ class FakeLLMUpstream:
     def clear(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.usage_log.clear()
             self.fail_with, self.delay = None, 0.0
+            self.fail_next, self.retry_after = [], "1"
+            self.chunk_delay, self.disconnect_after, self.hold_after = 0.0, None, None
+            self.release, self.hold_expired = threading.Event(), False
+            self.reply, self.cache_read_tokens, self.cache_write_tokens = DEFAULT_REPLY, 0, 0
+            self.usage_on_last_choice, self.stream_usage, self.anthropic_usage_deltas = False, True, 1
+            self.azure_deployments = {}
             self.models = _default_models()
             self.openai_key, self.anthropic_key = OPENAI_KEY, ANTHROPIC_KEY
             self.gemini_key, self.azure_key = GEMINI_KEY, AZURE_KEY
@@ -134,19 +187,26 @@ class FakeLLMUpstream:
 
     @Request.application
     def _app(self, request: Request) -> Response:
+        body = request.get_json(silent=True) if request.method == "POST" else None
         with self.lock:
             self.requests.append(RecordedRequest(request.method, request.path, dict(request.args),
-                                                 dict(request.headers)))
+                                                 dict(request.headers), body))
+            failing = self.fail_next.pop(0) if self.fail_next else self.fail_with
         if self.delay:
             time.sleep(self.delay)
         wire, handler = self._routes.get((request.method, request.path), (None, None))
+        azure = _AZURE_DEPLOYMENT.fullmatch(request.path) if request.method == "POST" else None
+        if azure is not None and ("POST", "/v1/" + azure["operation"]) in self._routes:
+            wire, handler = AZURE, self._routes[("POST", "/v1/" + azure["operation"])][1]
+            request.environ["fake.azure_deployment"] = azure["deployment"]
         if handler is None:
             return self.error(OPENAI, 404, f"Unknown request URL: {request.method} {request.path}.",
                               kind="invalid_request_error", code="unknown_url")
         if (request.method, request.path) == ("GET", "/v1/models") and _speaks_anthropic(request):
             wire, handler = ANTHROPIC, self._anthropic_models  # one path, two providers: told apart by auth
-        if self.fail_with:
-            return self.error(wire, self.fail_with, "The server had an error while processing your request.")
+        if failing:
+            return self.error(wire, failing, "The server had an error while processing your request."
+                              if failing >= 500 else f"Failing as told (HTTP {failing}).")
         refusal = self.authorize(request, wire)
         if refusal is not None:
             return refusal
@@ -213,7 +273,7 @@ class FakeLLMUpstream:
                               "param": None, "code": code}}
         headers = {"x-request-id": uuid.uuid4().hex}
         if status == 429:
-            headers["retry-after"] = "1"
+            headers["retry-after"] = self.retry_after
         return _json(body, status, headers)
 
     # --- the models lists --------------------------------------------------------
@@ -268,6 +328,10 @@ class FakeLLMUpstream:
     def _openrouter_key(self, request: Request) -> Response:
         return _json({"data": {"label": _masked(request.headers["Authorization"][7:]), "usage": 0, "limit": None,
                                "is_free_tier": False, "rate_limit": {"requests": 20, "interval": "10s"}}})
+
+
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<operation>chat/completions|completions|"
+                               r"embeddings)")
 
 
 def _speaks_anthropic(request: Request) -> bool:

@@ -577,6 +577,19 @@ def _check_new_period(budget: Budget, st: Status) -> BudgetAlert | None:
     return _raise_alert(st, "resolved", 0, "budget.resolved", "A new period began.")
 
 
+def alert_blocked(st: Status, now: datetime | None = None) -> BudgetAlert | None:
+    """The gateway refused a call under this hard budget: tell the budget's
+    recipients once per period (the alert row's unique key decides who sends
+    it, so concurrent refusals send one). Later refusals cost one lookup."""
+    now = now or clock.now()
+    if not st.period.contains(now):
+        return None
+    if BudgetAlert.select().where(BudgetAlert.budget == st.budget.id, BudgetAlert.period_day == st.period.first_day,
+                                  BudgetAlert.kind == "blocked", BudgetAlert.threshold == 0).exists():
+        return None
+    return _raise_alert(st, "blocked", 0, "budget.blocked")
+
+
 # --- forecasts -------------------------------------------------------------------------------
 
 def daily_spend(budget: Budget, first_day: date, last_day: date, tz_name: str | None = None) -> list[tuple[date, int]]:
@@ -684,7 +697,7 @@ def _send_unsent_alerts(now: datetime) -> int:
         if budget is None:
             continue
         st = status(budget, now)
-        event_type = {"forecast": "budget.forecast", "resolved": "budget.resolved"}.get(
+        event_type = {"forecast": "budget.forecast", "resolved": "budget.resolved", "blocked": "budget.blocked"}.get(
             alert.kind, "budget.exceeded" if alert.threshold >= 100 else "budget.threshold")
         claimed = BudgetAlert.update(event_id="sending").where(BudgetAlert.id == alert.id,
                                                                BudgetAlert.event_id == "").execute()

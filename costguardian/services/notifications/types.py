@@ -75,6 +75,16 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "{{ budget }} ({{ scope }}) is at ${{ spent_usd }} of ${{ limit_usd }} for {{ period }}.",
         "/budgets/{{ budget_id }}", {**_BUDGET_EXAMPLE, "spent_usd": "412.00", "percent": 41}),
     EventType(
+        "budget.blocked", "Gateway calls blocked by a budget",
+        "The gateway refused a call because a hard budget had no room left for it.",
+        CRITICAL, _MONEY, _MONEY,
+        "{{ budget }} is blocking gateway calls",
+        "The gateway refused a call under {{ budget }} ({{ scope }}): ${{ spent_usd }} of ${{ limit_usd }} spent "
+        "for {{ period }}, with no room left for the call. Calls under it stay blocked until the period resets "
+        "or someone raises the budget.",
+        "/budgets/{{ budget_id }}", {**_BUDGET_EXAMPLE, "spent_usd": "998.70", "percent": 99, "threshold": 0,
+                                     "enforcement": "hard"}),
+    EventType(
         "usage.unpriced_model", "Usage of a model without a price", "Calls were recorded for a model Cost Guardian cannot price.",
         WARNING, _MANAGERS, _MANAGERS,
         "No price for {{ provider }}/{{ model }}",

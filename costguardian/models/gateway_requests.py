@@ -1,0 +1,35 @@
+"""The gateway's request log: how each call through the gateway went (latency,
+time to first token, status, streamed), beside the usage event that prices it."""
+from __future__ import annotations
+
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+
+from costguardian.models.keys import ApiKey
+from costguardian.models.org import TenantModel
+
+
+class GatewayRequest(TenantModel):
+    """One request to a gateway endpoint that reached routing (the key was
+    valid). `request_id` is the `X-CG-Request-Id` the caller got back and,
+    for a call that was forwarded, the `event_id` of its usage event (the
+    tokens and the cost live there, once). Nothing of the prompt or the
+    completion is kept."""
+
+    request_id = CharField(max_length=40, unique=True)
+    api_key = ForeignKeyField(ApiKey, null=True)  # keys are revoked, never deleted
+    endpoint = CharField(max_length=32)  # chat.completions, completions, embeddings, responses, messages
+    provider = CharField(max_length=64, default="")  # as the usage event names it; "" when routing failed
+    model = CharField(max_length=200, default="")  # as asked by the caller
+    credential_id = IntegerField(null=True)  # the vault credential used (no key: a deleted one keeps the log)
+    started_at = DateTimeField()
+    status_code = IntegerField()  # what the caller got (the upstream's own, or the gateway's)
+    outcome = CharField(max_length=16)  # ok, upstream_error, blocked, refused, timeout, unreachable, cancelled
+    error = CharField(max_length=300, default="")  # the error's type and message, never the request
+    streamed = BooleanField(default=False)
+    forwarded = BooleanField(default=False)  # the upstream was called (a usage event exists)
+    usage_estimated = BooleanField(default=False)  # no usage from the provider: tokens estimated
+    latency_ms = IntegerField(default=0)  # from the request to the last byte of the answer
+    ttft_ms = IntegerField(null=True)  # streams: to the first generated token relayed
+
+    class Meta:
+        indexes = ((("organization", "started_at"), False),)

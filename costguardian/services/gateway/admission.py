@@ -1,0 +1,416 @@
+"""Budget admission for the gateway: before a call is forwarded, every hard
+budget covering it must have room for the call's estimated maximum cost.
+
+    admission = admit(call)     # raises Blocked (429) or Unavailable (503)
+    ... forward, record the usage event through ingest ...
+    settle(admission)           # in a `finally`; idempotent
+
+`admit` estimates the most the call can cost (its prompt tokens, counted,
+plus its output cap — max_tokens or CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS —
+at the model's prices), then, in one write transaction holding the covering
+budgets' spend counters, checks for every covering hard budget that
+
+    spend (the counter) + active reservations + this estimate <= limit
+
+(the limit includes the period's temporary raises) and inserts one
+reservation per covering hard budget. The counters are kept by ingest in the
+transaction that stores the events, so the check never scans history. A call
+settles after its usage event is recorded: the event's cost is then in the
+counter and its reservation is released. A reservation whose call never
+settles (a crashed worker) stops counting at its `expires_at`
+(CG_GATEWAY_RESERVATION_TTL) and is swept by a periodic task.
+
+Soft budgets never block and hold no reservation. See docs/ARCHITECTURE.md
+"Gateway admission" for the locks, the overshoot bound and fail-open/closed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from flask import current_app, has_app_context
+from peewee import IntegrityError, InterfaceError, OperationalError, PostgresqlDatabase, fn
+from playhouse.pool import MaxConnectionsExceeded
+
+from costguardian import clock
+from costguardian.db import write_transaction
+from costguardian.extensions import db
+from costguardian.models import ApiKey, Budget, BudgetSpend, GatewayReservation, ModelAlias, Organization
+from costguardian.money import format_usd
+from costguardian.services.gateway import tokens as token_estimates
+from costguardian.services.usage import catalog
+from costguardian.services.usage.pricing import OrgPrices, Tokens
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_TOKENS = 2**31 - 1  # a larger cap is no cap at all; keeps the arithmetic in 64 bits
+MAX_CHOICES = 128  # OpenAI's `n`: each choice is billed its own output tokens
+MAX_RESERVATION_NANOS = 2**62  # fits BIGINT with room for the sums
+DEFAULTS = {"CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS": 4096, "CG_GATEWAY_RESERVATION_TTL": 3600,
+            "CG_GATEWAY_FAIL_OPEN": False}
+RAISERS = "an owner, admin or billing member of the organization"
+# The database cannot be reached (or is locked beyond the busy timeout, or its pool is exhausted).
+# peewee wraps the driver's errors, but only one subclass deep: psycopg's own classes are listed too.
+_DATABASE_DOWN = (OperationalError, InterfaceError, MaxConnectionsExceeded, psycopg.OperationalError,
+                  psycopg.InterfaceError)
+
+
+def _transient(exc: Exception) -> bool:
+    """A deadlock or serialization failure: PostgreSQL aborted this
+    transaction to let another finish (SQLSTATE class 40); worth a retry."""
+    for error in (exc, *(exc.args[:1]), exc.__cause__, exc.__context__):
+        if str(getattr(error, "sqlstate", "") or "").startswith("40"):
+            return True
+    return False
+
+
+# --- the seam with the proxy ---------------------------------------------------------------
+
+@dataclass
+class Call:
+    """What the gateway knows about a call before forwarding it."""
+    org: Organization
+    api_key: ApiKey | None
+    provider: str  # catalog provider id after normalisation, e.g. "openai", "anthropic"
+    model: str  # the model name as the upstream will be asked
+    user: str | None  # attribution: X-CG-User / OpenAI `user` / the key's member email
+    department_id: int | None
+    tags: list[str] = field(default_factory=list)
+    body: dict = field(default_factory=dict)  # the request JSON as the client sent it
+
+
+@dataclass
+class Admission:
+    id: int | None  # the reservation row (None when no hard budget covers the call)
+    reserved_nanos: int  # the estimated maximum cost held against every covering hard budget (the estimate
+    #                      also when nothing is held: id None)
+    input_tokens_estimate: int
+    max_output_tokens: int
+
+
+class Blocked(Exception):
+    """A hard budget has no room for this call: the gateway answers 429 in the provider's error shape."""
+
+    def __init__(self, budget_name: str, budget_id: int, resets_at: datetime | None, message: str):
+        super().__init__(message)
+        self.budget_name = budget_name
+        self.budget_id = budget_id
+        self.resets_at = resets_at  # naive UTC; None when the budget's period never resets (custom)
+        self.message = message
+
+
+class Unavailable(Exception):
+    """The database could not be reached while the organization has hard
+    budgets and fail-closed is on: 503 in the provider's shape."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+def _setting(name: str):
+    if has_app_context():
+        value = current_app.config.get(name)
+        if value is not None:
+            return value
+    return DEFAULTS[name]
+
+
+def default_max_output_tokens() -> int:
+    return max(1, min(int(_setting("CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS")), MAX_OUTPUT_TOKENS))
+
+
+def reservation_ttl() -> timedelta:
+    return timedelta(seconds=max(1, int(_setting("CG_GATEWAY_RESERVATION_TTL"))))
+
+
+def fail_open() -> bool:
+    return bool(_setting("CG_GATEWAY_FAIL_OPEN"))
+
+
+# --- the estimate ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Estimate:
+    model: str  # the model as ingest will record it (aliases and catalog names resolved)
+    input_tokens: int
+    max_output_tokens: int  # per choice
+    choices: int
+    cost_nanos: int  # the most the call may cost; 0 for a model without a price
+    priced: bool
+
+
+def max_output_tokens(body: dict) -> int:
+    """The call's own output cap (OpenAI max_tokens / max_completion_tokens /
+    max_output_tokens, Anthropic max_tokens), else the configured default."""
+    values = []
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(key) if isinstance(body, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            values.append(value)
+    if not values:
+        return default_max_output_tokens()
+    return min(max(values), MAX_OUTPUT_TOKENS)
+
+
+def choices(body: dict) -> int:
+    value = body.get("n") if isinstance(body, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+        return min(value, MAX_CHOICES)
+    return 1
+
+
+def recorded_model(org: Organization, provider: str, model: str) -> str:
+    """The model name ingest will store for the call: the organization's
+    alias first (an Azure deployment "prod-4o" → gpt-4o), then the catalog's."""
+    aliases = {alias.lower(): target for alias, target in ModelAlias.in_org(org, ModelAlias.alias, ModelAlias.model)
+               .where(ModelAlias.provider == provider).tuples()}
+    return aliases.get((model or "").lower()) or catalog.resolve_model(provider, model or "")[0]
+
+
+def estimate(call: Call, now: datetime | None = None) -> Estimate:
+    """The most the call may cost: its counted prompt tokens (every one of
+    them priced at the higher of the input and cache-write prices), plus its
+    output cap times the number of choices at the output price, at the
+    standard price or the requested service tier's, whichever is higher."""
+    now = now or clock.now()
+    provider = catalog.normalize_provider(call.provider)
+    model = recorded_model(call.org, provider, call.model)
+    body = call.body if isinstance(call.body, dict) else {}
+    input_tokens = token_estimates.input_tokens(provider, model, body)
+    output = max_output_tokens(body)
+    n = choices(body)
+    prices = OrgPrices.for_org(call.org)
+    tier = body.get("service_tier") if isinstance(body.get("service_tier"), str) else ""
+    costs = []
+    for tokens in (Tokens(input=input_tokens, output=output * n),
+                   Tokens(input=input_tokens, cache_write=input_tokens, output=output * n)):
+        for service_tier in dict.fromkeys(("", tier[:32])):
+            cost, _ = prices.price(provider, model, now, tokens, service_tier=service_tier)
+            if cost is not None:
+                costs.append(cost)
+    if not costs:
+        return Estimate(model, input_tokens, output, n, 0, False)
+    return Estimate(model, input_tokens, output, n, min(max(costs), MAX_RESERVATION_NANOS), True)
+
+
+# --- admission ---------------------------------------------------------------------------------
+
+def _covering(call: Call, model: str, now: datetime):
+    from costguardian.services.budgets import budgets
+
+    statuses = budgets.budget_status_for(
+        call.org, user=call.user, api_key=call.api_key.id if call.api_key is not None else None,
+        department=call.department_id, provider=call.provider, model=model, now=now,
+        tags=[t.strip() for t in call.tags or () if isinstance(t, str)])  # as ingest stores them
+    # A custom budget outside its range counts no call made now.
+    return [s for s in statuses if s.budget.enforcement == "hard" and s.period.contains(now)]
+
+
+def admit(call: Call) -> Admission:
+    """Reserve the call's estimated maximum cost against every hard budget
+    covering it, or raise Blocked naming the first budget without room.
+    Raises Unavailable when the database cannot be reached and the
+    organization must fail closed."""
+    now = clock.now()
+    try:
+        est = estimate(call, now)
+        hard = _covering(call, est.model, now)
+        _remember_hard(call.org.id, True if hard else None, now)
+        if not hard:
+            return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens)
+        for attempt in (1, 2, 3):
+            try:
+                admission, blocked = _reserve(call.org.id, hard, est, now)
+                break
+            except IntegrityError:  # a covering budget was deleted meanwhile: look again
+                if attempt == 3:
+                    raise
+                hard = _covering(call, est.model, now)
+                if not hard:
+                    return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens)
+            except _DATABASE_DOWN as exc:
+                if attempt == 3 or not _transient(exc):
+                    raise
+    except _DATABASE_DOWN as exc:
+        return _database_down(call, exc)
+    if blocked is not None:
+        status, held = blocked
+        _alert_blocked(status, now)
+        raise _blocked(call.org, status, held, est)
+    return admission
+
+
+def _reserve(org_id: int, statuses: list, est: Estimate, now: datetime):
+    """One transaction: lock the covering hard budgets' counters, check each,
+    insert the reservations. Returns (Admission, None) or (None, (status, held))."""
+    keys = sorted((s.budget.id, s.period.start) for s in statuses)
+    with write_transaction():
+        spend, live = _lock_counters(org_id, keys, now)
+        statuses = [s for s in statuses if s.budget.id in live]  # a budget deleted meanwhile covers nothing
+        keys = [k for k in keys if k[0] in live]
+        if not keys:
+            return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
+        held = _held(keys, now)
+        for st in statuses:
+            key = (st.budget.id, st.period.start)
+            st.spend = spend.get(key, 0)  # no counter row yet: nothing spent
+            if st.spend + held.get(key, 0) + est.cost_nanos > st.limit:
+                return None, (st, held.get(key, 0))
+        if est.cost_nanos == 0:  # an unpriced model: nothing to hold (its calls are recorded at no cost)
+            return Admission(None, 0, est.input_tokens, est.max_output_tokens), None
+        expires = now + reservation_ttl()
+        first = None
+        for budget_id, period_start in keys:
+            row = GatewayReservation.create(organization=org_id, budget=budget_id, period_start=period_start,
+                                            amount_nanos=est.cost_nanos, admission=first, created_at=now,
+                                            expires_at=expires)
+            first = first or row.id
+    return Admission(first, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
+
+
+def _lock_counters(org_id: int, keys: list[tuple[int, datetime]], now: datetime) -> tuple[dict, set[int]]:
+    """(the covering budgets' current spend, the ids of those that still
+    exist), read under a lock that other admissions of these budgets and
+    ingest's counter updates wait for.
+
+    SQLite: the write transaction already holds the database's one writer
+    lock (a budget deleted before it is simply gone). PostgreSQL, in this order, so that admission queues behind a
+    budget's rebuild or deletion instead of deadlocking with it:
+    1. the organization row FOR KEY SHARE (what the reservations' foreign key
+       takes anyway; a rebuild holds the row FOR UPDATE before it writes the
+       counters; ingest's FOR SHARE and other admissions do not conflict);
+    2. the budget rows FOR KEY SHARE in id order (a deletion locks its row
+       before it cascades to the counters; edits take a weaker lock);
+    3. the counter rows, created if missing, FOR UPDATE in (budget, period)
+       order, the order ingest updates them in."""
+    ids = sorted({budget_id for budget_id, _ in keys})
+    postgres = isinstance(db.obj, PostgresqlDatabase)
+    if postgres:
+        (Organization.select(Organization.id).where(Organization.id == org_id)
+         .for_update("FOR KEY SHARE").execute())
+    live_query = Budget.select(Budget.id).where(Budget.id.in_(ids)).order_by(Budget.id)
+    live = {i for (i,) in (live_query.for_update("FOR KEY SHARE") if postgres else live_query).tuples()}
+    keys = [k for k in keys if k[0] in live]
+    if not keys:
+        return {}, live
+    if postgres:
+        (BudgetSpend.insert_many([{"budget": b, "period_start": p, "spend_nanos": 0, "requests": 0,
+                                   "updated_at": now} for b, p in keys])
+         .on_conflict_ignore().execute())
+    condition = None
+    for budget_id, start in keys:
+        clause = (BudgetSpend.budget == budget_id) & (BudgetSpend.period_start == start)
+        condition = clause if condition is None else (condition | clause)
+    query = (BudgetSpend.select(BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos)
+             .where(condition).order_by(BudgetSpend.budget, BudgetSpend.period_start))
+    if postgres:
+        query = query.for_update()
+    return {(b, p): int(s) for b, p, s in query.tuples()}, live
+
+
+def _held(keys: list[tuple[int, datetime]], now: datetime) -> dict:
+    """Money held by calls in flight, per (budget, period): unexpired reservations only."""
+    condition = None
+    for budget_id, start in keys:
+        clause = (GatewayReservation.budget == budget_id) & (GatewayReservation.period_start == start)
+        condition = clause if condition is None else (condition | clause)
+    query = (GatewayReservation.select(GatewayReservation.budget, GatewayReservation.period_start,
+                                       fn.SUM(GatewayReservation.amount_nanos))
+             .where(condition, GatewayReservation.expires_at > now)
+             .group_by(GatewayReservation.budget, GatewayReservation.period_start))
+    return {(b, p): int(total or 0) for b, p, total in query.tuples()}
+
+
+def settle(admission: Admission) -> None:
+    """Release the call's reservations (after its usage event was recorded).
+    Idempotent: a second settle deletes nothing. A database error is logged,
+    not raised (the proxy settles in a `finally`): the reservation then
+    stops counting when it expires."""
+    if admission is None or admission.id is None:
+        return
+    try:
+        (GatewayReservation.delete()
+         .where((GatewayReservation.id == admission.id) | (GatewayReservation.admission == admission.id))
+         .execute())
+    except _DATABASE_DOWN:
+        log.exception("settling gateway admission %s failed; its reservation expires instead", admission.id)
+
+
+def sweep_expired(now: datetime | None = None) -> int:
+    """Delete reservations that expired (their calls never settled). They
+    already stopped counting at expiry; this only keeps the table small."""
+    now = now or clock.now()
+    return GatewayReservation.delete().where(GatewayReservation.expires_at <= now).execute()
+
+
+# --- blocked ----------------------------------------------------------------------------------------
+
+def _blocked(org: Organization, status, held: int, est: Estimate) -> Blocked:
+    budget = status.budget
+    resets_at = status.period.end if budget.period != "custom" else None
+    if resets_at is not None:
+        local = resets_at.replace(tzinfo=clock.zone("UTC")).astimezone(clock.zone(org))
+        when = f"It resets on {local.strftime('%-d %b %Y at %H:%M')} ({org.time_zone or 'UTC'})."
+    else:
+        when = f"Its period runs until {status.period.last_day.strftime('%-d %b %Y')} and does not reset."
+    who = RAISERS
+    try:
+        if budget.owner_id:
+            who = f"{budget.owner.display_name} (the budget's owner) or {RAISERS}"
+    except _DATABASE_DOWN:
+        pass
+    message = (f"Blocked by the hard budget \"{budget.name}\": {format_usd(status.spend)} of "
+               f"{format_usd(status.limit)} spent this period"
+               + (f", {format_usd(held)} held by calls in progress" if held else "")
+               + f", and this call may cost up to {format_usd(est.cost_nanos)}. {when} "
+               f"{who[0].upper() + who[1:]} can raise it.")
+    return Blocked(budget.name, budget.id, resets_at, message)
+
+
+def _alert_blocked(status, now: datetime) -> None:
+    """The budget-blocked notification, once per budget and period (the
+    alert row's unique key; later refusals cost one indexed lookup)."""
+    from costguardian.services.budgets import budgets
+
+    try:
+        budgets.alert_blocked(status, now)
+    except Exception:  # the call is refused either way; the periodic check resends unsent alerts
+        log.exception("raising the blocked alert of budget %s failed", status.budget.id)
+
+
+# --- the database is down ---------------------------------------------------------------------------
+
+# Which organizations have hard budgets, as last seen (org id → (has hard, seen at)): when the
+# database is down this decides fail-closed or open. Refreshed at most once a minute per worker.
+_hard_orgs: dict[int, tuple[bool, datetime]] = {}
+HARD_ORGS_REFRESH = timedelta(minutes=1)
+
+
+def _remember_hard(org_id: int, has_hard: bool | None, now: datetime) -> None:
+    """`has_hard` None: not known from the call (no hard budget covers it); look it up if stale."""
+    if has_hard is None:
+        known = _hard_orgs.get(org_id)
+        if known is not None and now - known[1] < HARD_ORGS_REFRESH:
+            return
+        has_hard = Budget.select().where(Budget.organization == org_id, Budget.enforcement == "hard").exists()
+    if len(_hard_orgs) > 100_000:
+        _hard_orgs.clear()
+    _hard_orgs[org_id] = (has_hard, now)
+
+
+def _database_down(call: Call, exc: Exception) -> Admission:
+    """Fail open for organizations known to have no hard budget (or when
+    CG_GATEWAY_FAIL_OPEN is on), closed otherwise (unknown counts as hard)."""
+    log.error("gateway admission: the database is unreachable (%s)", exc)
+    has_hard = _hard_orgs.get(call.org.id, (True, None))[0]
+    if fail_open() or not has_hard:
+        log.warning("gateway admission: forwarding a call of organization %s unchecked (fail-open)", call.org.id)
+        return Admission(None, 0, 0, max_output_tokens(call.body if isinstance(call.body, dict) else {}))
+    raise Unavailable("Cost Guardian cannot check this organization's hard budgets right now (its database is "
+                      "unreachable), so the call was not forwarded. Retry shortly; an operator can set "
+                      "CG_GATEWAY_FAIL_OPEN=1 to forward calls unchecked while the database is down.")

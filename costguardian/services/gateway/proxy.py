@@ -1,0 +1,369 @@
+"""The gateway's proxy: one call from an OpenAI- or Anthropic-style request
+to the provider and back.
+
+    reply = proxy.handle(org, api_key, "chat.completions", body, headers, request_id)
+    # the view sends reply.body, then calls reply.finish() (recording)
+
+Steps: parse the body, attribute the call (attribution), pick the provider,
+credential and URL (routing), hold its budget (admission.admit, 429 in the
+caller's format when a hard budget has no room), forward it with the
+provider's own authentication, and answer with the provider's own status,
+body and retry headers — or a stream relayed event by event (streams).
+Errors the gateway itself answers are in the caller's wire format: 400/404
+before forwarding, 504 when the provider timed out, 502 when it could not be
+reached. `finish`, run after the answer was sent, records the call
+(recording) and then settles the admission.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+import requests
+from flask import current_app
+from urllib3.exceptions import ReadTimeoutError
+
+from costguardian import clock
+from costguardian.services.gateway import (admission, anthropic_wire, attribution, openai_wire, recording, routing,
+                                           streams, upstream, vault)
+from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
+from costguardian.services.gateway.recording import CallRecord
+from costguardian.services.notifications import webhook_urls
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "CostGuardian-Gateway/1"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 600.0  # between two bytes of an answer: as long as the OpenAI SDK waits
+# The provider's headers the caller gets back: its retry advice, rate-limit state and request id.
+PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry", "x-request-id", "request-id",
+                  "openai-processing-ms")
+PASSED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+# The caller's headers the provider gets: versions and betas of its API, nothing else.
+CALLER_HEADERS = {ANTHROPIC: ("anthropic-version", "anthropic-beta"), OPENAI: ("openai-beta",)}
+# Providers that refuse `stream_options` (they report usage in the last chunk anyway).
+NO_STREAM_OPTIONS = {"mistral"}
+STREAMING_KINDS = ("chat", "completions", "responses", "messages")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes | Iterable[bytes]
+    headers: dict[str, str]
+    content_type: str = "application/json"
+    finish: Callable[[], None] | None = None  # run after the answer was sent
+
+
+def new_request_id() -> str:
+    return "gw_" + uuid.uuid4().hex
+
+
+def error_reply(wire: str, status: int, message: str, request_id: str, *, code: str | None = None,
+                kind: str | None = None, headers: dict | None = None) -> Reply:
+    """An error the gateway answers itself, in the caller's wire format."""
+    if wire == ANTHROPIC:
+        body = anthropic_wire.error_body(status, message, kind=kind, request_id=request_id)
+    else:
+        body = openai_wire.error_body(status, message, code=code, kind=kind)
+    return Reply(status, json.dumps(body).encode(), {"X-CG-Request-Id": request_id, **(headers or {})})
+
+
+def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[str, str], request_id: str) -> Reply:
+    exchange = _Exchange(org, api_key, routing.ENDPOINTS[endpoint_name], headers, request_id)
+    try:
+        return exchange.run(raw_body)
+    except Exception:
+        log.exception("gateway request %s failed inside the gateway", request_id)
+        exchange.abandon()
+        return error_reply(exchange.endpoint.wire, 500, "The gateway failed unexpectedly; the error was logged.",
+                           request_id)
+
+
+# --- models lists --------------------------------------------------------------------
+
+def openai_models(org) -> dict:
+    """GET /v1/models: every `provider/model` the organization's enabled credentials allow."""
+    return {"object": "list", "data": [{"id": f"{m.provider}/{m.model}", "object": "model", "created": 0,
+                                        "owned_by": m.provider} for m in vault.allowed_models(org)]}
+
+
+def anthropic_models(org) -> dict:
+    """GET /anthropic/v1/models: the Anthropic models the credentials allow."""
+    ids = [m.model for m in vault.allowed_models(org) if m.provider == "anthropic"]
+    return {"data": [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+                     for m in ids],
+            "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+
+
+# --- one call ------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _session(guarded: bool) -> requests.Session:
+    """A pooled session per thread (keep-alive to the providers); for
+    admin-typed URLs the SSRF-guarded one (the peer checked on connect)."""
+    sessions = getattr(_local, "sessions", None)
+    if sessions is None:
+        sessions = _local.sessions = {}
+    if guarded not in sessions:
+        sessions[guarded] = webhook_urls.session() if guarded else requests.Session()
+    return sessions[guarded]
+
+
+class _Exchange:
+    def __init__(self, org, api_key, endpoint: routing.Endpoint, headers: Mapping[str, str], request_id: str):
+        self.org, self.api_key, self.endpoint, self.headers = org, api_key, endpoint, headers
+        self.request_id = request_id
+        self.started = clock.monotonic()
+        self.record = CallRecord(request_id, org, api_key, endpoint.name, clock.now())
+        self.admission: admission.Admission | None = None
+        self.body: dict = {}
+        self.route: routing.Route | None = None
+        self.relay: streams.Relay | None = None
+        self.reader: streams.Reader | None = None
+        config = current_app.config
+        self.timeouts = (float(config.get("CG_GATEWAY_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
+                         float(config.get("CG_GATEWAY_READ_TIMEOUT") or DEFAULT_READ_TIMEOUT))
+        self.private_allowed = webhook_urls.private_allowed()
+
+    @property
+    def wire(self) -> str:
+        return self.endpoint.wire
+
+    # --- before forwarding
+
+    def run(self, raw_body: bytes) -> Reply:
+        try:
+            body = json.loads(raw_body or b"null")
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            return self.refuse(400, "We could not parse the JSON body of your request: send one JSON object.",
+                               "invalid_json")
+        self.body = body
+        self.record.requested_model = str(body.get("model") or "")[:200]
+        try:
+            who = attribution.from_request(self.org, self.api_key, self.headers, body)
+        except attribution.AttributionError as exc:
+            return self.refuse(400, exc.message, "invalid_attribution")
+        self.record.user, self.record.department, self.record.tags = who.user, who.department, who.tags
+        try:
+            self.route = route = routing.resolve(self.org, self.endpoint, body.get("model"))
+        except routing.RouteError as exc:
+            return self.refuse(exc.status, exc.message, exc.code)
+        self.record.provider, self.record.model = route.pricing_provider, route.pricing_model
+        self.record.credential_id = route.credential.id
+        stream = body.get("stream") is True and self.endpoint.kind in STREAMING_KINDS
+        outgoing, caller_wants_usage = self.upstream_body(body, route, stream)
+        if self.endpoint.records:
+            refusal = self.admit(who)
+            if refusal is not None:
+                return refusal
+        return self.forward(outgoing, stream, caller_wants_usage)
+
+    def upstream_body(self, body: dict, route: routing.Route, stream: bool) -> tuple[dict, bool]:
+        outgoing = {**body, "model": routing.upstream_model(route, self.endpoint)}
+        caller_wants_usage = True
+        if stream and self.endpoint.kind in ("chat", "completions"):
+            options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+            caller_wants_usage = bool(options.get("include_usage"))
+            if not caller_wants_usage and route.provider.key not in NO_STREAM_OPTIONS:
+                outgoing["stream_options"] = {**options, "include_usage": True}
+        return outgoing, caller_wants_usage
+
+    def admit(self, who: attribution.Attribution) -> Reply | None:
+        # The model priced: for Azure the one its deployment runs (the upstream is asked by deployment).
+        call = admission.Call(org=self.org, api_key=self.api_key, provider=self.route.pricing_provider,
+                              model=self.route.pricing_model, user=who.user_for(self.api_key),
+                              department_id=who.department_id, tags=["source:gateway", *who.tags], body=self.body)
+        try:
+            self.admission = admission.admit(call)
+        except admission.Blocked as exc:
+            headers = {"x-should-retry": "false"}  # the SDKs' retries would only be refused again
+            if exc.resets_at is not None:
+                headers["retry-after"] = str(max(1, math.ceil((exc.resets_at - clock.now()).total_seconds())))
+            return self.refuse(429, exc.message, "budget_exceeded", outcome=recording.BLOCKED, headers=headers,
+                               kind="insufficient_quota" if self.wire == OPENAI else None)
+        except admission.Unavailable as exc:
+            return self.refuse(503, exc.message, "budget_check_unavailable", outcome=recording.BLOCKED)
+        return None
+
+    def refuse(self, status: int, message: str, code: str, *, outcome: str = recording.REFUSED,
+               headers: dict | None = None, kind: str | None = None) -> Reply:
+        reply = error_reply(self.wire, status, message, self.request_id, code=code, kind=kind, headers=headers)
+        self.record.status_code, self.record.outcome, self.record.error = status, outcome, f"{code}: {message}"
+        self.record.latency_ms = self.elapsed_ms()
+        reply.finish = self.finish if self.endpoint.records else None
+        return reply
+
+    # --- forwarding
+
+    def forward(self, outgoing: dict, stream: bool, caller_wants_usage: bool) -> Reply:
+        route = self.route
+        url = routing.upstream_url(route, self.endpoint)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json",
+                   "Accept-Encoding": "identity", "User-Agent": USER_AGENT, **route.credential.headers()}
+        for name in CALLER_HEADERS.get(route.provider.wire, ()):
+            if self.headers.get(name):
+                headers[name] = self.headers[name]
+        guarded = route.provider.custom_base_url and not self.private_allowed
+        self.record.forwarded = self.endpoint.records
+        try:
+            response = _session(guarded).post(url, data=json.dumps(outgoing).encode(), headers=headers, stream=True,
+                                              timeout=self.timeouts, allow_redirects=False)
+        except requests.Timeout:
+            return self.upstream_failed(504, recording.TIMEOUT, f"{route.provider.label} did not answer within "
+                                        f"{self.timeouts[1]:g} s.", "upstream_timeout")
+        except webhook_urls.ForbiddenAddress as exc:
+            return self.upstream_failed(502, recording.UNREACHABLE, f"{exc} Only public addresses are called.",
+                                        "upstream_unreachable")
+        except requests.RequestException as exc:
+            return self.upstream_failed(502, recording.UNREACHABLE, f"Could not connect to {route.provider.label} "
+                                        f"({_host(url)}): {_reason(exc)}.", "upstream_unreachable")
+        content_type = response.headers.get("Content-Type", "")
+        if stream and response.status_code < 300 and content_type.startswith("text/event-stream"):
+            return self.relay_stream(response, content_type, caller_wants_usage)
+        return self.whole_answer(response, content_type)
+
+    def upstream_failed(self, status: int, outcome: str, message: str, code: str) -> Reply:
+        return self.refuse(status, message, code, outcome=outcome)
+
+    def whole_answer(self, response: requests.Response, content_type: str) -> Reply:
+        try:
+            content = response.content
+        except requests.RequestException as exc:
+            # requests reports a read timeout inside the body as a ConnectionError wrapping urllib3's.
+            if isinstance(exc, requests.Timeout) or any(isinstance(a, ReadTimeoutError) for a in exc.args):
+                return self.upstream_failed(504, recording.TIMEOUT, f"{self.route.provider.label} stopped sending "
+                                            "the answer (read timed out).", "upstream_timeout")
+            return self.upstream_failed(502, recording.UPSTREAM_ERROR, f"{self.route.provider.label} closed the "
+                                        "connection before the answer was complete.", "upstream_disconnected")
+        finally:
+            response.close()
+        record = self.record
+        record.status_code, record.latency_ms = response.status_code, self.elapsed_ms()
+        if response.status_code < 300:
+            self.read_answer(content)
+        else:
+            secret = self.route.credential.secret
+            record.outcome = recording.UPSTREAM_ERROR
+            record.error = f"HTTP {response.status_code}: " + upstream.provider_message(content, secret)
+            if len(secret) >= 8:  # the organization's provider key is not the caller's to see
+                content = content.replace(secret.encode(), ("…" + secret[-4:]).encode())
+        return Reply(response.status_code, content, self.passed_headers(response),
+                     content_type or "application/json", self.finish if self.endpoint.records else None)
+
+    def read_answer(self, content: bytes) -> None:
+        if not self.endpoint.records:
+            return
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            answer = None
+        answer = answer if isinstance(answer, dict) else {}
+        if isinstance(answer.get("model"), str) and answer["model"]:
+            self.record.model = answer["model"]  # what served the call (a dated version, Azure's model)
+        wire_module = anthropic_wire if self.wire == ANTHROPIC else openai_wire
+        usage = wire_module.answer_usage(answer)
+        if usage is None:
+            self.record.usage_estimated = True
+            usage = (anthropic_wire.estimated_answer_usage(answer, self.input_estimate()) if self.wire == ANTHROPIC
+                     else openai_wire.estimated_answer_usage(self.endpoint.kind, answer, self.input_estimate()))
+        self.record.usage = usage
+
+    def relay_stream(self, response: requests.Response, content_type: str, caller_wants_usage: bool) -> Reply:
+        kind = self.endpoint.kind
+        if kind == "messages":
+            self.reader = anthropic_wire.MessagesStream()
+        elif kind == "responses":
+            self.reader = openai_wire.ResponsesStream()
+        else:
+            self.reader = openai_wire.ChatStream(caller_wants_usage)
+        self.relay = streams.Relay(response, self.reader, self.started)
+        self.record.streamed, self.record.status_code = True, response.status_code
+        headers = {**self.passed_headers(response), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Reply(response.status_code, self.relay, headers, content_type, self.finish)
+
+    def passed_headers(self, response: requests.Response) -> dict[str, str]:
+        passed = {name: value for name, value in response.headers.items()
+                  if name.lower() in PASSED_HEADERS or name.lower().startswith(PASSED_PREFIXES)}
+        passed["X-CG-Request-Id"] = self.request_id
+        return passed
+
+    # --- after the answer was sent
+
+    def finish(self) -> None:
+        """Record the call, then release its budget reservation."""
+        try:
+            if self.relay is not None:
+                self.read_stream()
+            recording.record(self.record)
+        except Exception:
+            log.exception("recording gateway request %s failed", self.request_id)
+        finally:
+            self.settle()
+
+    def read_stream(self) -> None:
+        relay, reader, record = self.relay, self.reader, self.record
+        relay.close()
+        record.latency_ms, record.ttft_ms = relay.latency_ms, relay.ttft_ms
+        if reader.model:
+            record.model = reader.model
+        if reader.final:
+            record.usage = reader.usage
+        else:  # cut short, or a provider that never reports usage in a stream: what was seen
+            record.usage, record.usage_estimated = reader.estimated_usage(self.input_estimate()), True
+        if relay.failure:
+            record.outcome = recording.TIMEOUT if relay.failure == "timeout" else recording.UPSTREAM_ERROR
+            record.error = f"stream broken: {relay.failure}"
+        elif reader.error:
+            record.outcome, record.error = recording.UPSTREAM_ERROR, reader.error
+        elif not relay.completed and not reader.final:  # the caller went away mid-stream
+            record.outcome = recording.CANCELLED
+
+    def settle(self) -> None:
+        if self.admission is not None:
+            admission.settle(self.admission)
+            self.admission = None
+
+    def abandon(self) -> None:
+        """The gateway failed: release what the call holds."""
+        if self.relay is not None:
+            self.relay.close()
+        self.settle()
+
+    # --- helpers
+
+    def input_estimate(self) -> int:
+        if self.admission is not None and self.admission.input_tokens_estimate:
+            return self.admission.input_tokens_estimate
+        prompt = [self.body.get(k) for k in ("system", "instructions", "messages", "prompt", "input")]
+        return max(1, math.ceil(len(json.dumps(prompt, ensure_ascii=False)) / 4))
+
+    def elapsed_ms(self) -> int:
+        return int((clock.monotonic() - self.started) * 1000)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Connection refused" in text or "ECONNREFUSED" in text:
+        return "connection refused"
+    if any(s in text for s in ("Name or service not known", "nodename nor servname", "Temporary failure in name "
+                               "resolution", "No address associated")):
+        return "the host name does not resolve"
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "reset by peer" in text:
+        return "the server closed the connection without answering"
+    return "the connection failed"
+
