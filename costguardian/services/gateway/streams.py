@@ -9,6 +9,7 @@ caller did not).
 """
 from __future__ import annotations
 
+import abc
 import math
 import re
 import socket
@@ -74,7 +75,7 @@ def chunks(response: requests.Response) -> Iterator[bytes]:
         yield data
 
 
-class Reader:
+class Reader(abc.ABC):
     """What a wire format's stream reader tells the relay. Subclasses set
     `usage` (the provider's own usage object as known so far), `final` (the
     provider's last word on usage arrived), `model`, and count the generated
@@ -88,18 +89,18 @@ class Reader:
         self.output_events = 0
         self.error = ""  # an error the provider reported inside the stream
 
+    @abc.abstractmethod
     def feed(self, event: Event) -> bool:
         """Look at one event; True to forward it to the caller."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def error_event(self, kind: str, message: str) -> bytes:
         """An event in the wire's own format telling the caller the stream broke."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def estimated_usage(self, input_tokens: int) -> dict:
         """A usage object in the wire's format from what was seen, when the
         provider's own never came."""
-        raise NotImplementedError
 
     def output_estimate(self) -> int:
         """Tokens generated so far: at least one per content event, and about
