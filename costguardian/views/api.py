@@ -16,7 +16,7 @@ from costguardian.openapi import spec
 from costguardian.web import PROBLEM_BASE, PROBLEM_KINDS
 from costguardian.services import keys
 from costguardian.services.usage import ingest, queries as usage_queries
-from costguardian.services.usage.ingest import BatchError, usd_string
+from costguardian.services.usage.ingest import BatchError, storable, usd_string
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -54,17 +54,6 @@ def api_key_required(scope: str):
         return wrapped
 
     return decorate
-
-
-def storable(text: str) -> bool:
-    """No NUL (PostgreSQL refuses it) and valid UTF-8 (no lone surrogates)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def text_error(value, max_length: int, *, required: bool = False) -> str | None:

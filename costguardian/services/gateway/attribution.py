@@ -15,6 +15,7 @@ from typing import Mapping
 
 from costguardian.models import Department
 from costguardian.models.org import caseless
+from costguardian.services.usage.ingest import storable
 
 MAX_USER = 200
 MAX_TAG = 100
@@ -44,16 +45,6 @@ class Attribution:
         return None
 
 
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def from_request(org, api_key, headers: Mapping[str, str], body: dict) -> Attribution:
     return Attribution(user=_user(headers, body), **_department(org, api_key, headers), tags=_tags(headers))
 
@@ -62,12 +53,12 @@ def _user(headers: Mapping[str, str], body: dict) -> str:
     given = headers.get("x-cg-user")
     if given is not None:
         given = given.strip()
-        if len(given) > MAX_USER or not _storable(given):
+        if len(given) > MAX_USER or not storable(given):
             raise AttributionError(f"X-CG-User: at most {MAX_USER} characters, without NUL.")
         return given.lower() if "@" in given else given
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     for value in (body.get("user"), metadata.get("user_id")):
-        if isinstance(value, str) and value.strip() and _storable(value):
+        if isinstance(value, str) and value.strip() and storable(value):
             value = value.strip()[:MAX_USER]  # the provider's field allows more; the attribution keeps the start
             return value.lower() if "@" in value else value
     return ""
@@ -94,7 +85,7 @@ def _tags(headers: Mapping[str, str]) -> list[str]:
     if len(tags) > MAX_CALLER_TAGS:
         raise AttributionError(f"X-CG-Tags: at most {MAX_CALLER_TAGS} tags.")
     for tag in tags:
-        if len(tag) > MAX_TAG or not _storable(tag):
+        if len(tag) > MAX_TAG or not storable(tag):
             raise AttributionError(f"X-CG-Tags: each tag is at most {MAX_TAG} characters, without NUL.")
         if tag.partition(":")[0].strip().lower() in RESERVED_TAG_KEYS and ":" in tag:
             raise AttributionError(f"X-CG-Tags: '{tag}' — the {', '.join(k + ':' for k in RESERVED_TAG_KEYS)} tags "

@@ -138,7 +138,7 @@ def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> s
         return ""
     if len(value) > limit:  # as sent: the limit the API document states, before trimming
         errors[name] = f"At most {limit} characters."
-    elif not _storable(value):
+    elif not storable(value):
         errors[name] = "Contains characters that cannot be stored (NUL or an unpaired surrogate)."
     value = value.strip()
     if required and not value and name not in errors:
@@ -146,7 +146,7 @@ def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> s
     return value
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
     """No NUL (PostgreSQL refuses it) and valid UTF-8 (no lone surrogates)."""
     if "\x00" in text:
         return False
@@ -228,7 +228,7 @@ def _tags(raw: dict, errors: dict) -> list[str]:
         errors["tags"] = f"At most {MAX_TAGS} tags."
     elif any(len(t) > MAX_TAG_LENGTH for t in raw_tags):
         errors["tags"] = f"Each tag is at most {MAX_TAG_LENGTH} characters."
-    elif not all(_storable(t) for t in raw_tags):
+    elif not all(storable(t) for t in raw_tags):
         errors["tags"] = "A tag contains characters that cannot be stored (NUL or an unpaired surrogate)."
     return [t for t in dict.fromkeys(items) if t]
 
