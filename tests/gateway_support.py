@@ -25,17 +25,10 @@ from tests.fakes.llm_upstream import ANTHROPIC_KEY, OPENAI_KEY
 @pytest.fixture(scope="session")
 def gateway_server(app):
     """The session app on http://127.0.0.1:<free port>."""
-    from werkzeug.serving import make_server
+    from tests.support import serving
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="gateway-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with serving(app, "gateway-live-server") as url:
+        yield url
 
 
 class Recordings:

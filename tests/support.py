@@ -135,3 +135,21 @@ def other_app(**overrides):
         yield create_app({**TEST_CONFIG, **overrides})
     finally:
         db.initialize(previous)
+
+
+@contextlib.contextmanager
+def serving(app, name: str):
+    """The app on http://127.0.0.1:<free port>, in a thread, while the block runs."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

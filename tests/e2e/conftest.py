@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -38,17 +37,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def live_server(app):
     """The session app on http://127.0.0.1:<free port>, for the whole session."""
-    from werkzeug.serving import make_server
+    from tests.support import serving
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with serving(app, "e2e-live-server") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -592,6 +592,19 @@ def alert_blocked(st: Status, now: datetime | None = None) -> BudgetAlert | None
 
 # --- forecasts -------------------------------------------------------------------------------
 
+def _within_scope(query, table, scope: budget_accounting.Scope):
+    """A rollup query narrowed to the budget's scope (tag rollups for a tag scope)."""
+    if scope.tag is not None:
+        query = query.where(table.tag == scope.tag)
+    if scope.departments is not None:
+        query = query.where(table.department_id.in_(sorted(scope.departments)))
+    for column, value in ((table.user_ref, scope.user), (table.api_key_id, scope.api_key),
+                          (table.provider, scope.provider), (table.model, scope.model)):
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
 def daily_spend(budget: Budget, first_day: date, last_day: date, tz_name: str | None = None) -> list[tuple[date, int]]:
     """The scope's spend per local day, every day in the range (zeros included)."""
     tz_name = tz_name or _tz(budget.organization_id)
@@ -603,14 +616,7 @@ def daily_spend(budget: Budget, first_day: date, last_day: date, tz_name: str | 
     query = (table.select(table.hour, fn.SUM(table.cost_nanos))
              .where(table.organization == budget.organization_id, table.hour >= start, table.hour < end)
              .group_by(table.hour))
-    if scope.tag is not None:
-        query = query.where(table.tag == scope.tag)
-    if scope.departments is not None:
-        query = query.where(table.department_id.in_(sorted(scope.departments)))
-    for column, value in ((table.user_ref, scope.user), (table.api_key_id, scope.api_key),
-                          (table.provider, scope.provider), (table.model, scope.model)):
-        if value is not None:
-            query = query.where(column == value)
+    query = _within_scope(query, table, scope)
     days = {first_day + timedelta(days=i): 0 for i in range((last_day - first_day).days + 1)}
     for hour, cost in query.tuples():
         day = budget_periods.local_date(hour, zone)
@@ -735,14 +741,7 @@ def top_contributors(budget: Budget, period: budget_periods.Period, dimension: s
     query = (table.select(column, spend, fn.SUM(table.requests))
              .where(table.organization == budget.organization_id, table.hour >= period.start,
                     table.hour < period.end).group_by(column).order_by(spend.desc()).limit(limit))
-    if scope.tag is not None:
-        query = query.where(table.tag == scope.tag)
-    if scope.departments is not None:
-        query = query.where(table.department_id.in_(sorted(scope.departments)))
-    for col, value in ((table.user_ref, scope.user), (table.api_key_id, scope.api_key),
-                       (table.provider, scope.provider), (table.model, scope.model)):
-        if value is not None:
-            query = query.where(col == value)
+    query = _within_scope(query, table, scope)
     rows = [(value, int(s or 0), int(r or 0)) for value, s, r in query.tuples()]
     if dimension == "key":
         names = dict(ApiKey.select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_([v for v, _, _ in rows])).tuples())
