@@ -11,7 +11,7 @@ import time_machine
 
 from costguardian import clock
 from costguardian.extensions import db
-from costguardian.models import Budget, BudgetAlert, Department, Notification, OutboxMessage, UsageEvent
+from costguardian.models import Budget, BudgetAlert, BudgetSpend, Department, Notification, OutboxMessage, UsageEvent
 from costguardian.services.budgets import accounting as budget_accounting, periods as budget_periods, budgets
 from costguardian.services.usage import ingest, repricing
 from costguardian.services.errors import ValidationError
@@ -402,3 +402,45 @@ def test_a_forecast_older_than_the_spend_is_not_shown(org):
         ingest.ingest(org, None, [_event("b", tokens=20_000_000, at=datetime(2026, 12, 10, 11))])  # $50 more
         assert budgets.status(budget).forecast is None  # stale until the next refresh
         assert budgets.refresh_forecast(budget).forecast >= budgets.status(budget).spend
+
+
+def test_budgets_deleted_during_concurrent_ingest_never_fail_a_batch(app, make_user, make_org, backend):
+    """A batch that read the budgets before one was deleted must not write a
+    counter for it afterwards (on PostgreSQL, a foreign-key error that failed
+    the whole batch): deletion waits for the batches in flight."""
+    with app.app_context(), db.connection_context():
+        org = make_org("Acme", owner=make_user("owner@acme.com"))
+    errors, done = [], threading.Event()
+
+    def ingester(n):
+        try:
+            with app.app_context(), db.connection_context():
+                for i in range(20):
+                    ingest.ingest(org, None, [_event(f"{n}-{i}-{j}", tokens=1000 + j) for j in range(5)])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def admin():
+        try:
+            with app.app_context(), db.connection_context():
+                i = 0
+                while not done.is_set():
+                    budget = budgets.create(org, SYSTEM, {"name": f"b{i}", "amount_usd": "100"})
+                    budgets.delete(budget, SYSTEM)
+                    i += 1
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    ingesters = [threading.Thread(target=ingester, args=(n,)) for n in range(3)]
+    deleting = threading.Thread(target=admin)
+    for t in [*ingesters, deleting]:
+        t.start()
+    for t in ingesters:
+        t.join()
+    done.set()
+    deleting.join()
+    assert errors == []
+    with app.app_context(), db.connection_context():
+        assert UsageEvent.select().where(UsageEvent.organization == org.id).count() == 3 * 20 * 5
+        assert Budget.select().where(Budget.organization == org.id).count() == 0
+        assert BudgetSpend.select().count() == 0

@@ -249,6 +249,18 @@ def rebuild(budget: Budget, now: datetime | None = None) -> BudgetSpend | None:
     return BudgetSpend.get_or_none(key)
 
 
+def delete_budget(budget: Budget) -> None:
+    """Delete a budget (its counters, raises, alerts and reservations
+    cascade) holding the organization lock alone: an ingest batch that read
+    the budgets before cannot then write a counter for a budget that is gone
+    (on PostgreSQL a foreign-key error that failed the whole batch), and the
+    batches after it no longer see the budget. Admission takes the same row
+    first (FOR KEY SHARE), so it queues behind the deletion too."""
+    with write_transaction():
+        _org_lock(budget.organization_id, exclusive=True)
+        budget.delete_instance()
+
+
 def rebuild_org(org) -> int:
     """After history was rewritten (repricing, a merge, a new time zone)."""
     budgets = list(Budget.select().where(Budget.organization == org))

@@ -245,7 +245,7 @@ def _plain(value):
 def delete(budget: Budget, actor: Actor) -> None:
     org = budget.organization
     name = budget.name
-    budget.delete_instance()
+    budget_accounting.delete_budget(budget)
     audit.record(actor, "budget.deleted", org=org, target=budget, name=name)
 
 
