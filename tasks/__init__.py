@@ -120,6 +120,15 @@ def sweep_gateway_reservations() -> None:
     admission.sweep_expired()
 
 
+@app_periodic_task(crontab(minute="25"))
+def purge_request_bodies() -> None:
+    """Hourly: delete the gateway request bodies older than their
+    organization's retention (request logging), in batches."""
+    from costguardian.services.gateway import request_log
+
+    request_log.sweep_expired()
+
+
 @app_periodic_task(crontab(minute="15", hour="8"))
 def warn_expiring_keys() -> None:
     """Daily: tell admins about API keys that expire within a week."""

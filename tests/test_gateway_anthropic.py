@@ -116,14 +116,16 @@ def test_a_wrong_or_missing_key_is_refused_in_anthropics_shape(gateway):
     assert gateway.upstream.requests == []
 
 
-def test_an_openai_model_through_the_messages_api_is_a_clear_400(gateway):
+def test_count_tokens_for_an_openai_model_is_a_clear_400_and_an_unserved_model_a_404(gateway):
+    """Messages to an OpenAI model are translated (tests/test_gateway_translation.py); count_tokens is not."""
     with pytest.raises(anthropic.BadRequestError) as caught:
-        gateway.anthropic().messages.create(model="gpt-4o", max_tokens=10, messages=HELLO)
+        gateway.anthropic().messages.count_tokens(model="gpt-4o", messages=HELLO)
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert "OpenAI" in caught.value.body["error"]["message"]
     with pytest.raises(anthropic.NotFoundError) as caught:
         gateway.anthropic().messages.create(model="mistral/mistral-large-latest", max_tokens=10, messages=HELLO)
     assert caught.value.body["error"]["type"] == "not_found_error"
+    assert gateway.upstream.requests == []
 
 
 def test_the_providers_errors_keep_their_shape_and_retries_never_double_the_cost(gateway):

@@ -179,11 +179,12 @@ def test_provider_slash_model_picks_the_provider_and_the_upstream_gets_the_bare_
     assert (event.provider, event.model) == ("openai", "gpt-4o-mini")
 
 
-def test_an_anthropic_model_through_the_chat_api_is_a_clear_400(gateway):
+def test_an_anthropic_model_where_anthropic_has_no_equivalent_is_a_clear_400(gateway):
+    """Chat completions to Claude are translated (tests/test_gateway_translation.py); embeddings cannot be."""
     with pytest.raises(openai.BadRequestError) as caught:
-        gateway.openai().chat.completions.create(model="claude-sonnet-4-5", messages=HELLO)
+        gateway.openai().embeddings.create(model="claude-sonnet-4-5", input="hello")
     assert caught.value.code == "unsupported_model"
-    assert "Anthropic" in caught.value.message and "/anthropic/v1/messages" in caught.value.message
+    assert "Anthropic" in caught.value.message and "/v1/chat/completions" in caught.value.message
     assert gateway.upstream.requests == []
     [call] = gateway.calls(1)
     assert (call.outcome, call.status_code, call.forwarded) == ("refused", 400, False)

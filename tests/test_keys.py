@@ -431,3 +431,48 @@ def test_revoking_or_rotating_does_not_overwrite_a_newer_last_used(acme):
     assert reload(new.key).last_used_at == used_at
     keys.revoke_key(stale, SYSTEM)
     assert reload(new.key).last_used_at == used_at
+
+
+# --- gateway limits and the attribution setting ----------------------------------------
+
+def test_a_new_key_has_no_gateway_limits_and_allows_attribution_overrides(acme):
+    key = reload(new_key(acme[0], ("gateway",)).key)
+    assert (key.rpm_limit, key.tpm_limit, key.attribution_override) == (None, None, True)
+
+
+def test_set_gateway_limits_stores_them_and_audits_what_changed(acme):
+    key = new_key(acme[0], ("gateway",)).key
+    keys.set_gateway_limits(key, SYSTEM, "120", 90_000, False)
+    stored = reload(key)
+    assert (stored.rpm_limit, stored.tpm_limit, stored.attribution_override) == (120, 90_000, False)
+    [row] = AuditLog.select().where(AuditLog.action == "key.limits_changed")
+    assert row.detail["changes"] == {"rpm_limit": [None, 120], "tpm_limit": [None, 90_000],
+                                     "attribution_override": [True, False]}
+    keys.set_gateway_limits(stored, SYSTEM, 120, 90_000, False)  # nothing changed: nothing audited
+    assert AuditLog.select().where(AuditLog.action == "key.limits_changed").count() == 1
+    keys.set_gateway_limits(stored, SYSTEM, None, "", True)
+    assert (reload(key).rpm_limit, reload(key).tpm_limit, reload(key).attribution_override) == (None, None, True)
+
+
+@pytest.mark.parametrize("rpm, tpm, errors", [
+    (0, None, {"rpm_limit"}), (-3, -3, {"rpm_limit", "tpm_limit"}), ("1e3", None, {"rpm_limit"}),
+    (keys.MAX_RPM + 1, keys.MAX_TPM + 1, {"rpm_limit", "tpm_limit"}),
+])
+def test_set_gateway_limits_refuses_what_is_not_a_sensible_limit(acme, rpm, tpm, errors):
+    key = new_key(acme[0], ("gateway",)).key
+    with pytest.raises(ValidationError) as refused:
+        keys.set_gateway_limits(key, SYSTEM, rpm, tpm)
+    assert set(refused.value.errors) == errors
+    assert reload(key).rpm_limit is None
+    assert not AuditLog.select().where(AuditLog.action == "key.limits_changed").exists()
+
+
+def test_set_org_gateway_limits(acme):
+    from costguardian.models import Organization
+
+    keys.set_org_gateway_limits(acme[0], SYSTEM, 1000, None)
+    assert Organization.get_by_id(acme[0].id).gateway_rpm_limit == 1000
+    assert AuditLog.select().where(AuditLog.action == "org.gateway_limits_changed").count() == 1
+    with pytest.raises(ValidationError):
+        keys.set_org_gateway_limits(acme[0], SYSTEM, "lots", None)
+    assert Organization.get_by_id(acme[0].id).gateway_rpm_limit == 1000

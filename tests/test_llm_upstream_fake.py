@@ -173,3 +173,33 @@ def test_azure_deployments_answer_with_the_model_they_run(llm_upstream):
     answer = requests.post(url, params={"api-version": "2024-10-21"}, headers={"api-key": AZURE_KEY},
                            json={"messages": HELLO}, timeout=5)
     assert answer.status_code == 200 and answer.json()["model"] == "gpt-4o-2024-08-06"
+
+
+def test_gemini_speaks_openais_format_under_v1beta_openai_with_a_bearer_key(llm_upstream):
+    client = openai.OpenAI(base_url=llm_upstream.url + "/v1beta/openai", api_key=GEMINI_KEY, max_retries=0)
+    assert client.chat.completions.create(model="gemini-2.5-flash", messages=HELLO).choices[0].message.content \
+        == llm_upstream.reply
+    assert len(client.embeddings.create(model="text-embedding-004", input="hi").data[0].embedding) == 8
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai.OpenAI(base_url=llm_upstream.url + "/v1beta/openai", api_key="AIzaWrong", max_retries=0) \
+            .chat.completions.create(model="gemini-2.5-flash", messages=HELLO)
+    assert caught.value.response.json()[0]["error"]["status"] == "INVALID_ARGUMENT"  # Google's shape, in a list
+
+
+def test_tool_calls_and_their_results_are_checked_as_the_providers_do(llm_upstream):
+    llm_upstream.tool_arguments = {"city": "Rome"}
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    client = openai.OpenAI(base_url=llm_upstream.url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+    [call] = client.chat.completions.create(model="gpt-4o", messages=HELLO, tools=[tool]).choices[0].message.tool_calls
+    assert (call.function.name, call.function.arguments) == ("weather", '{"city": "Rome"}')
+    with pytest.raises(openai.BadRequestError):  # a tool result answering no call
+        client.chat.completions.create(model="gpt-4o", tools=[tool], messages=[
+            *HELLO, {"role": "tool", "tool_call_id": "call_nobody", "content": "sunny"}])
+    claude = anthropic.Anthropic(base_url=llm_upstream.url, api_key=ANTHROPIC_KEY, max_retries=0)
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=HELLO,
+                                tools=[{"name": "weather", "input_schema": {"type": "object"}}]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.content[0].input == {"city": "Rome"}
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=[
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_nobody", "content": "x"}]}])

@@ -312,3 +312,88 @@ def test_local_days_across_offset_changes_match_a_brute_force(make_org, tz, firs
             expected[hour.replace(tzinfo=timezone.utc).astimezone(zone).date()] += 1
     assert {r.period: r.requests for r in rows} == dict(expected)
     assert sum(expected.values()) > 0
+
+
+# --- the source of usage: gateway or ingest API ------------------------------------
+
+def add_gateway_calls(data: UsageData) -> object:
+    """Three calls through the gateway's recording path (tagged source:gateway),
+    added to `data.events` like the ingested ones; returns the gateway key."""
+    from costguardian.models import UsageEvent
+    from costguardian.services.gateway import recording
+
+    gateway_key = keys.create_key(data.org, SYSTEM, "gateway", ["gateway"]).key
+    calls = [("gw-1", datetime(2025, 4, 1, 17, 30), "gpt-4o", {"prompt_tokens": 300_000, "completion_tokens": 3_000},
+              ["team:search"], 800),
+             ("gw-2", datetime(2025, 4, 10, 8, 10), "gpt-4o-mini", {"prompt_tokens": 50_000, "completion_tokens": 500},
+              [], 300),
+             ("gw-3", datetime(2025, 4, 20, 12, 0), "gpt-4o", {"prompt_tokens": 10_000, "completion_tokens": 100},
+              [], 1200)]
+    for request_id, at, model, usage, tags, latency in calls:
+        recording.record(recording.CallRecord(
+            request_id=request_id, org=data.org, api_key=gateway_key, endpoint="chat.completions", started_at=at,
+            requested_model=model, provider="openai", model=model, user="alice@acme.com", tags=tags,
+            forwarded=True, usage=usage, latency_ms=latency))
+        event = UsageEvent.get(UsageEvent.organization == data.org, UsageEvent.event_id == request_id)
+        assert event.cost_nanos
+        data.events.append(({"event_id": request_id, "occurred_at": at.isoformat() + "Z", "provider": "openai",
+                             "model": model, "user": "alice@acme.com", "tags": event.tags}, event.cost_nanos,
+                            gateway_key.id))
+    return gateway_key
+
+
+def _by_source(data: UsageData, source: str, **where) -> list:
+    return [e for e in data.select(**where) if ("source:gateway" in e[0].get("tags", [])) == (source == "gateway")]
+
+
+@pytest.mark.parametrize("source", ["gateway", "ingest"])
+def test_source_splits_every_total_and_group(usage_data, source):
+    add_gateway_calls(usage_data)
+    org, chosen = usage_data.org, _by_source(usage_data, source)
+    flt = UsageFilter(APRIL.start, APRIL.end, source=source)
+
+    totals = usage_queries.total(org, flt)
+    assert totals.requests == len(chosen)
+    assert totals.cost_nanos == sum(cost or 0 for _, cost, _ in chosen)
+    by_model = {r.key: (r.requests, r.cost_nanos) for r in usage_queries.summarize(org, flt, group_by="model")}
+    expected: dict = {}
+    for event, cost, _ in chosen:
+        requests, spent = expected.get(event["model"], (0, 0))
+        expected[event["model"]] = (requests + 1, spent + (cost or 0))
+    assert by_model == expected  # a model with no usage from this source has no row (no zero rows left over)
+    by_day = usage_queries.summarize(org, flt, interval="day")
+    assert sum(r.requests for r in by_day) == len(chosen)
+    _days, series = usage_queries.daily_series(org, flt)
+    assert sum(series["Spend"]) == totals.cost_nanos
+    many = usage_queries.summarize_many(org, flt, ("model", "api_key"))
+    assert {r.key: (r.requests, r.cost_nanos) for r in many["model"]} == expected
+
+
+def test_the_two_sources_add_up_to_all(usage_data):
+    add_gateway_calls(usage_data)
+    everything = usage_queries.total(usage_data.org, APRIL)
+    gateway = usage_queries.total(usage_data.org, UsageFilter(APRIL.start, APRIL.end, source="gateway"))
+    ingested = usage_queries.total(usage_data.org, UsageFilter(APRIL.start, APRIL.end, source="ingest"))
+    assert gateway.requests == 3 and ingested.requests == 6
+    for name in ("requests", "input_tokens", "output_tokens", "cost_nanos", "unpriced_requests"):
+        assert getattr(gateway, name) + getattr(ingested, name) == getattr(everything, name), name
+
+
+def test_source_with_other_filters(usage_data):
+    key = add_gateway_calls(usage_data)
+    org = usage_data.org
+    flt = UsageFilter(APRIL.start, APRIL.end, source="ingest", users=["alice@acme.com"])
+    assert usage_queries.total(org, flt).requests == len(_by_source(usage_data, "ingest", user="alice@acme.com"))
+    flt = UsageFilter(APRIL.start, APRIL.end, source="gateway", api_key_ids=[key.id], models=["gpt-4o"])
+    assert usage_queries.total(org, flt).requests == 2
+    flt = UsageFilter(APRIL.start, APRIL.end, source="gateway", api_key_ids=[usage_data.key.id])
+    assert usage_queries.total(org, flt).requests == 0  # the ingest key sent nothing through the gateway
+
+
+def test_source_cannot_be_combined_with_tags(usage_data):
+    with pytest.raises(usage_queries.SourceWithTag):
+        usage_queries.total(usage_data.org, UsageFilter(APRIL.start, APRIL.end, source="gateway", tags=["env:prod"]))
+    with pytest.raises(usage_queries.SourceWithTag):
+        usage_queries.summarize(usage_data.org, UsageFilter(APRIL.start, APRIL.end, source="ingest"), group_by="tag")
+    with pytest.raises(ValueError):
+        usage_queries.total(usage_data.org, UsageFilter(APRIL.start, APRIL.end, source="webhooks"))

@@ -7,12 +7,15 @@ import re
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import openai
 import pytest
 
 from costguardian import clock
-from costguardian.models import ApiKey, AuditLog, Department
+from costguardian.models import ApiKey, AuditLog, Department, Organization
+from costguardian.money import format_usd
 from costguardian.services import keys
 from costguardian.services.actor import Actor
+from tests.gateway_support import gateway, gateway_server  # noqa: F401  (fixtures)
 from tests.support import SYSTEM, Client, add_member
 
 pytestmark = pytest.mark.dated  # runs again at CI's chosen instants (.ci/run)
@@ -126,8 +129,10 @@ def test_htmx_get_returns_only_the_table(owner_client):
 
 def test_pages_have_no_inline_scripts_or_styles(owner_client):
     client, _, org = owner_client
-    keys.create_key(org, SYSTEM, "collector", ["ingest"])
+    key = keys.create_key(org, SYSTEM, "collector", ["ingest"]).key
     for html in (client.get("/keys/").get_data(as_text=True),
+                 client.get(f"/keys/{key.id}").get_data(as_text=True),
+                 client.post(f"/keys/{key.id}/limits", {"rpm_limit": "-1"}, htmx=True).get_data(as_text=True),
                  client.post("/keys/", create_form()).get_data(as_text=True),
                  client.post("/keys/", create_form(name=""), htmx=True).get_data(as_text=True)):
         for tag in re.findall(r"<script[^>]*>", html):
@@ -415,3 +420,145 @@ def test_the_expiry_picker_starts_at_the_organizations_today(app, make_user, mak
         client.sign_in(owner.email)
         html = client.get("/keys/").get_data(as_text=True)
     assert re.search(r'<input[^>]*min="2026-12-01" name="expires_on"', html)  # already 1 December in Tokyo
+
+
+# --- a key's page: details, gateway limits, traffic ---------------------------------------
+
+def limits_form(rpm="", tpm="", override=True) -> dict:
+    data = {"rpm_limit": rpm, "tpm_limit": tpm}
+    if override:
+        data["attribution_override"] = "y"
+    return data
+
+
+def test_the_list_links_each_key_to_its_page(owner_client):
+    client, _, org = owner_client
+    key = keys.create_key(org, SYSTEM, "collector", ["gateway"]).key
+    assert f'href="/keys/{key.id}"' in client.get("/keys/").get_data(as_text=True)
+
+
+def test_a_keys_page_shows_the_key_and_its_limits_form(owner_client, make_user):
+    client, owner, org = owner_client
+    research = Department.create(organization=org, name="Research")
+    key = keys.create_key(org, Actor(user=owner), "search-service prod", ["gateway", "ingest"], user=owner,
+                          department=research).key
+    response = client.get(f"/keys/{key.id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "search-service prod" in html and key.display_key in html and "Olga Owner" in html and "Research" in html
+    assert 'name="rpm_limit"' in html and 'name="tpm_limit"' in html and 'name="attribution_override"' in html
+    assert 'data-testid="key-no-traffic"' in html
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_owner_sets_a_keys_limits_and_the_change_is_audited(owner_client, htmx):
+    client, _, org = owner_client
+    key = keys.create_key(org, SYSTEM, "collector", ["gateway"]).key
+    response = client.post(f"/keys/{key.id}/limits", limits_form("60", "150000", override=False), htmx=htmx)
+    assert response.status_code == (200 if htmx else 302)
+    stored = ApiKey.get_by_id(key.id)
+    assert (stored.rpm_limit, stored.tpm_limit, stored.attribution_override) == (60, 150_000, False)
+    [row] = AuditLog.select().where(AuditLog.action == "key.limits_changed")
+    assert row.target_id == str(key.id) and row.detail["changes"]["rpm_limit"] == [None, 60]
+    html = client.get(f"/keys/{key.id}").get_data(as_text=True)
+    assert 'value="60"' in html and 'value="150000"' in html
+    # Emptied: no limit again.
+    assert client.post(f"/keys/{key.id}/limits", limits_form(), htmx=True).status_code == 200
+    stored = ApiKey.get_by_id(key.id)
+    assert (stored.rpm_limit, stored.tpm_limit, stored.attribution_override) == (None, None, True)
+
+
+@pytest.mark.parametrize("rpm, tpm, field, message", [
+    ("-5", "", "rpm_limit", "at least 1"),
+    ("0", "", "rpm_limit", "at least 1"),
+    ("ten", "", "rpm_limit", "whole number"),
+    ("", "1000000000000", "tpm_limit", "at most 1,000,000,000"),
+    ("", "2.5", "tpm_limit", "whole number"),
+    ("5000000", "", "rpm_limit", "at most 1,000,000"),
+])
+def test_bad_limits_are_422_with_field_messages(owner_client, rpm, tpm, field, message):
+    client, _, org = owner_client
+    key = keys.create_key(org, SYSTEM, "collector", ["gateway"]).key
+    response = client.post(f"/keys/{key.id}/limits", limits_form(rpm, tpm), htmx=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert re.search(rf'id="{field}-help" class="field-error">[^<]*{re.escape(message)}', html)
+    stored = ApiKey.get_by_id(key.id)
+    assert (stored.rpm_limit, stored.tpm_limit) == (None, None)
+    assert not AuditLog.select().where(AuditLog.action == "key.limits_changed").exists()
+
+
+@pytest.mark.parametrize("role", ["viewer", "member", "billing"])
+def test_other_roles_read_a_keys_page_without_forms_and_may_not_change_limits(app, owner_client, make_user, role):
+    _, _, org = owner_client
+    key = keys.create_key(org, SYSTEM, "collector", ["gateway"]).key
+    keys.set_gateway_limits(key, SYSTEM, 30, None, False)
+    client = signed_in(app, org, f"{role}@acme.com", role, make_user)
+    response = client.get(f"/keys/{key.id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<form" not in html.split('id="key-limits"')[1].split("</section>")[0]
+    assert 'data-testid="key-limits-read-only"' in html and "30" in html
+    assert client.post(f"/keys/{key.id}/limits", limits_form("1"), htmx=True).status_code == 403
+    assert client.post("/keys/gateway-limits", limits_form("1"), htmx=True).status_code == 403
+    assert ApiKey.get_by_id(key.id).rpm_limit == 30 and Organization.get_by_id(org.id).gateway_rpm_limit is None
+
+
+def test_another_organizations_key_page_is_404(owner_client, make_org):
+    client, _, _ = owner_client
+    theirs = keys.create_key(make_org("Globex"), SYSTEM, "theirs", ["gateway"]).key
+    assert client.get(f"/keys/{theirs.id}").status_code == 404
+    assert client.get(f"/keys/{theirs.id}/latency", htmx=True).status_code == 404
+    assert client.post(f"/keys/{theirs.id}/limits", limits_form("1"), htmx=True).status_code == 404
+    assert ApiKey.get_by_id(theirs.id).rpm_limit is None
+    assert client.get("/keys/99999999999").status_code == 404
+
+
+def test_an_owner_sets_the_organizations_gateway_limits_on_the_list(owner_client):
+    client, _, org = owner_client
+    html = client.get("/keys/").get_data(as_text=True)
+    assert 'data-testid="org-gateway-limits"' in html and 'action="/keys/gateway-limits"' in html
+    bad = client.post("/keys/gateway-limits", limits_form("-1", "x"), htmx=True)
+    assert bad.status_code == 422
+    assert 'id="rpm_limit-help" class="field-error"' in bad.get_data(as_text=True)
+    assert 'id="tpm_limit-help" class="field-error"' in bad.get_data(as_text=True)
+    assert client.post("/keys/gateway-limits", limits_form("500", "2000000"), htmx=True).status_code == 200
+    stored = Organization.get_by_id(org.id)
+    assert (stored.gateway_rpm_limit, stored.gateway_tpm_limit) == (500, 2_000_000)
+    assert AuditLog.select().where(AuditLog.action == "org.gateway_limits_changed").count() == 1
+    assert "500 requests" in client.get("/keys/").get_data(as_text=True)
+
+
+def test_a_keys_page_shows_its_gateway_traffic(app, gateway):
+    from costguardian.models import GatewayRequest, UsageEvent
+
+    client = gateway.openai()
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    gateway.upstream.fail_next = [500]
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    other = gateway.new_key("someone else's")
+    gateway.openai(key=other).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    calls = gateway.calls(5)
+    mine = [c for c in calls if c.api_key_id == gateway.api_key.id]
+    cost = sum(e.cost_nanos for e in UsageEvent.in_org(gateway.org).where(UsageEvent.api_key == gateway.api_key))
+    assert len(mine) == 4 and cost > 0
+
+    page = Client(app)
+    page.sign_in(gateway.owner.email)
+    html = page.get(f"/keys/{gateway.api_key.id}").get_data(as_text=True)
+    day = html.split('data-testid="traffic-24h"')[1].split("</div>")[0]
+    assert re.search(r'data-testid="calls">4<', day) and re.search(r'data-testid="errors">1<', day)
+    assert format_usd(cost, 4) in day and format_usd(cost, 4) != "$0.0000"
+    recent = html.split('data-testid="key-recent"')[1].split("</table>")[0]
+    assert recent.count("<tr data-request-id=") == 4
+    for call in mine:
+        assert f'href="/gateway/requests/{call.request_id}"' in recent
+    assert not any(c.request_id in recent for c in calls if c.api_key_id != gateway.api_key.id)
+    assert f'hx-get="/keys/{gateway.api_key.id}/latency"' in html
+    latency = page.get(f"/keys/{gateway.api_key.id}/latency", htmx=True).get_data(as_text=True)
+    assert 'data-testid="key-models"' in latency and "openai/gpt-4o" in latency and "<html" not in latency
+    row = re.search(r"<tr><td><code>openai/gpt-4o</code></td><td class=\"num\">(\d+)<", latency)
+    assert row and row.group(1) == "4"  # the forwarded calls of this key, the provider's 500 included
+    assert GatewayRequest.in_org(gateway.org).count() == 5

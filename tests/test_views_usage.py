@@ -306,3 +306,107 @@ def test_names_cannot_break_out_of_the_page(acme, usage_data):
     for url in (f"/usage/?{APRIL}", f"/usage/?{APRIL}&group_by=user", "/"):
         html = _html(acme.get(url))
         assert "<img src=x" not in html and "<b>bold" not in html, url
+
+
+# --- source (gateway / ingest API) and latency by model ----------------------------
+
+def _latency_rows(html: str) -> dict[str, list[str]]:
+    match = re.search(r'<table class="striped numbers" data-testid="usage-latency".*?</table>', html, re.DOTALL)
+    if match is None:
+        return {}
+    body = re.search(r"<tbody>(.*?)</tbody>", match.group(0), re.DOTALL).group(1)
+    rows = {}
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL):
+        label = re.search(r'<th scope="row">(.*?)</th>', tr, re.DOTALL).group(1).strip()
+        rows[label] = re.findall(r"<td>(.*?)</td>", tr, re.DOTALL)
+    return rows
+
+
+@pytest.mark.parametrize("source, heading", [("gateway", "All usage, through the gateway"),
+                                             ("ingest", "All usage, sent to the ingest API")])
+def test_source_filter_splits_the_totals(acme, usage_data, source, heading):
+    from tests.test_usage_queries import _by_source, add_gateway_calls
+
+    add_gateway_calls(usage_data)
+    chosen = _by_source(usage_data, source)
+    response = acme.get(f"/usage/?{APRIL}&source={source}")
+    assert response.status_code == 200
+    html = _html(response)
+    assert _total_cost(html) == usd_string(sum(cost or 0 for _, cost, _ in chosen))
+    assert f'data-testid="usage-total-requests">{len(chosen)}<' in html
+    assert heading in html
+    assert f'<option value="{source}" selected>' in html
+    partial = acme.get(f"/usage/?{APRIL}&source={source}&group_by=day", htmx=True)
+    assert parse_qs(urlsplit(partial.headers["HX-Push-Url"]).query)["source"] == [source]
+    # "all" is the default and leaves the URL
+    assert "source" not in acme.get(f"/usage/?{APRIL}&source=all", htmx=True).headers["HX-Push-Url"]
+
+
+def test_source_with_a_tag_is_a_clear_error(acme, usage_data):
+    for query in ("source=gateway&tag=env%3Aprod", "source=ingest&group_by=tag"):
+        page = acme.get(f"/usage/?{APRIL}&{query}")
+        assert page.status_code == 422
+        assert "A source cannot be combined with a tag" in _html(page)
+    assert acme.get(f"/usage/?{APRIL}&source=webhooks").status_code == 422
+
+
+def test_exports_follow_the_source(acme, usage_data):
+    import csv
+    import io
+    from decimal import Decimal
+
+    from tests.test_usage_queries import _by_source, add_gateway_calls
+
+    add_gateway_calls(usage_data)
+    for source in ("gateway", "ingest"):
+        chosen = _by_source(usage_data, source)
+        expected = Decimal(usd_string(sum(cost or 0 for _, cost, _ in chosen)))
+        for kind, column in (("events", "cost_usd"), ("grouped", "cost_usd"), ("focus", "BilledCost")):
+            response = acme.get(f"/usage/export/{kind}.csv?{APRIL}&source={source}", buffered=True)
+            assert response.status_code == 200, (kind, source)
+            rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+            assert sum((Decimal(r[column]) for r in rows if r[column]), Decimal(0)) == expected, (kind, source)
+            if kind == "events":
+                assert {r["event_id"] for r in rows} == {e["event_id"] for e, _, _ in chosen}
+            if kind == "focus":
+                assert sum(int(r["x_Requests"]) for r in rows) == len(chosen), source
+
+
+def test_latency_by_model_for_gateway_traffic(acme, usage_data):
+    """The results carry a slot that loads the table with a request of its own
+    (it sorts every call of the range; the spend figures never wait for it)."""
+    from tests.test_usage_queries import add_gateway_calls
+
+    html = _html(acme.get(f"/usage/?{APRIL}"))
+    assert 'data-testid="usage-latency-slot"' not in html  # no gateway traffic: no slot
+
+    gateway_key = add_gateway_calls(usage_data)
+    html = _html(acme.get(f"/usage/?{APRIL}&model=gpt-4o"))
+    slot = re.search(r'<div id="usage-latency-slot" hx-get="([^"]+)" hx-trigger="load"', html)
+    assert slot, "no latency slot"
+    url = slot.group(1).replace("&amp;", "&")
+    assert parse_qs(urlsplit(url).query) == {"from": ["2025-04-01"], "to": ["2025-04-30"], "model": ["gpt-4o"]}
+    assert _latency_rows(_html(acme.get(url, htmx=True))) == {
+        "gpt-4o": ["openai", "2", "800 ms", "1,200 ms", "1,200 ms", "—"]}
+    assert 'data-testid="usage-latency-slot"' not in _html(acme.get(f"/usage/?{APRIL}&source=ingest"))
+
+    def latency(query: str) -> dict:
+        response = acme.get(f"/usage/latency?{query}", htmx=True)
+        assert response.status_code == 200 and "<html" not in _html(response)
+        return _latency_rows(_html(response))
+
+    assert latency(APRIL) == {"gpt-4o": ["openai", "2", "800 ms", "1,200 ms", "1,200 ms", "—"],
+                              "gpt-4o-mini": ["openai", "1", "300 ms", "300 ms", "300 ms", "—"]}
+    assert list(latency(f"{APRIL}&source=gateway&provider=openai")) == ["gpt-4o", "gpt-4o-mini"]
+    assert list(latency(f"{APRIL}&key={gateway_key.id}")) == ["gpt-4o", "gpt-4o-mini"]
+    assert latency(f"{APRIL}&key={usage_data.key.id}") == {}  # the ingest key made no gateway call
+    assert latency(f"{APRIL}&source=ingest") == {}
+    assert latency("from=2025-04-15&to=2025-04-30") == {
+        "gpt-4o": ["openai", "1", "1,200 ms", "1,200 ms", "1,200 ms", "—"]}
+    assert "The user, department" in _html(acme.get(f"/usage/latency?{APRIL}&user=alice%40acme.com", htmx=True))
+
+    # Without JavaScript: a page of its own, linked from the slot.
+    page = acme.get(f"/usage/latency?{APRIL}")
+    assert page.status_code == 200 and "<h1>Latency by model</h1>" in _html(page)
+    assert _latency_rows(_html(page))["gpt-4o-mini"][1] == "1"
+    assert acme.get("/usage/latency?source=nope").status_code == 422

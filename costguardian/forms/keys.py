@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, RadioField, SelectField, SelectMultipleField, StringField
+from wtforms import BooleanField, DateField, RadioField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, StopValidation
 from wtforms.validators import ValidationError as FieldError
@@ -128,3 +128,28 @@ class ApiKeyForm(FlaskForm):
 class RotateForm(FlaskForm):
     grace_hours = SelectField("Old secret keeps working", coerce=int, default=24,
                               choices=[SelectChoice(str(hours), label) for hours, label in GRACE_CHOICES])
+
+
+class GatewayLimitsForm(FlaskForm):
+    """Requests and tokens per minute through the gateway; empty for no limit.
+    The numbers are checked by the key service (keys.set_gateway_limits)."""
+
+    rpm_limit = StringField("Requests per minute", description="Empty: no limit.",
+                            render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    tpm_limit = StringField("Tokens per minute", description="Input + output tokens. Empty: no limit.",
+                            render_kw={"inputmode": "numeric", "autocomplete": "off"})
+
+    def apply_errors(self, exc: ValidationError) -> None:
+        for name, message in exc.errors.items():
+            field = getattr(self, name, None)
+            if field is not None and hasattr(field, "errors"):
+                field.errors = list(field.errors) + [message]
+            else:
+                self.form_errors.append(message)
+
+
+class KeyLimitsForm(GatewayLimitsForm):
+    attribution_override = BooleanField(
+        "Calls may choose their attribution",
+        description="X-CG-User, X-CG-Department, X-CG-Tags and the body's user field override this key's "
+                    "defaults. Off: they are refused (403) and the body's user is ignored for attribution.")

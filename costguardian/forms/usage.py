@@ -13,7 +13,7 @@ from datetime import date
 
 from costguardian.models import ApiKey, Department
 from costguardian.services.usage import queries as usage_queries
-from costguardian.services.usage.queries import MAX_RANGE_DAYS, PRESETS, UsageFilter
+from costguardian.services.usage.queries import MAX_RANGE_DAYS, PRESETS, SOURCES, UsageFilter
 
 # URL names of the groupings (what a person reads in the address bar) and
 # the service's names for them.
@@ -42,6 +42,7 @@ class ExplorerQuery:
     key: ApiKey | None = None
     no_key: bool = False  # key=0: the usage sent without a key
     no_department: bool = False  # department=0
+    source: str = ""  # "" every source, else a SOURCES key (gateway, ingest)
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -50,7 +51,7 @@ class ExplorerQuery:
         return GROUPS[self.group]
 
     def usage_filter(self) -> UsageFilter:
-        flt = UsageFilter(start=self.start, end=self.end)
+        flt = UsageFilter(start=self.start, end=self.end, source=self.source)
         for name in ("provider", "model", "tag"):
             value = getattr(self, name)
             if value:
@@ -79,6 +80,8 @@ class ExplorerQuery:
             params["department"] = self.department.id if self.department is not None else 0
         if self.key is not None or self.no_key:
             params["key"] = self.key.id if self.key is not None else 0
+        if self.source:
+            params["source"] = self.source
         if self.group != DEFAULT_GROUP:
             params["group_by"] = self.group
         if "from" in changes or "to" in changes:
@@ -107,7 +110,7 @@ class ExplorerQuery:
     @property
     def filtered(self) -> bool:
         return any((self.provider, self.model, self.user, self.tag, self.department, self.key, self.no_key,
-                    self.no_department))
+                    self.no_department, self.source))
 
 
 def _date(args, name: str, errors: dict) -> date | None:
@@ -192,4 +195,14 @@ def parse(org, args, today: date | None = None) -> ExplorerQuery:
             setattr(query, name, model.get_in_org(org, raw))  # None for another tenant's id or garbage
             if getattr(query, name) is None:
                 errors[name] = missing
+
+    source = _text(args, "source")
+    if source and source != "all":
+        if source not in SOURCES:
+            errors["source"] = f"“{source[:40]}” is not a source; choose all, {', '.join(SOURCES)}."
+        else:
+            query.source = source
+            if query.tag or query.group == "tag":
+                errors["source"] = ("A source cannot be combined with a tag filter or grouping by tag (the per-tag "
+                                    "totals do not record the source); choose All sources, or clear the tag.")
     return query

@@ -3,7 +3,7 @@ from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.gateway import GatewayReservation, ProviderCredential
-from costguardian.models.gateway_requests import GatewayRequest
+from costguardian.models.gateway_requests import GatewayRequest, GatewayRequestBody
 from costguardian.models.keys import ApiKey
 from costguardian.models.mail import OutboxMessage
 from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notification, NotificationOnce,
@@ -24,7 +24,7 @@ ALL_MODELS = [
     ApiKey, UsageEvent, UsageRollup, UsageTagRollup, UsageDimension, PriceOverride, ModelAlias,
     Budget, BudgetSpend, BudgetIncrease, BudgetAlert,
     ProviderCredential, GatewayReservation,
-    GatewayRequest,
+    GatewayRequest, GatewayRequestBody,
 ]
 
 __all__ = [
@@ -32,6 +32,6 @@ __all__ = [
     "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
-    "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayReservation", "Invitation", "Membership",
+    "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayRequestBody", "GatewayReservation", "Invitation", "Membership",
     "Organization", "OutboxMessage", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
 ]

@@ -1,9 +1,11 @@
 """The gateway's request log: how each call through the gateway went (latency,
-time to first token, status, streamed), beside the usage event that prices it."""
+time to first token, status, streamed), beside the usage event that prices it;
+and, only when the organization turns request logging on, the call's bodies."""
 from __future__ import annotations
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
+from costguardian import clock
 from costguardian.models.keys import ApiKey
 from costguardian.models.org import TenantModel
 
@@ -13,7 +15,7 @@ class GatewayRequest(TenantModel):
     valid). `request_id` is the `X-CG-Request-Id` the caller got back and,
     for a call that was forwarded, the `event_id` of its usage event (the
     tokens and the cost live there, once). Nothing of the prompt or the
-    completion is kept."""
+    completion is kept here (see GatewayRequestBody)."""
 
     request_id = CharField(max_length=40, unique=True)
     api_key = ForeignKeyField(ApiKey, null=True)  # keys are revoked, never deleted
@@ -32,4 +34,27 @@ class GatewayRequest(TenantModel):
     ttft_ms = IntegerField(null=True)  # streams: to the first generated token relayed
 
     class Meta:
-        indexes = ((("organization", "started_at"), False),)
+        # The key page counts a key's calls by outcome over a window.
+        indexes = ((("organization", "started_at"), False),
+                   (("organization", "api_key", "started_at", "outcome"), False))
+
+
+class GatewayRequestBody(TenantModel):
+    """The bodies of one gateway call, kept only while its organization logs
+    requests (Organization.request_logging) and for its retention
+    (request_log_days, from `created_at`). The request as the caller sent it;
+    the answer as the caller got it (a whole JSON body, or the server-sent
+    events relayed). Each is capped; `*_bytes` is its full size. Headers are
+    never kept, and the provider's key is redacted from both."""
+
+    request_id = CharField(max_length=40)  # GatewayRequest.request_id
+    created_at = DateTimeField(default=clock.now)
+    request_body = TextField(default="")
+    request_bytes = IntegerField(default=0)
+    request_truncated = BooleanField(default=False)
+    answer_body = TextField(default="")
+    answer_bytes = IntegerField(default=0)
+    answer_truncated = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("organization", "request_id"), True), (("organization", "created_at"), False))

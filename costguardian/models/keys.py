@@ -1,7 +1,7 @@
 """Organization API keys: `cg_<env>_<prefix>_<secret>`, stored as prefix + SHA-256."""
 from __future__ import annotations
 
-from peewee import CharField, DateTimeField, ForeignKeyField
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
 from costguardian import clock
 from costguardian.models.org import Department, TenantModel
@@ -26,6 +26,12 @@ class ApiKey(TenantModel):
     rotated_at = DateTimeField(null=True)
     last_used_at = DateTimeField(null=True)
     expiry_warned_at = DateTimeField(null=True)  # when admins were told it expires soon
+    # Gateway rate limits (services/gateway/ratelimits.py): None = no limit of the key's own.
+    rpm_limit = IntegerField(null=True)  # requests per minute
+    tpm_limit = IntegerField(null=True)  # tokens per minute
+    # May a gateway call name another user, department or tags than the key's
+    # defaults (X-CG-User, X-CG-Department, X-CG-Tags, the body's user)?
+    attribution_override = BooleanField(default=True)
 
     @property
     def scope_list(self) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from peewee import CharField, DateTimeField, ForeignKeyField
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
 from costguardian import clock
 from costguardian.models.base import BaseModel
@@ -23,6 +23,14 @@ class Organization(BaseModel):
     join_domain = CharField(max_length=253, null=True)
     join_domain_verified_at = DateTimeField(null=True)
     join_domain_role = CharField(max_length=16, null=True)
+    # Gateway request logging: keep each call's request and answer bodies
+    # (off by default) for request_log_days days (services/gateway/request_log.py).
+    request_logging = BooleanField(default=False)
+    request_log_days = IntegerField(default=7)
+    # Gateway rate limits for the whole organization, every key together
+    # (services/gateway/ratelimits.py): None = no limit.
+    gateway_rpm_limit = IntegerField(null=True)  # requests per minute
+    gateway_tpm_limit = IntegerField(null=True)  # tokens per minute
     created_at = DateTimeField(default=clock.now)
     updated_at = DateTimeField(default=clock.now)
 

@@ -161,6 +161,65 @@ def warn_expiring(now=None) -> int:
     return told
 
 
+# Gateway rate limits (services/gateway/ratelimits.py enforces them).
+MAX_RPM = 1_000_000
+MAX_TPM = 1_000_000_000
+
+
+def _limit(errors: dict, field: str, value, maximum: int, unit: str) -> int | None:
+    """A per-minute limit: None (no limit) or a whole number in 1..maximum."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        errors[field] = f"Enter a whole number of {unit} per minute, or leave it empty for no limit."
+        return None
+    if number < 1:
+        errors[field] = f"Enter at least 1 {unit[:-1]} per minute, or leave it empty for no limit."
+    elif number > maximum:
+        errors[field] = f"Enter at most {maximum:,} {unit} per minute, or leave it empty for no limit."
+    return number
+
+
+def set_gateway_limits(key: ApiKey, actor: Actor, rpm_limit=None, tpm_limit=None,
+                       attribution_override: bool = True) -> ApiKey:
+    """The key's own rate limits (None: no limit) and whether its calls may
+    name another user, department or tags than its defaults."""
+    errors: dict[str, str] = {}
+    rpm = _limit(errors, "rpm_limit", rpm_limit, MAX_RPM, "requests")
+    tpm = _limit(errors, "tpm_limit", tpm_limit, MAX_TPM, "tokens")
+    if errors:
+        raise ValidationError(errors)
+    override = bool(attribution_override)
+    before = {"rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit, "attribution_override": key.attribution_override}
+    after = {"rpm_limit": rpm, "tpm_limit": tpm, "attribution_override": override}
+    changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+    if not changes:
+        return key
+    ApiKey.update(after).where(ApiKey.id == key.id).execute()
+    key.rpm_limit, key.tpm_limit, key.attribution_override = rpm, tpm, override
+    audit.record(actor, "key.limits_changed", org=key.organization, target=key, prefix=key.prefix, changes=changes)
+    return key
+
+
+def set_org_gateway_limits(org: Organization, actor: Actor, rpm_limit=None, tpm_limit=None) -> Organization:
+    """The organization's gateway rate limits, all keys together (None: no limit)."""
+    errors: dict[str, str] = {}
+    rpm = _limit(errors, "rpm_limit", rpm_limit, MAX_RPM, "requests")
+    tpm = _limit(errors, "tpm_limit", tpm_limit, MAX_TPM, "tokens")
+    if errors:
+        raise ValidationError(errors)
+    changes = {name: [old, new] for name, old, new in (("rpm_limit", org.gateway_rpm_limit, rpm),
+                                                        ("tpm_limit", org.gateway_tpm_limit, tpm)) if old != new}
+    if not changes:
+        return org
+    Organization.update(gateway_rpm_limit=rpm, gateway_tpm_limit=tpm).where(Organization.id == org.id).execute()
+    org.gateway_rpm_limit, org.gateway_tpm_limit = rpm, tpm
+    audit.record(actor, "org.gateway_limits_changed", org=org, target=org, changes=changes)
+    return org
+
+
 def revoke_key(key: ApiKey, actor: Actor) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = clock.now()

@@ -13,8 +13,10 @@ def register_blueprints(app: Flask) -> None:
     from costguardian.views import budgets
     from costguardian.views import providers
     from costguardian.views import gateway
+    from costguardian.views import gateway_setup
+    from costguardian.views import request_log
 
     for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
                    notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets,
-                   providers, gateway):
+                   providers, gateway, gateway_setup, request_log):
         app.register_blueprint(module.bp)

@@ -23,7 +23,7 @@ from costguardian import web
 from costguardian.db import connected
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
-from costguardian.services.gateway import proxy
+from costguardian.services.gateway import proxy, ratelimits
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def _allow_prompt_sized_bodies():
 
 
 def _send(reply: proxy.Reply):
+    admitted = g.get("gateway_limits")
+    if admitted is not None:  # x-ratelimit-* of the key's and organization's limits (ratelimits)
+        ratelimits.merge_headers(reply.headers, admitted.headers)
     response = current_app.response_class(reply.body, status=reply.status, content_type=reply.content_type)
     for name, value in reply.headers.items():
         response.headers[name] = value
@@ -106,6 +109,12 @@ def gateway_key_required(wire: str):
                 return _send(proxy.error_reply(wire, exc.status, detail, g.gateway_request_id,
                                                code=exc.problem.replace("-", "_")))
             g.api_key, g.org = key, key.organization
+            try:
+                g.gateway_limits = ratelimits.admit(key.organization, key)
+            except ratelimits.Limited as exc:  # not forwarded, not recorded (ratelimits)
+                return _send(proxy.error_reply(wire, 429, exc.message, g.gateway_request_id,
+                                               code="rate_limit_exceeded", headers=exc.headers,
+                                               kind=exc.kind if wire == OPENAI else "rate_limit_error"))
             return view(*args, **kwargs)
 
         wrapped.required_scope = "gateway"
@@ -118,12 +127,27 @@ def gateway_key_required(wire: str):
 
 def _forward(endpoint: str):
     headers = {name.lower(): value for name, value in request.headers.items()}
-    return _send(proxy.handle(g.org, g.api_key, endpoint, request.get_data(cache=False), headers,
-                              g.gateway_request_id))
+    reply = proxy.handle(g.org, g.api_key, endpoint, request.get_data(cache=False), headers, g.gateway_request_id)
+    admitted = g.get("gateway_limits")
+    if admitted is not None and admitted.token_limits and reply.finish is not None:
+        reply.finish = _counting_tokens(reply.finish, admitted, reply)
+    return _send(reply)
 
 
-def _listing(body: dict):
-    return _send(proxy.Reply(200, json.dumps(body).encode(), {"X-CG-Request-Id": g.gateway_request_id}))
+def _counting_tokens(finish, admitted, reply: proxy.Reply):
+    """The call's finish, then its actual tokens added to its token limits."""
+
+    def finish_and_count():
+        try:
+            finish()
+        finally:
+            admitted.charge(ratelimits.tokens_of(reply.record))
+
+    return finish_and_count
+
+
+def _listing(body: dict, status: int = 200):
+    return _send(proxy.Reply(status, json.dumps(body).encode(), {"X-CG-Request-Id": g.gateway_request_id}))
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------
@@ -158,6 +182,13 @@ def openai_models():
     return _listing(proxy.openai_models(g.org))
 
 
+@bp.get("/v1/models/<path:model>")
+@gateway_key_required(OPENAI)
+def openai_model(model):
+    status, body = proxy.openai_model(g.org, model)
+    return _listing(body, status)
+
+
 # --- Anthropic-compatible ------------------------------------------------------------
 
 @bp.post("/anthropic/v1/messages")
@@ -176,6 +207,13 @@ def count_tokens():
 @gateway_key_required(ANTHROPIC)
 def anthropic_models():
     return _listing(proxy.anthropic_models(g.org))
+
+
+@bp.get("/anthropic/v1/models/<path:model_id>")
+@gateway_key_required(ANTHROPIC)
+def anthropic_model(model_id):
+    status, body = proxy.anthropic_model(g.org, model_id)
+    return _listing(body, status)
 
 
 # --- errors outside the views (unknown path, wrong method, body too large) ------------

@@ -1,23 +1,32 @@
 """The organization's API keys: list, create, rotate and revoke. A new key's
-full text appears once, in the response that created it, and never again."""
+full text appears once, in the response that created it, and never again.
+
+Each key has a page (GET /keys/<id>) with its details, its gateway rate
+limits and attribution setting, and its gateway traffic: anyone who may read
+usage sees it; owners and admins (keys:manage) change the limits there. The
+organization's own gateway limits are set on the list page."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, url_for
 
 from costguardian import clock
-from costguardian.authz import current_actor, require_permission
+from costguardian.authz import can, current_actor, require_permission
 from costguardian.extensions import htmx
-from costguardian.forms.keys import GRACE_CHOICES, ApiKeyForm, RotateForm
+from costguardian.forms.keys import GRACE_CHOICES, ApiKeyForm, GatewayLimitsForm, KeyLimitsForm, RotateForm
 from costguardian.rendering import external_url, render, toast
 from costguardian.services import keys
-from costguardian.services.team import orgs
 from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.services.gateway import key_traffic, traffic
+from costguardian.services.team import orgs
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
 
 PAGE = "keys/index.html"
 FORM, TABLE, ROW = "partials/keys/_form.html", "partials/keys/_table.html", "partials/keys/_row.html"
 CREATED, ROTATED = "partials/keys/_created.html", "partials/keys/_rotated.html"
+DETAIL, LIMITS, ORG_LIMITS = "keys/detail.html", "partials/keys/_limits.html", "partials/keys/_org_limits.html"
+LATENCY_PAGE, LATENCY = "keys/latency.html", "partials/keys/_latency.html"
+MANAGE = "keys:manage"
 
 
 def _key_or_404(key_id: int):
@@ -34,11 +43,21 @@ def _row_context() -> dict:
             "SCOPES": keys.SCOPES}
 
 
-def _page_context(form: ApiKeyForm | None = None, revealed: dict | None = None, form_open: bool = False) -> dict:
+def _org_limits_form(formdata=None) -> GatewayLimitsForm:
+    if formdata is not None:
+        return GatewayLimitsForm()
+    return GatewayLimitsForm(formdata=None, data={"rpm_limit": g.org.gateway_rpm_limit or "",
+                                                  "tpm_limit": g.org.gateway_tpm_limit or ""})
+
+
+def _page_context(form: ApiKeyForm | None = None, revealed: dict | None = None, form_open: bool = False,
+                  org_limits_form: GatewayLimitsForm | None = None, org_limits_saved: bool = False) -> dict:
     api_keys = list(keys.keys_of(g.org))
     return {**_row_context(), "keys": api_keys, "form": form or ApiKeyForm(g.org, formdata=None),
             "form_open": form_open or not api_keys, "revealed": revealed,
-            "ingest_url": external_url("api.ingest_usage")}
+            "ingest_url": external_url("api.ingest_usage"),
+            "org_limits_form": org_limits_form or _org_limits_form(), "org_limits_saved": org_limits_saved,
+            "may_manage": can(MANAGE)}
 
 
 @bp.get("/")
@@ -90,6 +109,77 @@ def revoke(key_id: int):
         return toast(render(PAGE, ROW, k=key, **_row_context()), message)
     flash(message, "success")
     return redirect(url_for("keys.index"))
+
+
+def _limits_form(key, formdata=None) -> KeyLimitsForm:
+    if formdata is not None:
+        return KeyLimitsForm()
+    return KeyLimitsForm(formdata=None, data={"rpm_limit": key.rpm_limit or "", "tpm_limit": key.tpm_limit or "",
+                                              "attribution_override": key.attribution_override})
+
+
+def _detail_context(key, limits_form: KeyLimitsForm | None = None, limits_saved: bool = False) -> dict:
+    found = key_traffic.of_key(g.org, key, clock.now())
+    week = found.windows[-1]
+    return {**_row_context(), "k": key, "traffic": found, "has_forwarded": week.calls > 0,
+            "may_manage": can(MANAGE), "limits_form": limits_form or _limits_form(key),
+            "limits_saved": limits_saved}
+
+
+@bp.get("/<int:key_id>")
+@require_permission("usage:read")
+def detail(key_id: int):
+    return render(DETAIL, DETAIL, **_detail_context(_key_or_404(key_id)))
+
+
+@bp.get("/<int:key_id>/latency")
+@require_permission("usage:read")
+def latency(key_id: int):
+    """Latency by model over the last 7 days (traffic.latency_by_model sorts
+    every call of the range, so the key's page loads it after itself)."""
+    key = _key_or_404(key_id)
+    end = clock.now()
+    start = end - key_traffic.WINDOWS[-1][2]
+    models = traffic.latency_by_model(g.org, start, end, api_key_id=key.id)
+    return render(LATENCY_PAGE, LATENCY, k=key, models=models)
+
+
+@bp.post("/<int:key_id>/limits")
+@require_permission(MANAGE)
+def update_limits(key_id: int):
+    key = _key_or_404(key_id)
+    form = _limits_form(key, formdata=True)
+    if form.validate():
+        try:
+            keys.set_gateway_limits(key, current_actor(), form.rpm_limit.data, form.tpm_limit.data,
+                                    form.attribution_override.data)
+        except ValidationError as exc:
+            form.apply_errors(exc)
+        else:
+            message = f"Gateway limits of “{key.name}” saved."
+            if htmx:
+                return toast(render(DETAIL, LIMITS, **_detail_context(key, limits_saved=True)), message)
+            flash(message, "success")
+            return redirect(url_for("keys.detail", key_id=key.id))
+    return render(DETAIL, LIMITS, status=422, **_detail_context(key, limits_form=form))
+
+
+@bp.post("/gateway-limits")
+@require_permission(MANAGE)
+def update_org_limits():
+    form = _org_limits_form(formdata=True)
+    if form.validate():
+        try:
+            keys.set_org_gateway_limits(g.org, current_actor(), form.rpm_limit.data, form.tpm_limit.data)
+        except ValidationError as exc:
+            form.apply_errors(exc)
+        else:
+            message = "The organization's gateway limits were saved."
+            if htmx:
+                return toast(render(PAGE, ORG_LIMITS, **_page_context(org_limits_saved=True)), message)
+            flash(message, "success")
+            return redirect(url_for("keys.index"))
+    return render(PAGE, ORG_LIMITS, status=422, **_page_context(org_limits_form=form))
 
 
 def _row_error(key, message: str):

@@ -15,16 +15,20 @@ from costguardian.extensions import db, htmx
 from costguardian.forms import usage as explorer
 from costguardian.money import NANOS_PER_USD
 from costguardian.rendering import render
+from costguardian.services.gateway import traffic
 from costguardian.services.usage import exports, queries as usage_queries
 from costguardian.services.usage.ingest import usd_string
-from costguardian.services.usage.queries import PRESETS, UsageFilter
+from costguardian.services.usage.queries import PRESETS, SOURCES, UsageFilter
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
 
 PAGE, RESULTS = "usage/index.html", "partials/usage/_results.html"
+LATENCY_PAGE, LATENCY = "usage/latency.html", "partials/usage/_latency.html"
 CHART_SERIES = 6
 FILTER_LABELS = {"preset": "Period", "from": "From", "to": "To", "group_by": "Group by", "provider": "Provider",
-                 "model": "Model", "department": "Department", "user": "User", "key": "API key", "tag": "Tag"}
+                 "model": "Model", "department": "Department", "user": "User", "key": "API key", "tag": "Tag",
+                 "source": "Source"}
+SOURCE_HEADINGS = {"gateway": "through the gateway", "ingest": "sent to the ingest API"}
 
 
 def prices_url() -> str | None:
@@ -55,6 +59,11 @@ def _dollars(nanos: int) -> str:
 
 
 def _heading(query: explorer.ExplorerQuery) -> str:
+    heading = _subject(query)
+    return f"{heading}, {SOURCE_HEADINGS[query.source]}" if query.source else heading
+
+
+def _subject(query: explorer.ExplorerQuery) -> str:
     if query.key is not None:
         return f"Usage of key “{query.key.name}”"
     if query.no_key:
@@ -83,11 +92,29 @@ def _history(query: explorer.ExplorerQuery) -> list:
     return [(row, usage_queries.month_range(row.period)) for row in reversed(rows)]
 
 
+def _latency_pending(query: explorer.ExplorerQuery) -> bool:
+    """Is there gateway traffic in the range to load latency for (a cheap EXISTS)?"""
+    return query.source != "ingest" and traffic.has_traffic(g.org, *usage_queries.exact_bounds(g.org, query.start,
+                                                                                               query.end))
+
+
+def _latency(query: explorer.ExplorerQuery) -> list:
+    """Latency per model of the gateway's calls in the range, narrowed by the
+    filters the request log knows (key, provider, model); none for ingest."""
+    if query.source == "ingest":
+        return []
+    start, end = usage_queries.exact_bounds(g.org, query.start, query.end)
+    key_id = query.key.id if query.key is not None else (usage_queries.NO_KEY if query.no_key else None)
+    return traffic.latency_by_model(g.org, start, end, api_key_id=key_id,
+                                    providers=[query.provider] if query.provider else None,
+                                    models=[query.model] if query.model else None)
+
+
 def _report(query: explorer.ExplorerQuery) -> dict:
     org, flt = g.org, query.usage_filter()
     report = usage_queries.explorer_report(org, flt, query.service_group, top=CHART_SERIES)
     return {"rows": report.rows, "total": report.total, "chart": _chart(report.days, report.series),
-            "history": _history(query), "heading": _heading(query)}
+            "history": _history(query), "heading": _heading(query), "latency_pending": _latency_pending(query)}
 
 
 def _out_of_band() -> set[str]:
@@ -125,7 +152,7 @@ def index():
     full = _full_page()
     context = {"query": query, "presets": PRESETS, "groups": explorer.GROUP_LABELS,
                "oob": set() if full else _out_of_band(), "filter_labels": FILTER_LABELS,
-               "usd_string": usd_string, "prices_url": prices_url()}
+               "usd_string": usd_string, "prices_url": prices_url(), "sources": SOURCES}
     if full:
         context["choices"] = usage_queries.filter_choices(g.org)
     if query.errors:
@@ -135,6 +162,19 @@ def index():
     if not full:  # the address bar shows the clean query, not every empty field of the form
         response.headers["HX-Push-Url"] = url_for("usage.index", **query.params())
     return response
+
+
+@bp.get("/latency")
+@require_permission("usage:read")
+def latency():
+    """The latency table of the explorer's filter: the fragment htmx loads
+    into the results, or a page of its own without JavaScript."""
+    query = explorer.parse(g.org, request.args)
+    if query.errors:
+        return _invalid(query)
+    context = {"query": query, "latency": _latency(query),
+               "latency_unfiltered": bool(query.user or query.department or query.no_department or query.tag)}
+    return render(LATENCY_PAGE, LATENCY, **context)
 
 
 def _invalid(query):

@@ -71,7 +71,7 @@ def test_owner_creates_copies_uses_and_revokes_a_key(page, live_server, make_use
 
     # Create: the key appears once, with the new row and a toast, without a reload.
     page.get_by_label("Name").fill("e2e collector")
-    page.get_by_label("gateway").check()
+    page.get_by_role("checkbox", name="gateway").check()
     expect(page.get_by_label("Expiry date")).to_be_hidden()
     page.get_by_label("Expires").select_option("custom")
     expect(page.get_by_label("Expiry date")).to_be_visible()

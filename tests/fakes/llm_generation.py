@@ -53,24 +53,49 @@ class Generation:
                                     "is enabled.", code="invalid_value")
         return body, None
 
+    def _tool_call(self, body: dict, results: list[str]) -> tuple[str, str, list[str]] | None:
+        """(call id, tool name, argument fragments) when this request is to be answered with a tool call."""
+        tools = body.get("tools")
+        if self.tool_arguments is None or not isinstance(tools, list) or not tools or results:
+            return None
+        first = tools[0]
+        name = (first.get("function") or {}).get("name") if "function" in first else first.get("name")
+        arguments = json.dumps(self.tool_arguments)
+        return f"call_{uuid.uuid4().hex[:12]}", name, [arguments[i:i + 8] for i in range(0, len(arguments), 8)]
+
     def _chat_completions(self, request: Request) -> Response:
         body, refusal = self._openai_checked(request)
         if refusal is not None:
             return refusal
         model = self._model(request, body)
+        results, problem = _openai_tool_results(body.get("messages"))
+        if problem:
+            return self.error(OPENAI, 400, problem, code=None)
         pieces, finish = self._pieces(body, "max_completion_tokens", "max_tokens")
+        call = self._tool_call(body, results)
+        if call is not None:
+            pieces, finish = call[2], "tool_calls"
         usage = self._openai_usage(body.get("messages"), len(pieces))
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
+            if call is not None:
+                message["content"] = None
+                message["tool_calls"] = [{"id": call[0], "type": "function",
+                                          "function": {"name": call[1], "arguments": "".join(call[2])}}]
             return _json({"id": ident, "object": "chat.completion", "created": created, "model": model,
                           "system_fingerprint": "fp_fake", "service_tier": "default",
-                          "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces),
-                                                               "refusal": None, "annotations": []},
-                                       "logprobs": None, "finish_reason": finish}],
+                          "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                           "usage": usage})
+        if call is not None:
+            deltas = [{"role": "assistant", "content": None,
+                       "tool_calls": [{"index": 0, "id": call[0], "type": "function",
+                                       "function": {"name": call[1], "arguments": ""}}]}]
+            deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+        else:
+            deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
         return self._stream(self._openai_chunks(body, usage, ident, created, model, "chat.completion.chunk",
-                                                [{"role": "assistant", "content": ""}]
-                                                + [{"content": p} for p in pieces], finish))
+                                                deltas, finish))
 
     def _completions(self, request: Request) -> Response:
         body, refusal = self._openai_checked(request)
@@ -205,25 +230,34 @@ class Generation:
         body, refusal = self._anthropic_checked(request)
         if refusal is not None:
             return refusal
+        results, problem = _anthropic_tool_results(body.get("messages"))
+        if problem:
+            return self.error(ANTHROPIC, 400, problem, kind="invalid_request_error")
         pieces, finish = self._pieces(body, "max_tokens")
         stop_reason = "end_turn" if finish == "stop" else "max_tokens"
+        call = self._tool_call(body, results)
+        if call is not None:
+            pieces, stop_reason = call[2], "tool_use"
         uncached = _prompt_tokens([body.get("system"), body.get("messages")])
         read, write = self.cache_read_tokens, self.cache_write_tokens
         usage = {"input_tokens": uncached, "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
                  "output_tokens": len(pieces), "service_tier": "standard"}
         self._log_usage(uncached + read + write, len(pieces), read, write)
         message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                   "model": body["model"], "content": [{"type": "text", "text": "".join(pieces)}],
+                   "model": body["model"], "content": [{"type": "text", "text": "".join(pieces)}] if call is None
+                   else [{"type": "tool_use", "id": call[0], "name": call[1], "input": self.tool_arguments}],
                    "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
         if not body.get("stream"):
             return _json(message, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
         start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+        block = ({"type": "text", "text": ""} if call is None
+                 else {"type": "tool_use", "id": call[0], "name": call[1], "input": {}})
         events = [("message_start", {"type": "message_start", "message": start}),
-                  ("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}}),
+                  ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
                   ("ping", {"type": "ping"})]
         events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+                                            "delta": {"type": "text_delta", "text": p} if call is None
+                                            else {"type": "input_json_delta", "partial_json": p}}) for p in pieces]
         events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
         deltas = max(1, self.anthropic_usage_deltas)
         for i in range(1, deltas + 1):  # each one CUMULATIVE, the last one the total
@@ -262,6 +296,40 @@ class Generation:
 
         return _Streamed(None, 200, mimetype="text/event-stream",
                          headers={"cache-control": "no-cache", "x-request-id": uuid.uuid4().hex})
+
+
+def _openai_tool_results(messages) -> tuple[list[str], str]:
+    """The tool results of the conversation, and what is wrong with them ("" when nothing)."""
+    results, calls = [], set()
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant":
+            calls = {c.get("id") for c in message.get("tool_calls") or []}
+        elif message.get("role") == "tool":
+            if message.get("tool_call_id") not in calls:
+                return results, (f"Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                                 f"message with 'tool_calls' (messages[{index}]).")
+            results.append(message["tool_call_id"])
+    return results, ""
+
+
+def _anthropic_tool_results(messages) -> tuple[list[str], str]:
+    results, uses = [], set()
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks = content if isinstance(content, list) else []
+        if message.get("role") == "assistant":
+            uses = {b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"}
+            continue
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                if block.get("tool_use_id") not in uses:
+                    return results, (f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` "
+                                     "blocks. Each `tool_result` block must have a corresponding `tool_use` block "
+                                     "in the previous message.")
+                results.append(block["tool_use_id"])
+    return results, ""
 
 
 def _prompt_tokens(prompt) -> int:

@@ -27,6 +27,14 @@ non-streaming and streaming (real SSE, usage where each provider puts it):
 - Anthropic `POST /v1/messages` (usage in `message_start`, output tokens
   CUMULATIVE in each `message_delta`; `anthropic_usage_deltas` sends several)
   and `/v1/messages/count_tokens`.
+- Google Gemini's OpenAI-compatible API: `POST /v1beta/openai/chat/completions`
+  and `/v1beta/openai/embeddings` with the key as a Bearer token (errors in
+  Google's shape, wrapped in a list as that API sends them).
+- Tool calls: with `tool_arguments` set, a request that offers `tools` and
+  holds no tool result yet is answered with a call to its first tool (OpenAI
+  `tool_calls`, Anthropic `tool_use`, streamed as argument fragments); a tool
+  result that answers no call of the turn before is refused with a 400, as
+  the providers do.
 - Azure OpenAI `POST /openai/deployments/<deployment>/<chat/completions|
   completions|embeddings>?api-version=…` (the model a deployment runs from
   `azure_deployments`).
@@ -65,6 +73,7 @@ from werkzeug.wrappers import Request, Response
 from tests.fakes.llm_generation import ANTHROPIC, DEFAULT_REPLY, OPENAI, Generation
 
 GEMINI, AZURE = "gemini", "azure"
+GEMINI_OPENAI = "gemini-openai"  # Gemini's OpenAI-compatible API: OpenAI's formats, Google's key and errors
 
 OPENAI_KEY = "sk-fake-openai-3f9c2b7d1e5a8c4f7a21"
 ANTHROPIC_KEY = "sk-ant-fake-6d2e8b1f4c9a7e3b5d42"
@@ -120,6 +129,7 @@ class FakeLLMUpstream(Generation):
     usage_on_last_choice: bool = False  # OpenAI streams: usage on the last chunk with choices, no usage-only chunk
     stream_usage: bool = True  # False: an OpenAI-compatible server that never reports usage in a stream
     anthropic_usage_deltas: int = 1  # message_delta events, each with the CUMULATIVE output tokens
+    tool_arguments: dict | None = None  # answer a request offering tools with a call to its first tool
     azure_deployments: dict[str, str] = field(default_factory=dict)  # deployment -> model it runs
     requests: list[RecordedRequest] = field(default_factory=list)
     usage_log: list[dict] = field(default_factory=list)  # each answer's usage: input (all prompt), cache_read ...
@@ -139,6 +149,8 @@ class FakeLLMUpstream(Generation):
         self.route("POST", "/v1/responses", OPENAI)(self._responses)
         self.route("POST", "/v1/messages", ANTHROPIC)(self._messages)
         self.route("POST", "/v1/messages/count_tokens", ANTHROPIC)(self._count_tokens)
+        self.route("POST", "/v1beta/openai/chat/completions", GEMINI_OPENAI)(self._chat_completions)
+        self.route("POST", "/v1beta/openai/embeddings", GEMINI_OPENAI)(self._embeddings)
 
     # --- the server ------------------------------------------------------------
 
@@ -167,7 +179,7 @@ class FakeLLMUpstream(Generation):
             self.release, self.hold_expired = threading.Event(), False
             self.reply, self.cache_read_tokens, self.cache_write_tokens = DEFAULT_REPLY, 0, 0
             self.usage_on_last_choice, self.stream_usage, self.anthropic_usage_deltas = False, True, 1
-            self.azure_deployments = {}
+            self.azure_deployments, self.tool_arguments = {}, None
             self.models = _default_models()
             self.openai_key, self.anthropic_key = OPENAI_KEY, ANTHROPIC_KEY
             self.gemini_key, self.azure_key = GEMINI_KEY, AZURE_KEY
@@ -243,6 +255,11 @@ class FakeLLMUpstream(Generation):
             if key != self.gemini_key:
                 return self.error(GEMINI, 400, "API key not valid. Please pass a valid API key.",
                                   kind="INVALID_ARGUMENT", code="API_KEY_INVALID")
+        elif wire == GEMINI_OPENAI:
+            given = request.headers.get("Authorization", "")
+            if not given.startswith("Bearer ") or given[7:].strip() != self.gemini_key:
+                return self.error(GEMINI_OPENAI, 400 if given.startswith("Bearer ") else 401,
+                                  "API key not valid. Please pass a valid API key.", kind="INVALID_ARGUMENT")
         elif wire == AZURE:
             if request.args.get("api-version") not in AZURE_API_VERSIONS:
                 return self.error(AZURE, 404, "Resource not found", code="404")
@@ -259,6 +276,8 @@ class FakeLLMUpstream(Generation):
                             429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
             body = {"type": "error", "error": {"type": kind, "message": message},
                     "request_id": f"req_{uuid.uuid4().hex[:24]}"}
+        elif wire == GEMINI_OPENAI:
+            body = [{"error": {"code": status, "message": message, "status": kind or "INTERNAL"}}]
         elif wire == GEMINI:
             body = {"error": {"code": status, "message": message, "status": kind or "INTERNAL"}}
             if code:

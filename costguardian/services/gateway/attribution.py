@@ -7,6 +7,13 @@ code) and `X-CG-Tags` (comma-separated `tag` or `key:value`). They are
 checked before the call is forwarded, so the usage event recorded afterwards
 cannot be refused for them: an unknown department or a malformed tag answers
 400 and nothing reaches the provider.
+
+A key whose `attribution_override` is off keeps every call on its own
+defaults: a call that sends `X-CG-User`, `X-CG-Department` or `X-CG-Tags`
+answers 403 (`attribution_not_allowed`, nothing forwarded), so a mistaken
+setup is seen at once; the body's `user` / `metadata.user_id` (which apps
+set for the provider's own abuse tracking) are forwarded unchanged but do
+not change the attribution.
 """
 from __future__ import annotations
 
@@ -23,10 +30,13 @@ MAX_CALLER_TAGS = 17  # the event holds 20: the gateway adds source:, status: an
 RESERVED_TAG_KEYS = ("source", "status", "usage")  # the gateway's own tags
 
 
+OVERRIDE_HEADERS = ("x-cg-user", "x-cg-department", "x-cg-tags")
+
+
 class AttributionError(Exception):
-    def __init__(self, message: str):
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_attribution"):
         super().__init__(message)
-        self.message = message
+        self.message, self.status, self.code = message, status, code
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,14 @@ class Attribution:
 
 
 def from_request(org, api_key, headers: Mapping[str, str], body: dict) -> Attribution:
+    if api_key is not None and not api_key.attribution_override:
+        named = [name for name in OVERRIDE_HEADERS if (headers.get(name) or "").strip()]
+        if named:
+            raise AttributionError(
+                f"This API key does not allow a call to choose its attribution ({', '.join(named)}): its usage "
+                "always counts for the key's own user and department. Remove the header, or let an admin allow "
+                "overrides on the key's page.", status=403, code="attribution_not_allowed")
+        return Attribution(department_id=api_key.department_id)
     return Attribution(user=_user(headers, body), **_department(org, api_key, headers), tags=_tags(headers))
 
 

@@ -30,8 +30,8 @@ from flask import current_app
 from urllib3.exceptions import ReadTimeoutError
 
 from costguardian import clock
-from costguardian.services.gateway import (admission, anthropic_wire, attribution, openai_wire, recording, routing,
-                                           streams, upstream, vault)
+from costguardian.services.gateway import (admission, anthropic_wire, attribution, openai_wire, recording,
+                                           request_log, routing, streams, translate, upstream, vault)
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 from costguardian.services.gateway.recording import CallRecord
 from costguardian.services.notifications import webhook_urls
@@ -59,6 +59,7 @@ class Reply:
     headers: dict[str, str]
     content_type: str = "application/json"
     finish: Callable[[], None] | None = None  # run after the answer was sent
+    record: CallRecord | None = None  # what is known of the call (complete once `finish` ran)
 
 
 def new_request_id() -> str:
@@ -78,7 +79,9 @@ def error_reply(wire: str, status: int, message: str, request_id: str, *, code: 
 def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[str, str], request_id: str) -> Reply:
     exchange = _Exchange(org, api_key, routing.ENDPOINTS[endpoint_name], headers, request_id)
     try:
-        return exchange.run(raw_body)
+        reply = exchange.run(raw_body)
+        reply.record = exchange.record
+        return reply
     except Exception:
         log.exception("gateway request %s failed inside the gateway", request_id)
         exchange.abandon()
@@ -100,6 +103,24 @@ def anthropic_models(org) -> dict:
     return {"data": [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
                      for m in ids],
             "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+
+
+def openai_model(org, model_id: str) -> tuple[int, dict]:
+    """GET /v1/models/{model}: the model object when a credential allows it, else OpenAI's 404."""
+    found = routing.allowed_model(org, model_id)
+    if found is None:
+        return 404, openai_wire.error_body(404, f"The model '{model_id}' does not exist or you do not have access "
+                                                "to it.", code="model_not_found", param="model")
+    return 200, {"id": model_id, "object": "model", "created": 0, "owned_by": found.provider}
+
+
+def anthropic_model(org, model_id: str) -> tuple[int, dict]:
+    """GET /anthropic/v1/models/{id}: Anthropic's model object, else its 404. Any model
+    /anthropic/v1/messages serves (others' by `provider/model` too, translated)."""
+    found = routing.allowed_model(org, model_id)
+    if found is None:
+        return 404, anthropic_wire.error_body(404, f"model: {model_id}")
+    return 200, {"type": "model", "id": model_id, "display_name": found.model, "created_at": "1970-01-01T00:00:00Z"}
 
 
 # --- one call ------------------------------------------------------------------------
@@ -141,6 +162,8 @@ class _Exchange:
     # --- before forwarding
 
     def run(self, raw_body: bytes) -> Reply:
+        if self.endpoint.records:  # the bodies, when the organization logs requests (request_log)
+            self.record.bodies = request_log.capture(self.org, raw_body)
         try:
             body = json.loads(raw_body or b"null")
         except (ValueError, RecursionError):
@@ -153,7 +176,7 @@ class _Exchange:
         try:
             who = attribution.from_request(self.org, self.api_key, self.headers, body)
         except attribution.AttributionError as exc:
-            return self.refuse(400, exc.message, "invalid_attribution")
+            return self.refuse(exc.status, exc.message, exc.code)
         self.record.user, self.record.department, self.record.tags = who.user, who.department, who.tags
         try:
             self.route = route = routing.resolve(self.org, self.endpoint, body.get("model"))
@@ -161,8 +184,13 @@ class _Exchange:
             return self.refuse(exc.status, exc.message, exc.code)
         self.record.provider, self.record.model = route.pricing_provider, route.pricing_model
         self.record.credential_id = route.credential.id
+        if self.record.bodies is not None:
+            self.record.bodies.secret = route.credential.secret or ""  # redacted from what is kept
         stream = body.get("stream") is True and self.endpoint.kind in STREAMING_KINDS
-        outgoing, caller_wants_usage = self.upstream_body(body, route, stream)
+        try:
+            outgoing, caller_wants_usage = self.upstream_body(body, route, stream)
+        except translate.Unsupported as exc:  # a parameter the provider's format has no place for
+            return self.refuse(400, exc.message, exc.code)
         if self.endpoint.records:
             refusal = self.admit(who)
             if refusal is not None:
@@ -171,9 +199,11 @@ class _Exchange:
 
     def upstream_body(self, body: dict, route: routing.Route, stream: bool) -> tuple[dict, bool]:
         outgoing = {**body, "model": routing.upstream_model(route, self.endpoint)}
+        if route.translation:  # the provider's format (translate); the caller's body stays the one admitted
+            outgoing = translate.request(route, outgoing)
         caller_wants_usage = True
-        if stream and self.endpoint.kind in ("chat", "completions"):
-            options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        if stream and route.endpoint.kind in ("chat", "completions"):
+            options = outgoing.get("stream_options") if isinstance(outgoing.get("stream_options"), dict) else {}
             caller_wants_usage = bool(options.get("include_usage"))
             if not caller_wants_usage and route.provider.key not in NO_STREAM_OPTIONS:
                 outgoing["stream_options"] = {**options, "include_usage": True}
@@ -202,6 +232,8 @@ class _Exchange:
         self.record.status_code, self.record.outcome, self.record.error = status, outcome, f"{code}: {message}"
         self.record.latency_ms = self.elapsed_ms()
         reply.finish = self.finish if self.endpoint.records else None
+        if self.record.bodies is not None:
+            self.record.bodies.take_answer(reply.body)
         return reply
 
     # --- forwarding
@@ -210,7 +242,7 @@ class _Exchange:
         route = self.route
         url = routing.upstream_url(route, self.endpoint)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json",
-                   "Accept-Encoding": "identity", "User-Agent": USER_AGENT, **route.credential.headers()}
+                   "Accept-Encoding": "identity", "User-Agent": USER_AGENT, **routing.upstream_headers(route)}
         for name in CALLER_HEADERS.get(route.provider.wire, ()):
             if self.headers.get(name):
                 headers[name] = self.headers[name]
@@ -250,15 +282,23 @@ class _Exchange:
             response.close()
         record = self.record
         record.status_code, record.latency_ms = response.status_code, self.elapsed_ms()
+        status = response.status_code
         if response.status_code < 300:
             self.read_answer(content)
+            if self.route.translation:  # read as the provider answered, sent as the caller asked
+                status, content = translate.answer(self.route, content)
+                content_type = "application/json"
         else:
             secret = self.route.credential.secret
             record.outcome = recording.UPSTREAM_ERROR
             record.error = f"HTTP {response.status_code}: " + upstream.provider_message(content, secret)
             if len(secret) >= 8:  # the organization's provider key is not the caller's to see
                 content = content.replace(secret.encode(), ("…" + secret[-4:]).encode())
-        return Reply(response.status_code, content, self.passed_headers(response),
+            if self.route.translation:  # the provider's status and retry headers, the caller's error shape
+                content, content_type = translate.error(self.route, response.status_code, content), "application/json"
+        if record.bodies is not None:
+            record.bodies.take_answer(content)
+        return Reply(status, content, self.passed_headers(response),
                      content_type or "application/json", self.finish if self.endpoint.records else None)
 
     def read_answer(self, content: bytes) -> None:
@@ -271,23 +311,26 @@ class _Exchange:
         answer = answer if isinstance(answer, dict) else {}
         if isinstance(answer.get("model"), str) and answer["model"]:
             self.record.model = answer["model"]  # what served the call (a dated version, Azure's model)
-        wire_module = anthropic_wire if self.wire == ANTHROPIC else openai_wire
+        called = self.route.endpoint  # the provider's own format, translated or not
+        wire_module = anthropic_wire if called.wire == ANTHROPIC else openai_wire
         usage = wire_module.answer_usage(answer)
         if usage is None:
             self.record.usage_estimated = True
-            usage = (anthropic_wire.estimated_answer_usage(answer, self.input_estimate()) if self.wire == ANTHROPIC
-                     else openai_wire.estimated_answer_usage(self.endpoint.kind, answer, self.input_estimate()))
+            usage = (anthropic_wire.estimated_answer_usage(answer, self.input_estimate()) if called.wire == ANTHROPIC
+                     else openai_wire.estimated_answer_usage(called.kind, answer, self.input_estimate()))
         self.record.usage = usage
 
     def relay_stream(self, response: requests.Response, content_type: str, caller_wants_usage: bool) -> Reply:
-        kind = self.endpoint.kind
-        if kind == "messages":
+        kind = self.route.endpoint.kind
+        if self.route.translation:  # the provider's events read for usage, relayed in the caller's format
+            self.reader = translate.stream_reader(self.route, self.body)
+        elif kind == "messages":
             self.reader = anthropic_wire.MessagesStream()
         elif kind == "responses":
             self.reader = openai_wire.ResponsesStream()
         else:
             self.reader = openai_wire.ChatStream(caller_wants_usage)
-        self.relay = streams.Relay(response, self.reader, self.started)
+        self.relay = streams.Relay(response, self.reader, self.started, capture=self.record.bodies)
         self.record.streamed, self.record.status_code = True, response.status_code
         headers = {**self.passed_headers(response), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Reply(response.status_code, self.relay, headers, content_type, self.finish)

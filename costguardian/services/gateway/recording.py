@@ -10,7 +10,8 @@ the caller's, and `status:error` / `status:cancelled` / `usage:estimated`
 when they apply. A call the provider refused is recorded with zero tokens
 (zero cost). Beside it, one GatewayRequest row keeps latency, time to first
 token, status and the streamed flag. Nothing of the prompt or the answer is
-stored.
+stored, unless the organization logged requests when the call was made: then
+`bodies` (request_log.Capture) holds them and they are kept with the row.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from datetime import datetime
 from peewee import IntegrityError
 
 from costguardian.models import GatewayRequest
+from costguardian.services.gateway import request_log
 from costguardian.services.usage import ingest
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class CallRecord:
     usage_estimated: bool = False
     latency_ms: int = 0
     ttft_ms: int | None = None
+    bodies: request_log.Capture | None = None  # the request and answer, when the organization logs them
 
     def event_tags(self) -> list[str]:
         tags = ["source:gateway", *self.tags]
@@ -72,6 +75,8 @@ def record(call: CallRecord) -> str | None:
     duplicate) or None when no event was due."""
     status = _record_usage(call) if call.forwarded else None
     _log(call)
+    if call.bodies is not None:  # after the usage event and the log row: a failure here loses only the bodies
+        request_log.store(call.org, call.request_id, call.bodies)
     return status
 
 

@@ -14,21 +14,26 @@ A `provider/model` name whose provider has no credential for it is tried
 as a whole among the models credentials list (OpenRouter and vLLM models
 are named `org/model` too), never sent to a default provider.
 
-Translation between wire formats is not done (yet): a model served by a
-provider that does not speak the caller's format (Anthropic or Gemini
-through the OpenAI-style endpoints) is refused with 400 naming the endpoint
-to use.
+A route also says where the provider is called (`Route.endpoint`) and
+whether the call is translated (`Route.translation`, services.gateway.
+translate): chat completions to an Anthropic model go to Anthropic's
+/v1/messages, and /anthropic/v1/messages to an OpenAI-wire provider (OpenAI,
+Azure, Mistral, Groq, Gemini …) goes to its /chat/completions. Gemini is
+called through Google's OpenAI-compatible API ({base}/v1beta/openai/, Bearer
+key) for chat completions and embeddings. Any other pairing (an Anthropic
+model through /v1/embeddings, count_tokens for an OpenAI model) is a 400
+naming what would work.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from genai_prices.data_snapshot import get_snapshot
 
 from costguardian.services.gateway import providers, vault
-from costguardian.services.gateway.providers import ANTHROPIC, AZURE, OPENAI
+from costguardian.services.gateway.providers import ANTHROPIC, AZURE, GEMINI, OPENAI
 from costguardian.services.usage import catalog
 
 
@@ -50,7 +55,10 @@ ENDPOINTS = {e.name: e for e in (
     Endpoint("messages.count_tokens", ANTHROPIC, "/v1/messages/count_tokens", "count_tokens", records=False),
 )}
 
-SPEAKS = {OPENAI: (OPENAI, AZURE), ANTHROPIC: (ANTHROPIC,)}  # endpoint wire -> provider wires it can forward to
+# Translations (services.gateway.translate): the caller's format → the provider's.
+OPENAI_TO_ANTHROPIC, ANTHROPIC_TO_OPENAI = "openai-to-anthropic", "anthropic-to-openai"
+GEMINI_OPENAI_PATH = "/v1beta/openai"  # Google's OpenAI-compatible API, under the Gemini base URL
+GEMINI_KINDS = ("chat", "embeddings")  # what that API serves of ours
 DEFAULTS = {OPENAI: ("openai", "azure", "openai_compatible"), ANTHROPIC: ("anthropic",)}
 ENDPOINT_FOR = {ANTHROPIC: "/anthropic/v1/messages with the Anthropic SDK (base_url …/anthropic)",
                 OPENAI: "/v1/chat/completions with the OpenAI SDK (base_url …/v1)"}
@@ -71,6 +79,8 @@ class Route:
     model: str  # as the upstream is asked
     pricing_provider: str  # as usage events name the provider
     pricing_model: str  # the model events fall back to (Azure: the model the deployment runs)
+    endpoint: Endpoint | None = None  # where the provider is called (set by resolve)
+    translation: str | None = None  # OPENAI_TO_ANTHROPIC, ANTHROPIC_TO_OPENAI or None
 
     @property
     def provider(self) -> providers.Provider:
@@ -91,13 +101,34 @@ def resolve(org, endpoint: Endpoint, requested) -> Route:
         raise RouteError(404, f"The model `{requested}` does not exist or you do not have access to it: no enabled "
                               f"{which} key of this organization serves it (Cost Guardian → Providers).",
                          "model_not_found")
-    if route.provider.wire not in SPEAKS[endpoint.wire]:
-        other = ANTHROPIC if route.provider.wire == ANTHROPIC else None
-        hint = (f" Call it through {ENDPOINT_FOR[other]}." if other else "")
-        raise RouteError(400, f"The model `{requested}` is served by {route.provider.label}, which does not speak "
-                              f"the {'OpenAI' if endpoint.wire == OPENAI else 'Anthropic'} API, and the gateway does "
-                              f"not translate between the two yet.{hint}", "unsupported_model")
-    return route
+    upstream, translation = _upstream_endpoint(endpoint, route.provider)
+    if upstream is None:
+        raise RouteError(400, _unsupported(requested, endpoint, route.provider), "unsupported_model")
+    return replace(route, endpoint=upstream, translation=translation)
+
+
+def _upstream_endpoint(endpoint: Endpoint, provider: providers.Provider) -> tuple[Endpoint | None, str | None]:
+    """Where a provider serves a call to `endpoint`, and the translation on the way (None: same format)."""
+    wire = OPENAI if provider.wire in (OPENAI, AZURE, GEMINI) else ANTHROPIC  # what the provider's API speaks
+    if provider.wire == GEMINI and endpoint.wire == OPENAI and endpoint.kind not in GEMINI_KINDS:
+        return None, None
+    if wire == endpoint.wire:
+        return endpoint, None
+    if endpoint.kind == "chat":
+        return ENDPOINTS["messages"], OPENAI_TO_ANTHROPIC
+    if endpoint.kind == "messages":
+        return ENDPOINTS["chat.completions"], ANTHROPIC_TO_OPENAI
+    return None, None
+
+
+def _unsupported(requested: str, endpoint: Endpoint, provider: providers.Provider) -> str:
+    if endpoint.kind == "count_tokens":
+        return (f"count_tokens counts with Anthropic's tokenizer; the model `{requested}` is served by "
+                f"{provider.label}. Count its tokens with that provider's tools, or call it through "
+                "/anthropic/v1/messages and read `usage`.")
+    return (f"The model `{requested}` is served by {provider.label}, whose API has no equivalent of "
+            f"/{endpoint.name.replace('.', '/')}: call it through " + (
+                ENDPOINT_FOR[OPENAI] if endpoint.wire == OPENAI else ENDPOINT_FOR[ANTHROPIC]) + ".")
 
 
 def _route(org, provider_key: str, model: str) -> Route | None:
@@ -165,9 +196,24 @@ def _catalogue_providers(model: str) -> tuple[str, ...]:
     return found
 
 
-def upstream_url(route: Route, endpoint: Endpoint) -> str:
-    """Where the call goes: the credential's base URL and the endpoint's path
-    (Azure: the deployment's path and the credential's api-version)."""
+def allowed_model(org, model_id: str) -> vault.AllowedModel | None:
+    """The model a retrieve (GET …/models/{id}) describes, when the organization's
+    enabled credentials allow it: `provider/model` (a catalogue spelling of the
+    provider too) or a bare id of any provider."""
+    lowered = (model_id or "").strip().lower()
+    prefix, _, rest = lowered.partition("/")
+    named = _provider_named(prefix) if rest else None
+    for pair in vault.allowed_models(org):
+        if pair.model.lower() == lowered or (named == pair.provider and pair.model.lower() == rest):
+            return pair
+    return None
+
+
+def upstream_url(route: Route, endpoint: Endpoint | None = None) -> str:
+    """Where the call goes: the credential's base URL and the path of the
+    endpoint the provider is called at (Azure: the deployment's path and the
+    credential's api-version; Gemini: its OpenAI-compatible API)."""
+    endpoint = route.endpoint or endpoint
     credential = route.credential
     if credential.provider.is_azure:
         version = quote(credential.api_version or providers.AZURE_DEFAULT_API_VERSION)
@@ -175,11 +221,21 @@ def upstream_url(route: Route, endpoint: Endpoint) -> str:
             return f"{credential.base_url}/openai/responses?api-version={version}"
         return (f"{credential.base_url}/openai/deployments/{quote(credential.deployment, safe='')}"
                 f"{endpoint.path}?api-version={version}")
+    if credential.provider.wire == GEMINI:
+        return credential.base_url + GEMINI_OPENAI_PATH + endpoint.path
     return credential.base_url + endpoint.path
 
 
-def upstream_model(route: Route, endpoint: Endpoint) -> str:
+def upstream_headers(route: Route) -> dict[str, str]:
+    """The provider's authentication (Gemini's OpenAI-compatible API takes its key as a Bearer token)."""
+    if route.provider.wire == GEMINI:
+        return {"Authorization": f"Bearer {route.credential.secret}"}
+    return route.credential.headers()
+
+
+def upstream_model(route: Route, endpoint: Endpoint | None = None) -> str:
     """The model the upstream is asked for (an Azure Responses call names the deployment)."""
+    endpoint = route.endpoint or endpoint
     if route.provider.is_azure and endpoint.kind == "responses":
         return route.credential.deployment
     return route.model

@@ -93,6 +93,16 @@ class Reader(abc.ABC):
     def feed(self, event: Event) -> bool:
         """Look at one event; True to forward it to the caller."""
 
+    def relayed(self, event: Event) -> bytes:
+        """What the caller gets for this event: its own bytes, nothing (held
+        back), or — a translating reader (translate_streams) — the event in
+        the caller's format."""
+        return event.raw if self.feed(event) else b""
+
+    def tail(self) -> bytes:
+        """Events to send once the provider's stream ended (a translation's closing events)."""
+        return b""
+
     @abc.abstractmethod
     def error_event(self, kind: str, message: str) -> bytes:
         """An event in the wire's own format telling the caller the stream broke."""
@@ -121,9 +131,10 @@ class Relay:
     format). The provider's connection is closed either way, which stops the
     generation the caller no longer reads."""
 
-    def __init__(self, response: requests.Response, reader: Reader, started: float):
+    def __init__(self, response: requests.Response, reader: Reader, started: float, capture=None):
         self.response = response
         self.reader = reader
+        self.capture = capture  # request_log.Capture: what the caller got, bounded (request logging on)
         self.started = started
         self.first_token_at: float | None = None
         self.ended_at: float | None = None
@@ -140,25 +151,34 @@ class Relay:
     def _relay(self) -> Iterator[bytes]:
         try:
             for event in events(chunks(self.response)):
-                forward = self.reader.feed(event)
+                data = self.reader.relayed(event)
                 if self.first_token_at is None and self.reader.output_events:
                     self.first_token_at = clock.monotonic()
-                if forward:
-                    yield event.raw
+                if data:
+                    yield self._relayed(data)
+            tail = self.reader.tail()
+            if tail:
+                yield self._relayed(tail)
             self.completed = True
         except GeneratorExit:
             self.client_gone = True
             raise
         except (ReadTimeoutError, requests.Timeout, socket.timeout):
             self.failure = "timeout"
-            yield self.reader.error_event("timeout", "The provider stopped sending the answer (read timed out).")
+            yield self._relayed(self.reader.error_event("timeout", "The provider stopped sending the answer "
+                                                                   "(read timed out)."))
         except (ProtocolError, requests.RequestException, OSError):
             self.failure = "disconnected"
-            yield self.reader.error_event("disconnected", "The provider closed the connection before the answer "
-                                                          "was complete.")
+            yield self._relayed(self.reader.error_event("disconnected", "The provider closed the connection "
+                                                                        "before the answer was complete."))
         finally:
             self.ended_at = clock.monotonic()
             self.response.close()
+
+    def _relayed(self, data: bytes) -> bytes:
+        if self.capture is not None:
+            self.capture.append(data)
+        return data
 
     def close(self) -> None:
         """Stop relaying (the server calls this when the answer is over or the

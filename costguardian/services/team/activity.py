@@ -132,6 +132,9 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
                     (_changes(d.get("changes")), None)]
         case "org.join_domain_verified":
             return [("verified the domain ", None), (str(d.get("domain", "")), ctx.links("org", None))]
+        case "org.request_bodies_deleted":
+            count = d.get("count", 0)
+            return [(f"deleted the {count} kept gateway request bod{'y' if count == 1 else 'ies'}", None)]
         case "member.added":
             return [("added ", None), user, (f" as {d.get('role', 'member')}", None)]
         case "member.joined":
@@ -166,6 +169,11 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
             return [("rotated API key ", None), (_quoted(key_name), key_link)]
         case "key.revoked":
             return [("revoked API key ", None), (_quoted(key_name), key_link)]
+        case "key.limits_changed":
+            return [("changed the gateway limits of API key ", None), (_quoted(key_name), key_link),
+                    (_changes(d.get("changes")), None)]
+        case "org.gateway_limits_changed":
+            return [("changed the organization's gateway limits", None), (_changes(d.get("changes")), None)]
         case "price_override.created" | "price_override.updated" | "price_override.deleted":
             verb = {"created": "set", "updated": "changed", "deleted": "removed"}[action.split(".")[1]]
             return [(f"{verb} the organization's price for ", None),

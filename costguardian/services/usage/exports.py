@@ -21,8 +21,8 @@ from peewee import Tuple
 
 from costguardian.models import NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.usage.ingest import usd_string
-from costguardian.services.usage.queries import (Row, Totals, UsageFilter, department_paths, department_subtree,
-                                                 rollup_conditions, utc_bounds)
+from costguardian.services.usage.queries import (GATEWAY_TAG, Row, SourceWithTag, Totals, UsageFilter,
+                                                 department_paths, department_subtree, rollup_conditions, utc_bounds)
 
 CHUNK = 1000
 EVENT_COLUMNS = ["occurred_at", "event_id", "provider", "model", "model_raw", "api_key", "user", "department",
@@ -140,6 +140,7 @@ def events_csv(org, flt: UsageFilter, chunk: int = CHUNK):
     """The CSV text of the filtered events, one piece per chunk read."""
     keys, departments = _key_names(org), department_paths(org)
     wanted_tags = set(flt.tags)
+    wanted_gateway = {"gateway": True, "ingest": False}.get(flt.source)  # None: every source
     conditions = event_conditions(org, flt)
     lines = _Lines()
     lines.writer.writerow(EVENT_COLUMNS)
@@ -148,6 +149,8 @@ def events_csv(org, flt: UsageFilter, chunk: int = CHUNK):
     written = 0
     for event in _keyset(UsageEvent, [UsageEvent.occurred_at, UsageEvent.id], conditions, chunk):
         if wanted_tags and not wanted_tags.intersection(event.tags or ()):
+            continue
+        if wanted_gateway is not None and (GATEWAY_TAG in (event.tags or ())) != wanted_gateway:
             continue
         lines.writer.writerow([
             _iso(event.occurred_at), _safe(event.event_id), event.provider, _safe(event.model),
@@ -194,17 +197,55 @@ def _month_bounds(moment: datetime) -> tuple[datetime, datetime]:
     return first, (first + timedelta(days=32)).replace(day=1)
 
 
+def _focus_rows(org, flt: UsageFilter, table, chunk: int):
+    """The rollup rows of `flt`, in key order. For the ingest source: each
+    chunk of rows minus the gateway's share of the same keys (its
+    `source:gateway` tag rows, one range read per chunk); rows left empty
+    are skipped."""
+    if flt.source and flt.tags:
+        raise SourceWithTag("a source cannot be combined with a tag filter")
+    conditions = rollup_conditions(org, table, flt)
+    if flt.source == "gateway":
+        conditions.append(table.tag == GATEWAY_TAG)
+    rows = _keyset(table, [getattr(table, name) for name in table.KEY], conditions, chunk)
+    if flt.source != "ingest":
+        yield from rows
+        return
+    batch: list = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            yield from _minus_gateway(org, batch)
+            batch = []
+    yield from _minus_gateway(org, batch)
+
+
+def _minus_gateway(org, rows: list):
+    if not rows:
+        return
+    tag = UsageTagRollup
+    key_names = UsageRollup.KEY
+    gateway = {tuple(getattr(r, name) for name in key_names): r for r in
+               tag.select().where(tag.organization == org, tag.tag == GATEWAY_TAG, tag.hour >= rows[0].hour,
+                                  tag.hour <= rows[-1].hour).namedtuples()}
+    for row in rows:
+        share = gateway.get(tuple(getattr(row, name) for name in key_names))
+        if share is not None:
+            row = row._replace(**{m: getattr(row, m) - getattr(share, m) for m in UsageRollup.MEASURES})
+        if row.requests:
+            yield row
+
+
 def focus_csv(org, flt: UsageFilter, chunk: int = CHUNK):
     """FOCUS 1.x cost and usage rows: one per rollup hour × provider × model ×
     key × user × department (× tag when filtering by tag), in UTC."""
-    table = UsageTagRollup if flt.tags else UsageRollup
-    conditions = rollup_conditions(org, table, flt)
+    table = UsageTagRollup if flt.tags or flt.source == "gateway" else UsageRollup
     keys, departments = _key_names(org), department_paths(org)
     lines = _Lines()
     lines.writer.writerow(FOCUS_COLUMNS)
     yield lines.take()
 
-    for count, row in enumerate(_keyset(table, [getattr(table, name) for name in table.KEY], conditions, chunk), start=1):
+    for count, row in enumerate(_focus_rows(org, flt, table, chunk), start=1):
         billing_start, billing_end = _month_bounds(row.hour)
         cost = usd_string(row.cost_nanos)
         provider = provider_name(row.provider)

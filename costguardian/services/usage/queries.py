@@ -72,6 +72,21 @@ class UsageFilter:
     users: list[str] = field(default_factory=list)
     department_ids: list[int] = field(default_factory=list)  # sub-departments included
     tags: list[str] = field(default_factory=list)
+    source: str = ""  # "" every source; "gateway" or "ingest" (see SOURCES)
+
+
+# Where usage came from. The gateway tags every event it records `source:gateway`;
+# everything else came through the ingest API (or the demo). The rollups have no
+# source column, so "gateway" reads that tag's rows of the per-tag rollups and
+# "ingest" is every row minus them (two range scans; the second reads only the
+# gateway's rows). The per-tag rollups count an event once per tag, so a source
+# cannot be combined with a tag filter or grouping (SourceWithTag).
+GATEWAY_TAG = "source:gateway"
+SOURCES = {"gateway": "Gateway", "ingest": "Ingest API"}
+
+
+class SourceWithTag(ValueError):
+    """A source filter with a tag filter or grouping: not answerable from the rollups."""
 
 
 zone = clock.zone
@@ -142,6 +157,22 @@ def _table(flt: UsageFilter, group_by: str | None):
     return UsageTagRollup if flt.tags or group_by == "tag" else UsageRollup
 
 
+def _parts(flt: UsageFilter, group_by: str | None) -> list[tuple[object, list, int]]:
+    """What to read for `flt`: [(rollup table, extra conditions, sign)], summed
+    with their signs. One part without a source; the gateway's tag rows for
+    "gateway"; every row minus the gateway's for "ingest"."""
+    if not flt.source:
+        return [(_table(flt, group_by), [], 1)]
+    if flt.source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+    if flt.tags or group_by == "tag":
+        raise SourceWithTag("a source cannot be combined with a tag filter or grouping")
+    gateway = (UsageTagRollup, [UsageTagRollup.tag == GATEWAY_TAG], 1)
+    if flt.source == "gateway":
+        return [gateway]
+    return [(UsageRollup, [], 1), (UsageTagRollup, gateway[1], -1)]
+
+
 def rollup_conditions(org, table, flt: UsageFilter) -> list:
     """The WHERE of `flt` on a rollup table (UsageRollup or UsageTagRollup)."""
     start, end = utc_bounds(org, flt.start, flt.end)
@@ -172,26 +203,27 @@ def summarize(org, flt: UsageFilter, group_by: str | None = None, interval: str 
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
-    table = _table(flt, group_by)
-    group_columns = [getattr(table, _COLUMN[group_by])] if group_by is not None else []
     sums: dict[tuple, list[int]] = {}
-    for segment, day in _day_segments(org, table, flt, interval != "total"):
-        columns = group_columns + ([day] if day is not None else [])
-        query = table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt), *segment).tuples()
-        if columns:
-            query = query.group_by(*columns)
-        width = len(columns)
-        for record in query:
-            key = record[0] if group_by is not None else None
-            period = None
-            if day is not None:
-                local = _as_date(record[width - 1])
-                period = local if interval == "day" else local.replace(day=1)
-            acc = sums.get((key, period))
-            if acc is None:
-                acc = sums[(key, period)] = [0] * len(UsageRollup.MEASURES)
-            for i, value in enumerate(record[width:]):
-                acc[i] += int(value or 0)
+    for table, extra, sign in _parts(flt, group_by):
+        group_columns = [getattr(table, _COLUMN[group_by])] if group_by is not None else []
+        for segment, day in _day_segments(org, table, flt, interval != "total"):
+            columns = group_columns + ([day] if day is not None else [])
+            query = (table.select(*columns, *_sums(table))
+                     .where(*rollup_conditions(org, table, flt), *extra, *segment).tuples())
+            if columns:
+                query = query.group_by(*columns)
+            width = len(columns)
+            for record in query:
+                key = record[0] if group_by is not None else None
+                period = None
+                if day is not None:
+                    local = _as_date(record[width - 1])
+                    period = local if interval == "day" else local.replace(day=1)
+                acc = sums.get((key, period))
+                if acc is None:
+                    acc = sums[(key, period)] = [0] * len(UsageRollup.MEASURES)
+                for i, value in enumerate(record[width:]):
+                    acc[i] += sign * int(value or 0)
     rows = [Row(*acc, key=key, period=period) for (key, period), acc in sums.items() if acc[0]]
     rows.sort(key=lambda r: (r.period or date.min, -r.cost_nanos, -r.requests, str(r.key)))
     label_rows(org, group_by, rows)
@@ -203,18 +235,18 @@ def summarize_many(org, flt: UsageFilter, groups: tuple[str, ...]) -> dict[str, 
     scan of the rollups grouped by all of them (the dashboard's top lists)."""
     if "tag" in groups or not set(groups) <= set(GROUPS):
         raise ValueError("summarize_many takes groups other than tag")
-    table = _table(flt, None)
-    columns = [getattr(table, _COLUMN[g]) for g in groups]
-    query = (table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt))
-             .group_by(*columns).tuples())
-    width = len(columns)
     sums: dict[str, dict[object, list[int]]] = {g: {} for g in groups}
-    for record in query:
-        measures = [int(v or 0) for v in record[width:]]
-        for index, group in enumerate(groups):
-            acc = sums[group].setdefault(record[index], [0] * len(UsageRollup.MEASURES))
-            for i, value in enumerate(measures):
-                acc[i] += value
+    for table, extra, sign in _parts(flt, None):
+        columns = [getattr(table, _COLUMN[g]) for g in groups]
+        query = (table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt), *extra)
+                 .group_by(*columns).tuples())
+        width = len(columns)
+        for record in query:
+            measures = [sign * int(v or 0) for v in record[width:]]
+            for index, group in enumerate(groups):
+                acc = sums[group].setdefault(record[index], [0] * len(UsageRollup.MEASURES))
+                for i, value in enumerate(measures):
+                    acc[i] += value
     result = {}
     for group in groups:
         rows = [Row(*acc, key=key) for key, acc in sums[group].items() if acc[0]]
@@ -284,14 +316,14 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
     cost are left out. Reads only the cost, per hour and group."""
     if stack_by is not None and stack_by not in GROUPS:
         raise ValueError(f"stack_by must be one of {', '.join(GROUPS)}")
-    table = _table(flt, stack_by)
-    columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
     by_key: dict = defaultdict(lambda: defaultdict(int))
-    for segment, day in _day_segments(org, table, flt, True):
-        query = (table.select(*columns, day, fn.SUM(table.cost_nanos))
-                 .where(*rollup_conditions(org, table, flt), *segment).group_by(*columns, day).tuples())
-        for record in query:
-            by_key[record[0] if stack_by else None][_as_date(record[-2])] += int(record[-1] or 0)
+    for table, extra, sign in _parts(flt, stack_by):
+        columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
+        for segment, day in _day_segments(org, table, flt, True):
+            query = (table.select(*columns, day, fn.SUM(table.cost_nanos))
+                     .where(*rollup_conditions(org, table, flt), *extra, *segment).group_by(*columns, day).tuples())
+            for record in query:
+                by_key[record[0] if stack_by else None][_as_date(record[-2])] += sign * int(record[-1] or 0)
     return _series(org, flt, stack_by, by_key, top)
 
 
