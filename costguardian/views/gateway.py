@@ -23,7 +23,7 @@ from costguardian import web
 from costguardian.db import connected
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
-from costguardian.services.gateway import proxy, ratelimits
+from costguardian.services.gateway import models_list, proxy, ratelimits
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 
 log = logging.getLogger(__name__)
@@ -179,13 +179,13 @@ def responses():
 @bp.get("/v1/models")
 @gateway_key_required(OPENAI)
 def openai_models():
-    return _listing(proxy.openai_models(g.org))
+    return _listing(models_list.openai_models(g.org))
 
 
 @bp.get("/v1/models/<path:model>")
 @gateway_key_required(OPENAI)
 def openai_model(model):
-    status, body = proxy.openai_model(g.org, model)
+    status, body = models_list.openai_model(g.org, model)
     return _listing(body, status)
 
 
@@ -206,13 +206,13 @@ def count_tokens():
 @bp.get("/anthropic/v1/models")
 @gateway_key_required(ANTHROPIC)
 def anthropic_models():
-    return _listing(proxy.anthropic_models(g.org))
+    return _listing(models_list.anthropic_models(g.org))
 
 
 @bp.get("/anthropic/v1/models/<path:model_id>")
 @gateway_key_required(ANTHROPIC)
 def anthropic_model(model_id):
-    status, body = proxy.anthropic_model(g.org, model_id)
+    status, body = models_list.anthropic_model(g.org, model_id)
     return _listing(body, status)
 
 

@@ -31,7 +31,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from costguardian import clock
 from costguardian.services.gateway import (admission, anthropic_wire, attribution, openai_wire, recording,
-                                           request_log, routing, streams, translate, upstream, vault)
+                                           request_log, routing, streams, translate, upstream)
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 from costguardian.services.gateway.recording import CallRecord
 from costguardian.services.notifications import webhook_urls
@@ -87,40 +87,6 @@ def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[s
         exchange.abandon()
         return error_reply(exchange.endpoint.wire, 500, "The gateway failed unexpectedly; the error was logged.",
                            request_id)
-
-
-# --- models lists --------------------------------------------------------------------
-
-def openai_models(org) -> dict:
-    """GET /v1/models: every `provider/model` the organization's enabled credentials allow."""
-    return {"object": "list", "data": [{"id": f"{m.provider}/{m.model}", "object": "model", "created": 0,
-                                        "owned_by": m.provider} for m in vault.allowed_models(org)]}
-
-
-def anthropic_models(org) -> dict:
-    """GET /anthropic/v1/models: the Anthropic models the credentials allow."""
-    ids = [m.model for m in vault.allowed_models(org) if m.provider == "anthropic"]
-    return {"data": [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
-                     for m in ids],
-            "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
-
-
-def openai_model(org, model_id: str) -> tuple[int, dict]:
-    """GET /v1/models/{model}: the model object when a credential allows it, else OpenAI's 404."""
-    found = routing.allowed_model(org, model_id)
-    if found is None:
-        return 404, openai_wire.error_body(404, f"The model '{model_id}' does not exist or you do not have access "
-                                                "to it.", code="model_not_found", param="model")
-    return 200, {"id": model_id, "object": "model", "created": 0, "owned_by": found.provider}
-
-
-def anthropic_model(org, model_id: str) -> tuple[int, dict]:
-    """GET /anthropic/v1/models/{id}: Anthropic's model object, else its 404. Any model
-    /anthropic/v1/messages serves (others' by `provider/model` too, translated)."""
-    found = routing.allowed_model(org, model_id)
-    if found is None:
-        return 404, anthropic_wire.error_body(404, f"model: {model_id}")
-    return 200, {"type": "model", "id": model_id, "display_name": found.model, "created_at": "1970-01-01T00:00:00Z"}
 
 
 # --- one call ------------------------------------------------------------------------
@@ -403,8 +369,8 @@ def _reason(exc: Exception) -> str:
     text = str(exc)
     if "Connection refused" in text or "ECONNREFUSED" in text:
         return "connection refused"
-    if any(s in text for s in ("Name or service not known", "nodename nor servname", "Temporary failure in name "
-                               "resolution", "No address associated")):
+    if any(s in text for s in ("Name or service not known", "nodename nor servname",
+                               "Temporary failure in name resolution", "No address associated")):
         return "the host name does not resolve"
     if "RemoteDisconnected" in text or "Connection aborted" in text or "reset by peer" in text:
         return "the server closed the connection without answering"
