@@ -18,7 +18,7 @@ run: setup
 	@echo "Cost Guardian on http://127.0.0.1:$(PORT)  (Ctrl-C stops the server and the task consumer)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
 test: setup-dev chromium
 	rm -f .coverage .coverage.*

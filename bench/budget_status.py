@@ -91,7 +91,9 @@ def main() -> None:
             keys_by_name = {k.name: k.id for k in demo_usage.demo_keys(target).values()}
             made = []
             for name, amount, period, scope in BUDGETS:
-                data = {"name": name, "amount_usd": amount, "period": period, "thresholds": "50,80,100,150"}
+                # Hard, so the gateway's admission reserves against the covering ones.
+                data = {"name": name, "amount_usd": amount, "period": period, "thresholds": "50,80,100,150",
+                        "enforcement": "hard"}
                 if "department" in scope:
                     data["department_id"] = departments[scope["department"]]
                 if "api_key" in scope:
@@ -109,6 +111,17 @@ def main() -> None:
                         "department": departments["Research"], "provider": "anthropic",
                         "model": "claude-sonnet-4-5", "tags": ["env:prod"]}
         covering = len(budgets.budget_status_for(org, **gateway_call))
+
+        from costguardian.services.gateway import admission
+
+        call = admission.Call(org=org, api_key=api_keys["research notebooks"], provider="anthropic",
+                              model="claude-sonnet-4-5", user="member@example.com",
+                              department_id=departments["Research"], tags=["source:gateway", "env:prod"],
+                              body={"model": "claude-sonnet-4-5", "max_tokens": 1024,
+                                    "messages": [{"role": "user", "content": "Summarise this quarter. " * 40}]})
+
+        def admit_and_settle():
+            admission.settle(admission.admit(call))
 
         def counters_all():
             budgets.org_statuses(org)
@@ -131,6 +144,7 @@ def main() -> None:
 
         def measure() -> dict:
             return {"gateway": best_of(counters_gateway, args.repeat), "all": best_of(counters_all, args.repeat),
+                    "admission": best_of(admit_and_settle, args.repeat),
                     "rollups": best_of(rollups_all, args.rollup_repeat)}
 
         empty = measure()
@@ -175,13 +189,16 @@ def main() -> None:
     print(f"{'call (ms, in-process)':66} {'p50':>9} {'p95':>9}")
     for label, key, reps in ((f"budget_status_for (gateway; {covering} covering budgets)", "gateway", args.repeat),
                              ("org_statuses (all 10 budgets, counters)", "all", args.repeat),
+                             ("gateway admission: admit + settle (hard budgets)", "admission", args.repeat),
                              ("same spend from hourly rollups (10 × spend_between)", "rollups", args.rollup_repeat)):
         print(row(f"{label}, 0 events [{reps}]", empty[key]))
         print(row(f"{label}, {events:,} events [{reps}]", full[key]))
     print(f"{'ratio p50 at ' + format(events, ',') + ' / at 0 events':66} "
-          f"{'gateway':>9} {'all':>9} {'rollups':>9}")
-    ratios = {k: statistics.median(full[k]) / statistics.median(empty[k]) for k in ("gateway", "all", "rollups")}
-    print(f"{'':66} {ratios['gateway']:9.2f} {ratios['all']:9.2f} {ratios['rollups']:9.2f}")
+          f"{'gateway':>9} {'all':>9} {'admission':>9} {'rollups':>9}")
+    ratios = {k: statistics.median(full[k]) / statistics.median(empty[k])
+              for k in ("gateway", "all", "admission", "rollups")}
+    print(f"{'':66} {ratios['gateway']:9.2f} {ratios['all']:9.2f} {ratios['admission']:9.2f} "
+          f"{ratios['rollups']:9.2f}")
     print(f"rollups / counters at {events:,} events (p50, all budgets): "
           f"{statistics.median(full['rollups']) / statistics.median(full['all']):.0f}x")
     print(f"counters equal the rollup sums: {'yes' if exact else 'NO'}")

@@ -32,8 +32,11 @@ def connect_database(url: str) -> Database:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Pooled: a request's "close" hands the connection back instead of
         # closing the file, which in WAL mode also checkpoints (5 ms a request).
-        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=16, stale_timeout=600,
-                                    check_same_thread=False)
+        # A burst of requests beyond the pool waits up to `timeout` seconds for
+        # a connection (without it, the 17th of 100 gateway calls arriving at
+        # once failed with MaxConnectionsExceeded when the pool held 16).
+        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=32, stale_timeout=600,
+                                    timeout=10, check_same_thread=False)
     if scheme in ("postgres", "postgresql"):
         params = parse_db_url(url)
         return PooledPostgresqlDatabase(

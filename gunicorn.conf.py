@@ -1,0 +1,39 @@
+"""How gunicorn serves Cost Guardian: `make run` and production alike.
+
+    .venv/bin/gunicorn -c gunicorn.conf.py app:app
+
+Threads, not processes, by default: the gateway holds a request open for as
+long as a provider streams its answer (minutes for a long completion), so a
+worker per request would let a few streams starve every page. `gthread`
+serves each connection on a thread of a pool; a held stream costs one idle
+thread (it waits on the provider's socket, outside the GIL), and
+docs/PERFORMANCE.md ("Gateway") measures pages and the ingest API staying
+fast with 100 streams held open. One process by default keeps the embedded
+SQLite database's single writer and the in-memory rate-limit counters
+(`RATELIMIT_STORAGE_URI=memory://`) whole; with PostgreSQL and Redis, raise
+WEB_CONCURRENCY to use more cores (docs/OPERATIONS.md).
+
+Every setting can be changed from the environment:
+  GUNICORN_BIND      address (default 127.0.0.1:$PORT, PORT defaulting to 5000)
+  WEB_CONCURRENCY    worker processes (1)
+  GUNICORN_THREADS   threads per worker: the most requests served at once,
+                     held streams included (256)
+  GUNICORN_TIMEOUT   seconds a worker may be unresponsive before it is
+                     restarted (120; with gthread a long request does not count)
+  GUNICORN_ACCESS_LOG  "-" for stdout, a path, or empty for none (empty)
+"""
+import os
+
+bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "256"))
+worker_connections = max(1000, threads * 4)  # open connections per worker (idle keep-alive ones included)
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30  # streams in flight get this long to finish on a restart
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# gunicorn's control socket (`gunicornc`) is one path per user by default, so
+# a second server on the same machine (a test, a benchmark) would take it
+# over; Cost Guardian does not use it.
+control_socket_disable = True
