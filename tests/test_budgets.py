@@ -444,3 +444,29 @@ def test_budgets_deleted_during_concurrent_ingest_never_fail_a_batch(app, make_u
         assert UsageEvent.select().where(UsageEvent.organization == org.id).count() == 3 * 20 * 5
         assert Budget.select().where(Budget.organization == org.id).count() == 0
         assert BudgetSpend.select().count() == 0
+
+
+def test_ingest_checks_thresholds_only_for_counters_that_may_have_crossed_one(org):
+    """The counter upsert returns each counter's new spend: one still under the
+    budget's lowest threshold of its base amount is not checked, and one at or
+    past it is — with the raise in the limit, as the check computes it."""
+    low = _budget(org, name="Low", amount_usd="10", thresholds="50, 100")
+    high = _budget(org, name="High", amount_usd="10", thresholds="90")
+    budgets.raise_temporarily(high, SYSTEM, "10", "launch")  # limit $20: 90% is $18
+    period = {b.id: budget_periods.current_period(b, org.time_zone, NOW).start for b in (low, high)}
+
+    def checked(event_id: str, tokens: int) -> set[int]:
+        row = ingest.validate_event(_event(event_id, tokens=tokens), ingest._Context(
+            now=clock.now(), departments={}, aliases={}, key_user="", key_department=None))
+        row.update(organization=org.id, api_key=None, cost_nanos=tokens * 2500, priced_by="catalog",
+                   received_at=clock.now())
+        with db.atomic():
+            return {budget_id for budget_id, start in budget_accounting.add_events(org.id, [row])
+                    if start == period[budget_id]}
+
+    assert checked("a", 1_000_000) == set()  # $2.50: under 50% of Low's $10 and 90% of High's $10
+    assert checked("b", 2_000_000) == {low.id}  # $7.50: Low at 75% may cross 50; High's 90% of $10 not reached
+    assert checked("c", 1_000_000) == {low.id, high.id}  # $10: High past 90% of its base: checked (20 is its limit)
+    assert [(a.budget_id, a.threshold) for a in BudgetAlert.select()] == []  # nothing told yet (no check ran)
+    budgets.check_thresholds(org, {(low.id, period[low.id]), (high.id, period[high.id])})
+    assert sorted((a.budget.name, a.threshold) for a in BudgetAlert.select()) == [("Low", 50), ("Low", 100)]

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from peewee import JOIN
 
 from costguardian import clock
+from costguardian.prepared import Prepared
 from costguardian.models import ApiKey, Department, Membership, Organization, User
 from costguardian.services.team import audit
 from costguardian.services.actor import Actor
@@ -248,6 +249,11 @@ def key_choices(org: Organization) -> list[tuple[int, str]]:
                   key=lambda c: c[1].lower())
 
 
+# Every API call looks its key up: the SQL is built once (costguardian.prepared).
+_BY_PREFIX = Prepared(lambda prefix, one: ApiKey.select(ApiKey, Organization).join(Organization)
+                      .where(ApiKey.prefix == prefix).limit(one))
+
+
 def authenticate(authorization: str | None, scope: str) -> ApiKey:
     """The key in an `Authorization: Bearer …` header, if valid and granted
     `scope`; otherwise ApiKeyError with the HTTP status and a readable detail."""
@@ -258,8 +264,7 @@ def authenticate(authorization: str | None, scope: str) -> ApiKey:
     if match is None:
         raise ApiKeyError(401, "invalid-api-key", "The Authorization header does not hold a Cost Guardian API key.")
     env, prefix, secret = match.groups()
-    key = (ApiKey.select(ApiKey, Organization).join(Organization)
-           .where(ApiKey.prefix == prefix).first())
+    key = _BY_PREFIX.first(prefix, 1)
     now = clock.now()
     if key is None or key.env != env or not _secret_matches(key, secret, now):
         raise ApiKeyError(401, "invalid-api-key", "This API key is not valid.")

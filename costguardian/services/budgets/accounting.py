@@ -17,12 +17,14 @@ ingest waits for, so no event is counted twice or missed.
 """
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from peewee import EXCLUDED, PostgresqlDatabase, fn
+from peewee import EXCLUDED, PostgresqlDatabase, SqliteDatabase, fn
 
 from costguardian import clock
+from costguardian.prepared import Prepared
 from costguardian.db import write_transaction
 from costguardian.extensions import db
 from costguardian.models import (Budget, BudgetSpend, Department, Organization, UsageEvent, UsageRollup,
@@ -86,8 +88,14 @@ class Scope:
         return True
 
 
+# Read by every ingest batch and gateway admission: SQL built once (costguardian.prepared).
+_BUDGETS_OF = Prepared(lambda org_id: Budget.select().where(Budget.organization == org_id))
+TIME_ZONE_OF = Prepared(lambda org_id: Organization.select(Organization.time_zone)
+                        .where(Organization.id == org_id).tuples())
+
+
 def org_scopes(org_id: int) -> list[Scope]:
-    budgets = list(Budget.select().where(Budget.organization == org_id))
+    budgets = _BUDGETS_OF.all(org_id)
     if not budgets:
         return []
     parents = None
@@ -100,17 +108,31 @@ def org_scopes(org_id: int) -> list[Scope]:
 def add_events(org_id: int, rows: list[dict], now: datetime | None = None) -> set[tuple[int, datetime]]:
     """Add freshly inserted events to their budgets' counters (called inside
     the ingest transaction). Returns the (budget id, period start) pairs
-    touched in the current period, for the alert check after commit."""
-    deltas, current = _collect(org_id, [(rows, 1)], now)
+    touched in the current period whose spend may have crossed a threshold,
+    for the alert check after commit: a counter still under its budget's
+    lowest threshold of the base amount is left out (raises only add to the
+    limit, so no threshold of it can be crossed), which spares the check's
+    reads on almost every call."""
+    deltas, current, budgets = _collect(org_id, [(rows, 1)], now)
     if deltas:
-        _upsert(deltas)
+        spends = _upsert(deltas)
+        current = {key for key in current if _may_cross(budgets[key[0]], spends.get(key))}
     return current
+
+
+def _may_cross(budget: Budget, spend: int | None) -> bool:
+    """Could a counter at `spend` have crossed one of the budget's thresholds?
+    (None: the spend is not known, so it could.)"""
+    thresholds = budget.threshold_list
+    if not thresholds:
+        return False
+    return spend is None or budget.amount_nanos <= 0 or spend * 100 >= min(thresholds) * budget.amount_nanos
 
 
 def apply_rewrite(org_id: int, before: list[dict], after: list[dict]) -> set[tuple[int, datetime]]:
     """Repricing or renaming changed these events (inside its transaction):
     take them out as they were and add them as they are now."""
-    deltas, current = _collect(org_id, [(before, -1), (after, 1)], None)
+    deltas, current, _ = _collect(org_id, [(before, -1), (after, 1)], None)
     deltas = {k: v for k, v in deltas.items() if v != [0, 0]}
     if deltas:
         _upsert(deltas)
@@ -139,9 +161,9 @@ def _collect(org_id: int, batches: list[tuple[list[dict], int]], now: datetime |
     _org_lock(org_id, exclusive=False)
     scopes = org_scopes(org_id)
     if not scopes:
-        return {}, set()
+        return {}, set(), {}
     now = now or clock.now()
-    tz_name = Organization.select(Organization.time_zone).where(Organization.id == org_id).scalar()
+    tz_name = TIME_ZONE_OF.scalar(org_id)
     deltas: dict[tuple[int, datetime], list[int]] = {}
     current: set[tuple[int, datetime]] = set()
     for scope in scopes:
@@ -168,20 +190,26 @@ def _collect(org_id: int, batches: list[tuple[list[dict], int]], now: datetime |
                 delta[1] += sign
                 if period.start == this_period.start:
                     current.add((budget.id, period.start))
-    return deltas, current
+    return deltas, current, {scope.budget.id: scope.budget for scope in scopes}
 
 
-def _upsert(deltas: dict[tuple[int, datetime], list[int]]) -> None:
+def _upsert(deltas: dict[tuple[int, datetime], list[int]]) -> dict[tuple[int, datetime], int]:
+    """Add the deltas to the counters; returns each counter's spend after it
+    (empty where the database cannot say: SQLite before 3.35 has no RETURNING)."""
     now = clock.now()
     rows = [{"budget": budget_id, "period_start": start, "spend_nanos": spend, "requests": requests,
              "updated_at": now}
             for (budget_id, start), (spend, requests) in sorted(deltas.items())]  # one lock order
-    (BudgetSpend.insert_many(rows)
-     .on_conflict(conflict_target=[BudgetSpend.budget, BudgetSpend.period_start],
-                  update={BudgetSpend.spend_nanos: BudgetSpend.spend_nanos + EXCLUDED.spend_nanos,
-                          BudgetSpend.requests: BudgetSpend.requests + EXCLUDED.requests,
-                          BudgetSpend.updated_at: EXCLUDED.updated_at})
-     .execute())
+    query = (BudgetSpend.insert_many(rows)
+             .on_conflict(conflict_target=[BudgetSpend.budget, BudgetSpend.period_start],
+                          update={BudgetSpend.spend_nanos: BudgetSpend.spend_nanos + EXCLUDED.spend_nanos,
+                                  BudgetSpend.requests: BudgetSpend.requests + EXCLUDED.requests,
+                                  BudgetSpend.updated_at: EXCLUDED.updated_at}))
+    if isinstance(db.obj, SqliteDatabase) and sqlite3.sqlite_version_info < (3, 35, 0):
+        query.execute()
+        return {}
+    returned = query.returning(BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos).tuples()
+    return {(budget_id, start): int(spend) for budget_id, start, spend in returned.execute()}
 
 
 # --- sums over the history (backfill, reports, checks) -------------------------------

@@ -284,7 +284,7 @@ def _after_limit_change(budget: Budget) -> None:
 def _tz(org_or_id) -> str:
     if isinstance(org_or_id, Organization):
         return org_or_id.time_zone
-    return Organization.select(Organization.time_zone).where(Organization.id == org_or_id).scalar()
+    return budget_accounting.TIME_ZONE_OF.scalar(org_or_id)
 
 
 def _period(budget: Budget, now: datetime, tz_name: str | None = None) -> budget_periods.Period:
@@ -413,6 +413,26 @@ def applies(scope: budget_accounting.Scope, *, user: str | None, api_key: int | 
     return scope.matches(row)
 
 
+def covering_budgets(org: Organization, *, user: str | None = None, api_key: int | None = None,
+                     department: int | None = None, provider: str | None = None, model: str | None = None,
+                     tags=()) -> list[Budget]:
+    """Every budget covering a call with these attributes (see `applies`)."""
+    if provider:
+        provider = catalog.normalize_provider(provider)
+    if model and provider:
+        model = catalog.resolve_model(provider, model)[0]
+    if user and "@" in user:
+        user = user.lower()
+    return [s.budget for s in budget_accounting.org_scopes(org.id)
+            if applies(s, user=user, api_key=api_key, department=department, provider=provider, model=model,
+                       tags=tags)]
+
+
+def current_period(budget: Budget, now: datetime, tz_name: str | None = None) -> budget_periods.Period:
+    """The budget's period at `now` (in the organization's zone, read unless given)."""
+    return _period(budget, now, tz_name)
+
+
 def budget_status_for(org: Organization, *, user: str | None = None, api_key: int | None = None,
                       department: int | None = None, provider: str | None = None, model: str | None = None,
                       tags=(), now: datetime | None = None) -> list[Status]:
@@ -420,15 +440,8 @@ def budget_status_for(org: Organization, *, user: str | None = None, api_key: in
     the one that would block first at the front (blocked hard budgets, then
     hard ones by least room left, then soft ones). The gateway's single call:
     its cost does not depend on history (counters, by primary key)."""
-    if provider:
-        provider = catalog.normalize_provider(provider)
-    if model and provider:
-        model = catalog.resolve_model(provider, model)[0]
-    if user and "@" in user:
-        user = user.lower()
-    covering = [s.budget for s in budget_accounting.org_scopes(org.id)
-                if applies(s, user=user, api_key=api_key, department=department, provider=provider, model=model,
-                           tags=tags)]
+    covering = covering_budgets(org, user=user, api_key=api_key, department=department, provider=provider,
+                                model=model, tags=tags)
     result = statuses(covering, now)
     result.sort(key=lambda s: (not s.blocked, s.budget.enforcement != "hard", s.remaining, s.budget.id))
     return result

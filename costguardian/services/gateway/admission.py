@@ -35,9 +35,11 @@ from peewee import IntegrityError, InterfaceError, OperationalError, PostgresqlD
 from playhouse.pool import MaxConnectionsExceeded
 
 from costguardian import clock
+from costguardian.prepared import Prepared
 from costguardian.db import write_transaction
 from costguardian.extensions import db
-from costguardian.models import ApiKey, Budget, BudgetSpend, GatewayReservation, ModelAlias, Organization
+from costguardian.models import (ApiKey, Budget, BudgetIncrease, BudgetSpend, GatewayReservation, ModelAlias,
+                                 Organization)
 from costguardian.money import format_usd
 from costguardian.services.gateway import tokens as token_estimates
 from costguardian.services.usage import catalog
@@ -164,11 +166,14 @@ def choices(body: dict) -> int:
     return 1
 
 
+_ALIASES_OF_PROVIDER = Prepared(lambda org_id, provider: ModelAlias.select(ModelAlias.alias, ModelAlias.model)
+                                .where(ModelAlias.organization == org_id, ModelAlias.provider == provider).tuples())
+
+
 def recorded_model(org: Organization, provider: str, model: str) -> str:
     """The model name ingest will store for the call: the organization's
     alias first (an Azure deployment "prod-4o" → gpt-4o), then the catalog's."""
-    aliases = {alias.lower(): target for alias, target in ModelAlias.in_org(org, ModelAlias.alias, ModelAlias.model)
-               .where(ModelAlias.provider == provider).tuples()}
+    aliases = {alias.lower(): target for alias, target in _ALIASES_OF_PROVIDER.execute(org.id, provider)}
     return aliases.get((model or "").lower()) or catalog.resolve_model(provider, model or "")[0]
 
 
@@ -200,15 +205,17 @@ def estimate(call: Call, now: datetime | None = None) -> Estimate:
 
 # --- admission ---------------------------------------------------------------------------------
 
-def _covering(call: Call, model: str, now: datetime):
+def _covering(call: Call, model: str, now: datetime) -> list[tuple[Budget, object]]:
+    """(budget, its current period) of every hard budget covering the call now."""
     from costguardian.services.budgets import budgets
 
-    statuses = budgets.budget_status_for(
+    covering = budgets.covering_budgets(
         call.org, user=call.user, api_key=call.api_key.id if call.api_key is not None else None,
-        department=call.department_id, provider=call.provider, model=model, now=now,
+        department=call.department_id, provider=call.provider, model=model,
         tags=[t.strip() for t in call.tags or () if isinstance(t, str)])  # as ingest stores them
+    hard = [(b, budgets.current_period(b, now, call.org.time_zone)) for b in covering if b.enforcement == "hard"]
     # A custom budget outside its range counts no call made now.
-    return [s for s in statuses if s.budget.enforcement == "hard" and s.period.contains(now)]
+    return [(b, period) for b, period in hard if period.contains(now)]
 
 
 def admit(call: Call) -> Admission:
@@ -239,28 +246,36 @@ def admit(call: Call) -> Admission:
     except _DATABASE_DOWN as exc:
         return _database_down(call, exc)
     if blocked is not None:
-        status, held = blocked
+        from costguardian.services.budgets import budgets
+
+        budget, held = blocked
+        status = budgets.statuses([budget], now)[0]
         _alert_blocked(status, now)
         raise _blocked(call.org, status, held, est)
     return admission
 
 
-def _reserve(org_id: int, statuses: list, est: Estimate, now: datetime):
-    """One transaction: lock the covering hard budgets' counters, check each,
-    insert the reservations. Returns (Admission, None) or (None, (status, held))."""
-    keys = sorted((s.budget.id, s.period.start) for s in statuses)
+def _reserve(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, now: datetime):
+    """One transaction: lock the covering hard budgets' counters, check each
+    (its spend, the period's raises and the calls in flight), insert the
+    reservations. Returns (Admission, None) or (None, (the budget with the
+    least room, the money its calls in flight hold))."""
+    keys = sorted((budget.id, period.start) for budget, period in covering)
     with write_transaction():
         spend, live = _lock_counters(org_id, keys, now)
-        statuses = [s for s in statuses if s.budget.id in live]  # a budget deleted meanwhile covers nothing
+        covering = [(b, p) for b, p in covering if b.id in live]  # a budget deleted meanwhile covers nothing
         keys = [k for k in keys if k[0] in live]
         if not keys:
             return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
-        held = _held(keys, now)
-        for st in statuses:
-            key = (st.budget.id, st.period.start)
-            st.spend = spend.get(key, 0)  # no counter row yet: nothing spent
-            if st.spend + held.get(key, 0) + est.cost_nanos > st.limit:
-                return None, (st, held.get(key, 0))
+        held, raised = _held(keys, now), _raised(keys)
+        tightest = None
+        for budget, period in covering:
+            key = (budget.id, period.start)
+            room = budget.amount_nanos + raised.get(key, 0) - spend.get(key, 0) - held.get(key, 0) - est.cost_nanos
+            if room < 0 and (tightest is None or room < tightest[0]):  # no counter row yet: nothing spent
+                tightest = (room, budget, held.get(key, 0))
+        if tightest is not None:
+            return None, tightest[1:]
         if est.cost_nanos == 0:  # an unpriced model: nothing to hold (its calls are recorded at no cost)
             return Admission(None, 0, est.input_tokens, est.max_output_tokens), None
         expires = now + reservation_ttl()
@@ -291,10 +306,8 @@ def _lock_counters(org_id: int, keys: list[tuple[int, datetime]], now: datetime)
     ids = sorted({budget_id for budget_id, _ in keys})
     postgres = isinstance(db.obj, PostgresqlDatabase)
     if postgres:
-        (Organization.select(Organization.id).where(Organization.id == org_id)
-         .for_update("FOR KEY SHARE").execute())
-    live_query = Budget.select(Budget.id).where(Budget.id.in_(ids)).order_by(Budget.id)
-    live = {i for (i,) in (live_query.for_update("FOR KEY SHARE") if postgres else live_query).tuples()}
+        _ORG_KEY_SHARE.all(org_id)
+    live = {i for (i,) in _LIVE_BUDGETS.execute(*ids)}
     keys = [k for k in keys if k[0] in live]
     if not keys:
         return {}, live
@@ -302,28 +315,52 @@ def _lock_counters(org_id: int, keys: list[tuple[int, datetime]], now: datetime)
         (BudgetSpend.insert_many([{"budget": b, "period_start": p, "spend_nanos": 0, "requests": 0,
                                    "updated_at": now} for b, p in keys])
          .on_conflict_ignore().execute())
-    condition = None
-    for budget_id, start in keys:
-        clause = (BudgetSpend.budget == budget_id) & (BudgetSpend.period_start == start)
-        condition = clause if condition is None else (condition | clause)
-    query = (BudgetSpend.select(BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos)
-             .where(condition).order_by(BudgetSpend.budget, BudgetSpend.period_start))
-    if postgres:
-        query = query.for_update()
-    return {(b, p): int(s) for b, p, s in query.tuples()}, live
+    return {(b, p): int(s) for b, p, s in _COUNTERS.execute(*_flat(keys))}, live
 
 
 def _held(keys: list[tuple[int, datetime]], now: datetime) -> dict:
     """Money held by calls in flight, per (budget, period): unexpired reservations only."""
+    return {(b, p): int(total or 0) for b, p, total in _HELD.execute(*_flat(keys), now)}
+
+
+def _raised(keys: list[tuple[int, datetime]]) -> dict:
+    """The periods' temporary raises, per (budget, period)."""
+    return {(b, p): int(total or 0) for b, p, total in _RAISES.execute(*_flat(keys))}
+
+
+# The admission's reads, run on every call: their SQL is built once per number of budgets (costguardian.prepared).
+
+def _flat(keys: list[tuple[int, datetime]]) -> list:
+    return [value for key in keys for value in key]
+
+
+def _pairs(table, flat) -> object:
+    """(budget = ? AND period_start = ?) OR … for the flattened (budget, period start) pairs."""
     condition = None
-    for budget_id, start in keys:
-        clause = (GatewayReservation.budget == budget_id) & (GatewayReservation.period_start == start)
+    for budget_id, start in zip(flat[::2], flat[1::2]):
+        clause = (table.budget == budget_id) & (table.period_start == start)
         condition = clause if condition is None else (condition | clause)
-    query = (GatewayReservation.select(GatewayReservation.budget, GatewayReservation.period_start,
-                                       fn.SUM(GatewayReservation.amount_nanos))
-             .where(condition, GatewayReservation.expires_at > now)
-             .group_by(GatewayReservation.budget, GatewayReservation.period_start))
-    return {(b, p): int(total or 0) for b, p, total in query.tuples()}
+    return condition
+
+
+def _postgres() -> bool:
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
+_ORG_KEY_SHARE = Prepared(lambda org_id: Organization.select(Organization.id).where(Organization.id == org_id)
+                          .for_update("FOR KEY SHARE").tuples())
+_LIVE_BUDGETS = Prepared(lambda *ids: (lambda query: query.for_update("FOR KEY SHARE") if _postgres() else query)(
+    Budget.select(Budget.id).where(Budget.id.in_(list(ids))).order_by(Budget.id).tuples()))
+_COUNTERS = Prepared(lambda *flat: (lambda query: query.for_update() if _postgres() else query)(
+    BudgetSpend.select(BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos)
+    .where(_pairs(BudgetSpend, flat)).order_by(BudgetSpend.budget, BudgetSpend.period_start).tuples()))
+_HELD = Prepared(lambda *args: GatewayReservation.select(
+    GatewayReservation.budget, GatewayReservation.period_start, fn.SUM(GatewayReservation.amount_nanos))
+    .where(_pairs(GatewayReservation, args[:-1]), GatewayReservation.expires_at > args[-1])
+    .group_by(GatewayReservation.budget, GatewayReservation.period_start).tuples())
+_RAISES = Prepared(lambda *flat: BudgetIncrease.select(
+    BudgetIncrease.budget, BudgetIncrease.period_start, fn.SUM(BudgetIncrease.amount_nanos))
+    .where(_pairs(BudgetIncrease, flat)).group_by(BudgetIncrease.budget, BudgetIncrease.period_start).tuples())
 
 
 def settle(admission: Admission) -> None:

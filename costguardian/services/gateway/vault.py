@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from peewee import fn
 
 from costguardian import clock, crypto
+from costguardian.prepared import Prepared
 from costguardian.db import locked
 from costguardian.models import ProviderCredential, User
 from costguardian.services.actor import Actor
@@ -83,6 +84,14 @@ def provider_of(credential: ProviderCredential) -> Provider:
     return providers.get(credential.provider) or providers.PROVIDERS["openai_compatible"]
 
 
+# Read on every gateway call: the SQL is built once (costguardian.prepared).
+_ENABLED_FOR_PROVIDER = Prepared(
+    lambda org_id, provider, enabled: ProviderCredential.select()
+    .where(ProviderCredential.organization == org_id, ProviderCredential.provider == provider,
+           ProviderCredential.is_enabled == enabled)
+    .order_by(ProviderCredential.default_for.is_null(), ProviderCredential.id))
+
+
 def credential_for(org, provider: str, model: str | None = None) -> ResolvedCredential | None:
     """The credential a call to `provider` (for `model`) should use, or None:
     enabled, its allow-list admitting the model (and for Azure, a deployment
@@ -90,10 +99,7 @@ def credential_for(org, provider: str, model: str | None = None) -> ResolvedCred
     catalogue_entry = providers.get(provider)
     if catalogue_entry is None:
         return None
-    candidates = (ProviderCredential.in_org(org)
-                  .where(ProviderCredential.provider == provider, ProviderCredential.is_enabled == True)  # noqa: E712
-                  .order_by(ProviderCredential.default_for.is_null(), ProviderCredential.id))
-    for credential in candidates:
+    for credential in _ENABLED_FOR_PROVIDER.execute(org.id, provider, True):
         deployment = ""
         if model is not None:
             if not fields.allowed(credential.allowed_model_list, model):

@@ -26,6 +26,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from genai_prices import types as gp_types
 
 from costguardian import clock
+from costguardian.prepared import Prepared
 from costguardian.services.usage import catalog
 
 NANOS_PER_USD = Decimal(1_000_000_000)
@@ -169,9 +170,7 @@ class OrgPrices:
 
     @classmethod
     def for_org(cls, org) -> "OrgPrices":
-        from costguardian.models import PriceOverride
-
-        return cls(PriceOverride.in_org(org))
+        return cls(_OVERRIDES.execute(getattr(org, "id", org)))
 
     def override_for(self, provider: str, model: str, when: datetime) -> Rates | None:
         starts = self._starts.get((provider, model))
@@ -212,3 +211,12 @@ def describe_catalog_price(provider: str, model: str, when: date | None = None) 
         return None
     moment = datetime.combine(when or clock.now().date(), datetime.min.time(), timezone.utc)
     return str(info.get_prices(moment))
+
+
+def _overrides_of(org_id: int):
+    from costguardian.models import PriceOverride  # models import this module
+
+    return PriceOverride.select().where(PriceOverride.organization == org_id)
+
+
+_OVERRIDES = Prepared(_overrides_of)  # read by every ingest batch and gateway call: SQL built once
