@@ -464,3 +464,23 @@ def test_a_provider_error_that_echoes_the_organizations_key_does_not_show_it(gat
         gateway.openai().chat.completions.create(model="gpt-4o", messages=HELLO)
     assert OPENAI_KEY not in caught.value.response.text and OPENAI_KEY[-4:] in caught.value.body["message"]
     assert OPENAI_KEY not in gateway.calls(1)[0].error
+
+
+def test_a_success_that_is_not_json_is_a_502_recorded_as_an_upstream_error(gateway, monkeypatch):
+    from werkzeug.wrappers import Response
+
+    def html(request):
+        return Response("<html><body>Service temporarily moved</body></html>", 200, content_type="text/html")
+
+    monkeypatch.setitem(gateway.upstream._routes, ("POST", "/v1/chat/completions"), ("openai", html))
+    with pytest.raises(openai.InternalServerError) as caught:
+        gateway.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_invalid_answer"
+    assert "without a JSON object (text/html" in caught.value.body["message"]
+    [event] = gateway.events(1)
+    assert {"status:error", "usage:estimated"} <= set(event.tags)
+    assert event.input_tokens > 0  # the prompt may be billed (estimated from the request)
+    [call] = gateway.calls(1)
+    assert (call.status_code, call.outcome) == (502, "upstream_error")
+    assert call.error.startswith("upstream_invalid_answer")

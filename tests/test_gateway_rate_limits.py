@@ -167,6 +167,21 @@ def test_the_organizations_limit_counts_every_key_together(gateway, frozen):
     gateway.calls(2)
 
 
+def test_a_call_the_organizations_limit_refuses_takes_nothing_from_its_keys_window(gateway, frozen):
+    limit_key(gateway.api_key, rpm=3)
+    limit_org(gateway.org, rpm=1)
+    chat(gateway.openai(key=gateway.new_key("batch jobs")))  # the organization's one request this minute
+    client = gateway.openai(max_retries=0)
+    for _ in range(4):  # more refusals than the key allows requests
+        with pytest.raises(openai.RateLimitError) as refused:
+            chat(client)
+        assert "your organization" in refused.value.body["message"]
+    limit_org(gateway.org, rpm=100)
+    raw = chat(client)  # the key's three requests are all still there
+    assert (raw.headers["x-ratelimit-limit-requests"], raw.headers["x-ratelimit-remaining-requests"]) == ("3", "2")
+    gateway.calls(2)
+
+
 def test_the_headers_show_the_tightest_of_the_key_and_the_organization(gateway, frozen):
     limit_key(gateway.api_key, rpm=5)
     limit_org(gateway.org, rpm=100)

@@ -67,12 +67,13 @@ def new_request_id() -> str:
 
 
 def error_reply(wire: str, status: int, message: str, request_id: str, *, code: str | None = None,
-                kind: str | None = None, headers: dict | None = None) -> Reply:
-    """An error the gateway answers itself, in the caller's wire format."""
+                kind: str | None = None, headers: dict | None = None, param: str | None = None) -> Reply:
+    """An error the gateway answers itself, in the caller's wire format
+    (`param`: the request parameter at fault, where OpenAI's shape has a place for it)."""
     if wire == ANTHROPIC:
         body = anthropic_wire.error_body(status, message, kind=kind, request_id=request_id)
     else:
-        body = openai_wire.error_body(status, message, code=code, kind=kind)
+        body = openai_wire.error_body(status, message, code=code, kind=kind, param=param)
     return Reply(status, json.dumps(body).encode(), {"X-CG-Request-Id": request_id, **(headers or {})})
 
 
@@ -156,7 +157,7 @@ class _Exchange:
         try:
             outgoing, caller_wants_usage = self.upstream_body(body, route, stream)
         except translate.Unsupported as exc:  # a parameter the provider's format has no place for
-            return self.refuse(400, exc.message, exc.code)
+            return self.refuse(400, exc.message, exc.code, param=exc.param)
         if self.endpoint.records:
             refusal = self.admit(who)
             if refusal is not None:
@@ -193,8 +194,9 @@ class _Exchange:
         return None
 
     def refuse(self, status: int, message: str, code: str, *, outcome: str = recording.REFUSED,
-               headers: dict | None = None, kind: str | None = None) -> Reply:
-        reply = error_reply(self.wire, status, message, self.request_id, code=code, kind=kind, headers=headers)
+               headers: dict | None = None, kind: str | None = None, param: str | None = None) -> Reply:
+        reply = error_reply(self.wire, status, message, self.request_id, code=code, kind=kind, headers=headers,
+                            param=param)
         self.record.status_code, self.record.outcome, self.record.error = status, outcome, f"{code}: {message}"
         self.record.latency_ms = self.elapsed_ms()
         reply.finish = self.finish if self.endpoint.records else None
@@ -250,7 +252,17 @@ class _Exchange:
         record.status_code, record.latency_ms = response.status_code, self.elapsed_ms()
         status = response.status_code
         if response.status_code < 300:
-            self.read_answer(content)
+            if not self.read_answer(content):  # a success that is not an answer: the caller gets a clear error
+                self.record.outcome, self.record.status_code = recording.UPSTREAM_ERROR, 502
+                message = (f"{self.route.provider.label} answered HTTP {response.status_code} without a JSON "
+                           f"object ({content_type or 'no content type'}, {len(content)} bytes).")
+                self.record.error = f"upstream_invalid_answer: {message}"
+                reply = error_reply(self.wire, 502, message, self.request_id, code="upstream_invalid_answer",
+                                    headers=self.passed_headers(response))
+                if record.bodies is not None:
+                    record.bodies.take_answer(content)
+                reply.finish = self.finish if self.endpoint.records else None
+                return reply
             if self.route.translation:  # read as the provider answered, sent as the caller asked
                 status, content = translate.answer(self.route, content)
                 content_type = "application/json"
@@ -267,14 +279,17 @@ class _Exchange:
         return Reply(status, content, self.passed_headers(response),
                      content_type or "application/json", self.finish if self.endpoint.records else None)
 
-    def read_answer(self, content: bytes) -> None:
-        if not self.endpoint.records:
-            return
+    def read_answer(self, content: bytes) -> bool:
+        """Read the usage of a successful answer; False when it is not a JSON
+        object (its usage then estimated from the prompt: the provider may bill it)."""
         try:
             answer = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             answer = None
-        answer = answer if isinstance(answer, dict) else {}
+        if not self.endpoint.records:
+            return isinstance(answer, dict) or not content.strip()
+        valid = isinstance(answer, dict)
+        answer = answer if valid else {}
         if isinstance(answer.get("model"), str) and answer["model"]:
             self.record.model = answer["model"]  # what served the call (a dated version, Azure's model)
         called = self.route.endpoint  # the provider's own format, translated or not
@@ -285,6 +300,7 @@ class _Exchange:
             usage = (anthropic_wire.estimated_answer_usage(answer, self.input_estimate()) if called.wire == ANTHROPIC
                      else openai_wire.estimated_answer_usage(called.kind, answer, self.input_estimate()))
         self.record.usage = usage
+        return valid
 
     def relay_stream(self, response: requests.Response, content_type: str, caller_wants_usage: bool) -> Reply:
         kind = self.route.endpoint.kind

@@ -11,12 +11,16 @@ is shared by every thread of the process, so a deployment of several
 processes (gunicorn workers, several hosts) needs `redis://` for the limits
 to hold across them (docs/OPERATIONS.md). A storage that cannot be reached
 lets calls through (fails open) and logs: budgets, not rate limits, guard
-money.
+money. Redis is given short socket timeouts (STORAGE_TIMEOUT) so that a
+hung Redis delays a call by at most that much, not for ever.
 
 - Requests: a sliding-window counter (no burst of twice the limit where a
-  fixed window starts afresh). Each call takes one request from the key's
-  window, then from the organization's; the first without room refuses it.
-  A call the organization's limit refused still counts in its key's window.
+  fixed window starts afresh). A call first tests every request window (the
+  key's, then the organization's) and the first without room refuses it,
+  taking nothing from any window; otherwise it takes one request from each.
+  (Two calls racing for a window's last request: the loser is refused after
+  its earlier windows counted it — the one case where a refused call
+  counts.)
 - Tokens: a fixed one-minute window. A call is refused while the window's
   count has reached the limit; otherwise it goes through, and after it ended
   its actual total tokens (input, cached included, + output, from the
@@ -52,6 +56,7 @@ log = logging.getLogger(__name__)
 REQUESTS, TOKENS = "requests", "tokens"
 KEY, ORGANIZATION = "key", "organization"
 NAMESPACE = "cg-gateway"
+STORAGE_TIMEOUT = 0.5  # seconds: Redis' connect and socket timeouts
 
 
 class Limited(Exception):
@@ -109,7 +114,8 @@ class Admitted:
 
 class _Limiters:
     def __init__(self, uri: str, key_prefix: str):
-        options = {"key_prefix": key_prefix} if uri.startswith("redis") else {}
+        options = ({"key_prefix": key_prefix, "socket_timeout": STORAGE_TIMEOUT,
+                    "socket_connect_timeout": STORAGE_TIMEOUT} if uri.startswith("redis") else {})
         self.storage = storage_from_string(uri, **options)
         self.requests = SlidingWindowCounterRateLimiter(self.storage)
         self.tokens = FixedWindowRateLimiter(self.storage)
@@ -155,9 +161,8 @@ def admit(org, api_key) -> Admitted | None:
     applicable = limits_for(org, api_key)
     if not applicable:
         return None
-    admitted = Admitted(limiters())
     try:
-        return _admit(admitted, applicable)
+        return _admit(Admitted(limiters()), applicable)
     except Limited:
         raise
     except Exception:
@@ -172,8 +177,13 @@ def _admit(admitted: Admitted, applicable: list[Limit]) -> Admitted:
         if not tokens_limiter.test(limit.item, limit.identity):
             window = _window(tokens_limiter, limit)
             raise _limited(limit, window, [window, *_windows(admitted, applicable, skip=limit)])
-    for limit in applicable:
-        if limit.kind == REQUESTS and not requests_limiter.hit(limit.item, limit.identity):
+    request_limits = [limit for limit in applicable if limit.kind == REQUESTS]
+    for limit in request_limits:  # test all first: a call refused by one window takes nothing from the others
+        if not requests_limiter.test(limit.item, limit.identity):
+            window = _window(requests_limiter, limit)
+            raise _limited(limit, window, [window, *_windows(admitted, applicable, skip=limit)])
+    for limit in request_limits:
+        if not requests_limiter.hit(limit.item, limit.identity):  # taken meanwhile by a concurrent call
             window = _window(requests_limiter, limit)
             raise _limited(limit, window, [window, *_windows(admitted, applicable, skip=limit)])
     admitted.token_limits = token_limits
