@@ -182,6 +182,7 @@ def test_parameters_anthropic_lacks_are_refused_in_openais_shape(gateway, option
     with pytest.raises(openai.BadRequestError) as caught:
         gateway.openai().chat.completions.create(model=CLAUDE, messages=HELLO, **options)
     assert caught.value.code == "unsupported_parameter" and f"`{param}`" in caught.value.message
+    assert caught.value.param == param  # OpenAI's shape names the parameter at fault
     assert gateway.upstream.requests == []
     assert [c.outcome for c in gateway.calls(1)] == ["refused"] and UsageEvent.select().count() == 0
 

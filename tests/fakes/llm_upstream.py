@@ -35,6 +35,13 @@ non-streaming and streaming (real SSE, usage where each provider puts it):
   `tool_calls`, Anthropic `tool_use`, streamed as argument fragments); a tool
   result that answers no call of the turn before is refused with a 400, as
   the providers do.
+- Scripted streams: with `stream_script` set, a streamed chat completion
+  (OpenAI, Gemini, Azure …) sends exactly those chunks, in order, and then
+  ends the body normally: a dict is one chunk (id, object, created and model
+  filled in when it has none; its JSON not ASCII-escaped, as providers send
+  UTF-8), a string is one event's data as is (e.g. "[DONE]"). For what the
+  generated answer never does: a stream cut short without finish_reason or
+  [DONE], Gemini's tool calls without `index`, a `refusal` delta …
 - Azure OpenAI `POST /openai/deployments/<deployment>/<chat/completions|
   completions|embeddings>?api-version=…` (the model a deployment runs from
   `azure_deployments`).
@@ -130,6 +137,7 @@ class FakeLLMUpstream(Generation):
     stream_usage: bool = True  # False: an OpenAI-compatible server that never reports usage in a stream
     anthropic_usage_deltas: int = 1  # message_delta events, each with the CUMULATIVE output tokens
     tool_arguments: dict | None = None  # answer a request offering tools with a call to its first tool
+    stream_script: list | None = None  # streamed chat completions: send these chunks instead of the answer
     azure_deployments: dict[str, str] = field(default_factory=dict)  # deployment -> model it runs
     requests: list[RecordedRequest] = field(default_factory=list)
     usage_log: list[dict] = field(default_factory=list)  # each answer's usage: input (all prompt), cache_read ...
@@ -180,6 +188,7 @@ class FakeLLMUpstream(Generation):
             self.reply, self.cache_read_tokens, self.cache_write_tokens = DEFAULT_REPLY, 0, 0
             self.usage_on_last_choice, self.stream_usage, self.anthropic_usage_deltas = False, True, 1
             self.azure_deployments, self.tool_arguments = {}, None
+            self.stream_script = None
             self.models = _default_models()
             self.openai_key, self.anthropic_key = OPENAI_KEY, ANTHROPIC_KEY
             self.gemini_key, self.azure_key = GEMINI_KEY, AZURE_KEY
@@ -223,6 +232,17 @@ class FakeLLMUpstream(Generation):
         if refusal is not None:
             return refusal
         return handler(request)
+
+    def _chat_completions(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        script = self.stream_script
+        if script is None or not isinstance(body, dict) or not body.get("stream"):
+            return super()._chat_completions(request)
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": self._model(request, body)}
+        return self._stream([(None, item if isinstance(item, str) else json.dumps({**base, **item},
+                                                                                  ensure_ascii=False))
+                             for item in script])
 
     # --- auth and errors, in each provider's own shape -----------------------------
 

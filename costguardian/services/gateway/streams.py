@@ -22,6 +22,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from costguardian import clock
 
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # SSE's only line ends (str.splitlines would also cut at U+2028 …)
 READ_SIZE = 64 * 1024
 
 
@@ -34,7 +35,7 @@ class Event:
 
 def parse(raw: bytes) -> Event:
     name, data = None, []
-    for line in raw.decode("utf-8", errors="replace").splitlines():
+    for line in _LINE_END.split(raw.decode("utf-8", errors="replace")):
         if not line or line.startswith(":"):  # a comment (keep-alive) or the blank end
             continue
         field, _, value = line.partition(":")

@@ -83,18 +83,21 @@ def anthropic_message(completion: dict) -> dict:
     text = reply.get("content")
     if isinstance(text, list):  # some compatible servers answer with parts
         text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
+    refusal = reply.get("refusal") if isinstance(reply.get("refusal"), str) else ""
+    text = (text if isinstance(text, str) else "") + refusal  # a refusal is the answer's text
     if text:
         content.append({"type": "text", "text": text})
-    elif reply.get("refusal"):
-        content.append({"type": "text", "text": reply["refusal"]})
     for call in reply.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             content.append({"type": "tool_use", "id": call.get("id") or "", "name": function.get("name") or "",
                             "input": tool_input(function.get("arguments"))})
+    reason = str(choice.get("finish_reason") or "").lower()
+    if reason in ("stop", "") and any(block["type"] == "tool_use" for block in content):
+        reason = "tool_calls"  # Gemini ends a tool-calling answer with "stop"
     return {"id": completion.get("id") or "", "type": "message", "role": "assistant",
             "model": completion.get("model") or "", "content": content,
-            "stop_reason": STOP_REASONS.get(choice.get("finish_reason"), "end_turn"), "stop_sequence": None,
+            "stop_reason": STOP_REASONS.get(reason, "end_turn"), "stop_sequence": None,
             "usage": anthropic_usage(completion.get("usage"))}
 
 

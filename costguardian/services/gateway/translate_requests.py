@@ -10,7 +10,8 @@ or caching (`seed`, `presence_penalty`, `frequency_penalty`, `service_tier`,
 `store`, `prediction`, `prompt_cache_key`, OpenAI's stored-completion
 `metadata`, Anthropic's `cache_control`, earlier `thinking` blocks).
 A parameter this module does not know is refused, so none is ever lost
-silently.
+silently, and so is a value of the wrong type or out of the target's range
+(`invalid_type`, `unsupported_value`): a 400 before the call, never a 500.
 """
 from __future__ import annotations
 
@@ -33,14 +34,36 @@ _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P
 class Unsupported(Exception):
     """The call cannot be translated as asked: 400 in the caller's shape."""
 
-    def __init__(self, message: str, param: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str = "unsupported_parameter"):
         super().__init__(message)
-        self.message, self.param = message, param
-        self.code = "unsupported_parameter"
+        self.message, self.param, self.code = message, param, code
 
 
 def _given(value) -> bool:
     return value is not None and value is not False and value != [] and value != {}
+
+
+def _invalid(param: str, expected: str) -> Unsupported:
+    return Unsupported(f"Invalid type for `{param}`: expected {expected}.", param, "invalid_type")
+
+
+def _strings(value, param: str, single: bool = False) -> list[str]:
+    """A list of strings (or, when `single`, one string standing for a list of it)."""
+    if single and isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _invalid(param, "a string or an array of strings" if single else "an array of strings")
+    return value
+
+
+def _objects(value, param: str) -> list:
+    if not isinstance(value, list):
+        raise _invalid(param, "an array of objects")
+    return value
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # --- OpenAI → Anthropic ---------------------------------------------------------------
@@ -51,11 +74,13 @@ def anthropic_request(body: dict) -> dict:
         if key in ("model", "messages", "max_tokens", "max_completion_tokens") or key in OPENAI_DROPPED:
             continue
         if key in OPENAI_PASSED or key in ANTHROPIC_EXTRAS:
+            if key in ("temperature", "top_p") and value is not None:
+                _unit_interval(key, value)
             if value is not None:
                 out[key] = value
         elif key in ("stop",):
             if _given(value):
-                out["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+                out["stop_sequences"] = _strings(value, key, single=True)
         elif key in ("user", "safety_identifier"):
             if isinstance(value, str) and value:
                 out.setdefault("metadata", {})["user_id"] = value
@@ -74,7 +99,7 @@ def anthropic_request(body: dict) -> dict:
                                   "models: describe the format in the prompt, or use a tool with an input "
                                   "schema.", key)
         elif key == "modalities":
-            if _given(value) and list(value) != ["text"]:
+            if _given(value) and _strings(value, key) != ["text"]:
                 raise Unsupported("Only text output is available for Anthropic models.", key)
         elif key == "reasoning_effort":
             if value not in (None, "none"):
@@ -93,6 +118,15 @@ def anthropic_request(body: dict) -> dict:
     out["messages"] = messages
     out.update(_anthropic_tools(body))
     return out
+
+
+def _unit_interval(key: str, value) -> None:
+    """Anthropic takes temperature and top_p from 0 to 1 (OpenAI's temperature goes to 2): refused, never clamped."""
+    if not _number(value):
+        raise _invalid(key, "a number")
+    if not 0 <= value <= 1:
+        raise Unsupported(f"`{key}` must be between 0 and 1 for Anthropic models (got {value}); OpenAI's range "
+                          "up to 2 has no Anthropic equivalent.", key, "unsupported_value")
 
 
 def _max_tokens(body: dict) -> int:
@@ -195,13 +229,13 @@ def _assistant_blocks(message: dict, index: int) -> list[dict]:
     blocks = _text_blocks(message.get("content"), index)
     if message.get("refusal") and not blocks:
         blocks.append({"type": "text", "text": message["refusal"]})
-    for call in message.get("tool_calls") or []:
+    for call in _objects(message.get("tool_calls") or [], f"messages[{index}].tool_calls"):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             raise Unsupported(f"messages[{index}]: only function tool calls are translated.", "messages")
         try:
             arguments = json.loads(function.get("arguments") or "{}")
-        except ValueError:
+        except (TypeError, ValueError):
             raise Unsupported(f"messages[{index}]: the arguments of tool call {call.get('id')} are not JSON.",
                               "messages") from None
         blocks.append({"type": "tool_use", "id": str(call.get("id") or ""), "name": function.get("name") or "",
@@ -214,8 +248,10 @@ def _anthropic_tools(body: dict) -> dict:
     tools = body.get("tools")
     if _given(tools):
         out["tools"] = []
-        for tool in tools:
-            function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        for tool in _objects(tools, "tools"):
+            if not isinstance(tool, dict):
+                raise _invalid("tools", "an array of objects")
+            function = tool.get("function") if tool.get("type") == "function" else None
             if not isinstance(function, dict) or not function.get("name"):
                 raise Unsupported("Only `function` tools are translated for Anthropic models.", "tools")
             schema = function.get("parameters") or {"type": "object", "properties": {}}
@@ -224,9 +260,10 @@ def _anthropic_tools(body: dict) -> dict:
                                  "input_schema": schema})
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
-        if not name:
-            raise Unsupported("`tool_choice` must be none, auto, required or one function.", "tool_choice")
+        function = choice.get("function") if choice.get("type") == "function" else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not name or not isinstance(name, str):
+            raise _invalid("tool_choice", 'none, auto, required or {"type": "function", "function": {"name": …}}')
         translated = {"type": "tool", "name": name}
     elif choice in ("auto", "none", "required"):
         translated = {"type": {"required": "any"}.get(choice, choice)}
@@ -234,7 +271,11 @@ def _anthropic_tools(body: dict) -> dict:
         translated = None
     else:
         raise Unsupported("`tool_choice` must be none, auto, required or one function.", "tool_choice")
-    if body.get("parallel_tool_calls") is False and out.get("tools"):
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _invalid("parallel_tool_calls", "a boolean")
+    # Anthropic takes disable_parallel_tool_use with auto, any and tool only (it refuses it with none).
+    if parallel is False and out.get("tools") and (translated is None or translated["type"] != "none"):
         translated = {**(translated or {"type": "auto"}), "disable_parallel_tool_use": True}
     if translated is not None and (out.get("tools") or translated["type"] == "none"):
         out["tool_choice"] = translated
@@ -258,7 +299,7 @@ def openai_request(body: dict, provider_key: str) -> dict:
                 out[key] = value
         elif key == "stop_sequences":
             if _given(value):
-                out["stop"] = list(value)
+                out["stop"] = list(_strings(value, key))
         elif key == "metadata":
             user = value.get("user_id") if isinstance(value, dict) else None
             if isinstance(user, str) and user:
@@ -360,8 +401,10 @@ def _openai_tools(body: dict) -> dict:
     tools = body.get("tools")
     if _given(tools):
         out["tools"] = []
-        for tool in tools:
-            if not isinstance(tool, dict) or tool.get("type") not in (None, "custom") or not tool.get("name"):
+        for tool in _objects(tools, "tools"):
+            if not isinstance(tool, dict):
+                raise _invalid("tools", "an array of objects")
+            if tool.get("type") not in (None, "custom") or not tool.get("name"):
                 raise Unsupported(f"Only client tools with an input_schema are translated (not `{tool.get('type')}` "
                                   "server tools).", "tools")
             function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
@@ -369,10 +412,13 @@ def _openai_tools(body: dict) -> dict:
                 function["description"] = tool["description"]
             out["tools"].append({"type": "function", "function": function})
     choice = body.get("tool_choice")
+    if choice is not None and (not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none")
+                               or (choice["type"] == "tool" and not isinstance(choice.get("name"), str))):
+        raise _invalid("tool_choice", "an object of type auto, any, none, or tool with a `name`")
     if isinstance(choice, dict) and out.get("tools"):
         kind = choice.get("type")
         if kind == "tool":
-            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+            out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
         elif kind in ("auto", "any", "none"):
             out["tool_choice"] = {"any": "required"}.get(kind, kind)
         if choice.get("disable_parallel_tool_use"):

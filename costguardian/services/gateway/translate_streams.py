@@ -10,12 +10,17 @@ message_delta → the chunk with finish_reason; message_stop → the usage chunk
 (only when the caller asked `stream_options.include_usage`), then
 `data: [DONE]`.
 
-OpenAI chunks → Anthropic events: the first chunk → message_start; text →
-a text block (content_block_start, text_delta …); each tool call → a
-tool_use block with input_json_delta fragments; [DONE] (or the end of the
-stream) → content_block_stop, message_delta (stop_reason, the usage totals)
-and message_stop. OpenAI reports usage after finish_reason, so message_delta
-waits for [DONE].
+OpenAI chunks → Anthropic events: the first chunk → message_start; text
+(and a `refusal`) → a text block (content_block_start, text_delta …); each
+tool call → a tool_use block with input_json_delta fragments (told apart by
+`index`, or — Gemini sends none — by `id`, or as a new call when it names
+its function); [DONE] (or the end of the stream after a finish_reason) →
+content_block_stop, message_delta (stop_reason, the usage totals) and
+message_stop. OpenAI reports usage after finish_reason, so message_delta
+waits for [DONE]. A stream that ends with neither a finish_reason nor [DONE]
+was cut short: it ends with an `error` event (api_error) and the call is
+recorded as an upstream error. Gemini ends a tool-calling answer with "stop":
+once a tool_use block was sent the stop_reason is tool_use.
 """
 from __future__ import annotations
 
@@ -111,13 +116,16 @@ class OpenAIToAnthropicStream(openai_wire.ChatStream):
         self.started = False
         self.finished = False
         self.blocks = 0  # content blocks started
-        self.open: tuple[str, int] | None = None  # ("text", -1) or ("tool", tool call index) of the open block
-        self.stop_reason = "end_turn"
+        self.open: tuple | None = None  # ("text", -1) or ("tool", …) of the open block
+        self.tools = 0  # tool_use blocks started
+        self.finish_reason: str | None = None
+        self.done = False  # data: [DONE] arrived
 
     def relayed(self, event: Event) -> bytes:
         if self.finished:
             return b""
         if event.data.strip() == "[DONE]":
+            self.done = True
             return self.tail()
         chunk = _json(event.data) if event.data else None
         self.feed(event)  # the native usage, model and text seen
@@ -135,31 +143,59 @@ class OpenAIToAnthropicStream(openai_wire.ChatStream):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            if delta.get("content"):
-                out += self._open(("text", -1), {"type": "text", "text": ""})
-                out += self._event("content_block_delta", index=self.blocks - 1,
-                                   delta={"type": "text_delta", "text": delta["content"]})
-            for call in delta.get("tool_calls") or []:
+            for text in (delta.get("content"), delta.get("refusal")):  # a refusal is the answer's text
+                if text and isinstance(text, str):
+                    out += self._open(("text", -1), {"type": "text", "text": ""})
+                    out += self._event("content_block_delta", index=self.blocks - 1,
+                                       delta={"type": "text_delta", "text": text})
+            calls = delta.get("tool_calls") if isinstance(delta.get("tool_calls"), list) else []
+            for call in calls:
                 if not isinstance(call, dict):
                     continue
                 function = call.get("function") if isinstance(call.get("function"), dict) else {}
-                key = ("tool", call.get("index", 0))
+                key = self._tool_key(call, function)
                 if self.open != key:
+                    self.tools += 1
                     out += self._open(key, {"type": "tool_use", "id": call.get("id") or "",
                                             "name": function.get("name") or "", "input": {}})
                 if function.get("arguments"):
                     out += self._event("content_block_delta", index=self.blocks - 1,
                                        delta={"type": "input_json_delta", "partial_json": function["arguments"]})
             if choice.get("finish_reason"):
-                self.stop_reason = answers.STOP_REASONS.get(choice["finish_reason"], "end_turn")
+                self.finish_reason = str(choice["finish_reason"])
         return out
 
+    def _tool_key(self, call: dict, function: dict) -> tuple:
+        """Which tool_use block a tool call fragment belongs to. OpenAI numbers its calls (`index`); Gemini's
+        OpenAI-compatible API sends none, with each call whole (an id, or at least a name) or its arguments in
+        fragments after it."""
+        if isinstance(call.get("index"), int) and not isinstance(call.get("index"), bool):
+            return "tool", call["index"]
+        if call.get("id"):
+            return "tool-id", str(call["id"])
+        if function.get("name") or self.open is None or self.open[0] == "text":
+            return "tool-new", self.blocks  # a call of its own: the block about to be opened
+        return self.open  # the open call's next arguments
+
+    @property
+    def stop_reason(self) -> str:
+        reason = (self.finish_reason or "").lower()
+        if self.tools and reason in ("stop", ""):  # Gemini: a tool-calling answer ends with "stop"
+            return "tool_use"
+        return answers.STOP_REASONS.get(reason, "end_turn")
+
     def tail(self) -> bytes:
-        """content_block_stop, message_delta with the stop reason and usage totals, message_stop."""
+        """content_block_stop, message_delta with the stop reason and usage totals, message_stop; or, when the
+        provider's stream ended before its answer did (no finish_reason, no [DONE]), an error event."""
         if self.finished:
             return b""
-        out = self._start({}) + self._close()
         self.finished = True
+        if self.finish_reason is None and not self.done:
+            message = ("The provider's stream ended early: the connection closed before the answer was complete "
+                       "(no finish_reason, no [DONE]).")
+            self.error = self.error or f"api_error: {message}"
+            return _sse(anthropic_wire.error_body(502, message, kind="api_error"), "error")
+        out = self._start({}) + self._close()
         usage = answers.anthropic_usage(self.usage) if self.final else {"output_tokens": self.output_estimate()}
         out += self._event("message_delta", delta={"stop_reason": self.stop_reason, "stop_sequence": None},
                            usage=usage)
