@@ -93,3 +93,21 @@ def llm_upstream(_llm_upstream_session):
     _llm_upstream_session.clear()
     yield _llm_upstream_session
     _llm_upstream_session.clear()
+
+
+@pytest.fixture(scope="session")
+def _stripe_api_session():
+    from tests.fakes.stripe_api import FakeStripe
+
+    server = FakeStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_api(_stripe_api_session):
+    """A fake Stripe API with its hosted Checkout and portal pages on
+    127.0.0.1 (FakeStripe), emptied for each test."""
+    _stripe_api_session.clear()
+    yield _stripe_api_session
+    _stripe_api_session.clear()
