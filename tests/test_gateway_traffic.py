@@ -6,6 +6,7 @@ Calls are stored through the real recording path (recording.record: the usage
 event through ingest, then the request-log row), as the proxy does."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
@@ -132,3 +133,53 @@ def test_failed_upstream_calls_count_too(org, gateway_key):
 
     [row] = traffic.latency_by_model(org, START, END)
     assert (row.calls, row.p50_ms, row.p99_ms) == (2, 20, 100)
+
+
+def test_percentiles_are_of_the_latest_calls_of_the_range_when_there_are_many(org, gateway_key):
+    """Bounded work however busy the range: only the latest `sample` calls
+    are ranked, and the result says the sample was full."""
+    for minute, latency in enumerate((1000, 900, 10, 20, 30)):  # the two oldest are the slow ones
+        record(org, gateway_key, latency_ms=latency, at=START + timedelta(minutes=minute))
+    record(org, gateway_key, latency_ms=40, model="claude-sonnet-4-5", provider="anthropic",
+           at=START + timedelta(minutes=10))
+
+    rows = traffic.latency_by_model(org, START, END, sample=4)
+    assert [(r.model, r.calls, r.p50_ms, r.p99_ms) for r in rows] == [("gpt-4o", 3, 20, 30),
+                                                                     ("claude-sonnet-4-5", 1, 40, 40)]
+    assert rows.sampled and rows.sample == 4
+
+    everything = traffic.latency_by_model(org, START, END)
+    assert not everything.sampled and everything.sample == traffic.LATENCY_SAMPLE
+    assert [(r.model, r.calls, r.p50_ms, r.p99_ms) for r in everything] == [("gpt-4o", 5, 30, 1000),
+                                                                           ("claude-sonnet-4-5", 1, 40, 40)]
+    assert not traffic.latency_by_model(org, START, END, source="ingest").sampled
+
+
+def test_the_pages_say_when_latency_is_from_a_sample(app, org, gateway_key):
+    for minute in range(3):
+        record(org, gateway_key, latency_ms=100 + minute, at=START + timedelta(minutes=minute))
+    full = traffic.latency_by_model(org, START, END, sample=2)
+    whole = traffic.latency_by_model(org, START, END)
+    with app.test_request_context():
+        usage = app.jinja_env.get_template("partials/usage/_latency.html")
+        key = app.jinja_env.get_template("partials/keys/_latency.html")
+        assert "from the latest 2\n  calls of the period" in usage.render(latency=full, query=None)
+        assert "from the latest 2 calls of the last 7 days" in key.render(models=full)
+        assert "latency-sampled" not in usage.render(latency=whole, query=None) + key.render(models=whole)
+
+
+def test_a_keys_window_percentiles_are_of_its_latest_calls_and_its_page_says_so(app, org, gateway_key):
+    from costguardian.services.gateway import key_traffic
+
+    for minute, latency in enumerate((1000, 900, 10, 20, 30)):
+        record(org, gateway_key, latency_ms=latency, at=START + timedelta(minutes=minute))
+    assert key_traffic._percentiles(org, gateway_key, START, END, sample=3) == (20, 30, 3)
+    assert key_traffic._percentiles(org, gateway_key, START, END) == (30, 1000, 5)
+
+    found = key_traffic.of_key(org, gateway_key, now=START + timedelta(hours=1))
+    assert [w.latency_sample for w in found.windows] == [None, None]  # far below the sample: every call counts
+    busy = dataclasses.replace(found.windows[0], latency_sample=key_traffic.LATENCY_SAMPLE)
+    with app.test_request_context():
+        page = app.jinja_env.get_template("partials/keys/_traffic.html")
+        html = page.render(traffic=key_traffic.KeyTraffic([busy], []), k=gateway_key, has_forwarded=False)
+    assert "(latest 10,000 calls)" in html

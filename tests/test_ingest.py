@@ -157,3 +157,55 @@ def test_a_batch_with_many_tags_stays_within_database_parameter_limits(app_ctx, 
     assert result.count("accepted") == 1000
     assert UsageTagRollup.select().count() == 20_000
     assert _stored(UsageTagRollup) == _brute_force(UsageTagRollup)
+
+
+# --- the gateway's own tags ---------------------------------------------------------------
+
+_RESERVED_MESSAGE = ("the source:, status:, usage: tags are set by the gateway on the calls it records; "
+                     "use another key.")
+
+
+@pytest.mark.parametrize("tags, named", [
+    (["source:gateway"], "source:gateway"),
+    (["env:prod", "status:error"], "status:error"),
+    ({"usage": "estimated"}, "usage:estimated"),
+    ([" Source :gateway"], "Source :gateway"),
+])
+def test_the_public_api_refuses_the_gateways_tags(app, make_org, tags, named):
+    org = make_org("Acme")
+    key = create_key(org, SYSTEM, "ingest", ["ingest"]).plaintext
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    single = client.post("/api/v1/usage", headers=headers, json={
+        "event_id": "forged", "provider": "openai", "model": "gpt-4o", "input_tokens": 10, "tags": tags})
+    assert single.status_code == 422 and single.mimetype == "application/problem+json"
+    assert single.json["type"].endswith("/invalid-event")
+    assert single.json["errors"] == {"tags": f"'{named}': {_RESERVED_MESSAGE}"}
+
+    batch = client.post("/api/v1/usage", headers=headers, json={"events": [
+        {"event_id": "fine", "provider": "openai", "model": "gpt-4o", "input_tokens": 10,
+         "tags": ["sourcing:x", "resource:y", "source", "env:source:gateway"]},
+        {"event_id": "forged", "provider": "openai", "model": "gpt-4o", "input_tokens": 10, "tags": tags}]})
+    assert batch.status_code == 200
+    assert [(r["index"], r["status"]) for r in batch.json["results"]] == [(0, "accepted"), (1, "rejected")]
+    assert batch.json["results"][1]["errors"] == {"tags": f"'{named}': {_RESERVED_MESSAGE}"}
+    with app.app_context():
+        assert [e.event_id for e in UsageEvent.select()] == ["fine"]
+        assert not UsageTagRollup.select().where(UsageTagRollup.tag == named.strip()).exists()
+
+
+def test_the_gateways_recording_still_sets_its_tags(app_ctx, make_org):
+    from costguardian.services.gateway import recording
+    from costguardian.services.gateway.recording import CallRecord
+
+    org = make_org("Acme")
+    key = create_key(org, SYSTEM, "gateway", ["gateway"]).key
+    recording.record(CallRecord("gw_1", org, key, "chat.completions", datetime(2026, 11, 2, 9),
+                                requested_model="gpt-4o", provider="openai", model="gpt-4o", status_code=500,
+                                outcome=recording.UPSTREAM_ERROR, forwarded=True,
+                                usage={"prompt_tokens": 10, "completion_tokens": 1}))
+    assert UsageEvent.get(UsageEvent.event_id == "gw_1").tags == ["source:gateway", "status:error"]
+    seed = {"event_id": "seed", "provider": "openai", "model": "gpt-4o", "input_tokens": 10,
+            "tags": ["source:gateway"]}
+    assert ingest.ingest(org, None, [seed]).count("rejected") == 1  # refused unless the caller says it records calls
+    assert ingest.ingest(org, None, [seed], gateway_tags=True).count("accepted") == 1

@@ -246,3 +246,52 @@ def test_a_page_is_read_from_the_organization_and_start_index(app, acme, backend
         sql, params = request_log.listing(org, request_log.RequestFilter(), before=before).limit(51).sql()
         plan = " ".join(str(row[-1]) for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
         assert "gatewayrequest_organization_id_started_at" in plan and "TEMP B-TREE" not in plan, plan
+
+
+# --- hostile query strings: a field message or nothing, never a 500 -------------------
+
+@pytest.mark.parametrize("query, field", [("to=9999-12-31", "to"), ("from=0001-01-01", "from"),
+                                          ("from=1999-12-31&to=2101-01-01", "to")])
+def test_dates_out_of_range_are_a_422_with_the_fields_message(app, make_user, make_org, query, field):
+    owner = make_user("taro@example.jp")
+    org = make_org("Tokyo Co", owner=owner, time_zone="Asia/Tokyo")  # local midnight of 0001-01-01 is before UTC's
+    client = Client(app)
+    client.sign_in("taro@example.jp")
+    response = client.get("/gateway/requests?" + query)
+    assert response.status_code == 422, response.get_data(as_text=True)[:500]
+    html = response.get_data(as_text=True)
+    assert re.search(rf'id="{field}-error" class="field-error">Choose a date between 2000 and 2100\.<', html)
+    assert org.time_zone == "Asia/Tokyo"
+
+
+def test_dates_at_the_ends_of_the_range_are_accepted(app, acme):
+    org, _, key = acme
+    _call(org, key, "gw_one")
+    client = _client(app, org, None, "owner")
+    assert _ids(client.get("/gateway/requests?from=2000-01-01&to=2100-12-31", htmx=True)) == ["gw_one"]
+
+
+@pytest.mark.parametrize("before", ["20260115T120000000000.99999999999999999999",
+                                    "20260115T120000000000.2147483648", "20260115T120000000000.0",
+                                    "20260115T120000000000.-5", "not-a-cursor"])
+def test_a_cursor_no_page_made_shows_the_newest_calls(app, acme, before):
+    org, _, key = acme
+    _call(org, key, "gw_one", at=NOON - timedelta(days=1))
+    client = _client(app, org, None, "owner")
+    response = client.get("/gateway/requests?before=" + before)
+    assert response.status_code == 200 and _ids(response) == ["gw_one"]
+
+
+def test_only_the_filters_are_carried_into_the_pages_links(app, acme):
+    org, _, key = acme
+    for n in range(request_log.PER_PAGE + 1):
+        _call(org, key, f"gw_{n:03d}", at=NOON + timedelta(seconds=n))
+    client = _client(app, org, None, "owner")
+    response = client.get("/gateway/requests?_method=x&_external=1&_anchor=a&foo=bar&model=gpt-4o")
+    assert response.status_code == 200
+    older = re.search(r'href="(/gateway/requests\?[^"]+)"[^>]*data-testid="older"', response.get_data(as_text=True))
+    link = older.group(1).replace("&amp;", "&")
+    assert "model=gpt-4o" in link and "before=" in link
+    assert "_method" not in link and "_external" not in link and "_anchor" not in link and "foo" not in link
+    second = client.get(link)
+    assert second.status_code == 200 and "« Newest" in second.get_data(as_text=True)

@@ -10,11 +10,13 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField
 from wtforms.validators import DataRequired, InputRequired, NumberRange
 
+from costguardian.forms.usage import EARLIEST, LATEST
 from costguardian.models import ApiKey
 from costguardian.services.gateway import request_log
 from costguardian.services.gateway.request_log import MAX_DAYS, MAX_QUERY, MIN_DAYS, OUTCOMES, RequestFilter
 
 _DAYS_MESSAGE = f"Enter a whole number of days from {MIN_DAYS} to {MAX_DAYS}."
+FILTER_KEYS = ("q", "outcome", "key", "model", "from", "to")  # the query keys of the list's filters
 
 
 class RequestLoggingForm(FlaskForm):
@@ -49,10 +51,20 @@ def _date(args, name: str, errors: dict) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         errors[name] = f"“{raw[:40]}” is not a date; use the form YYYY-MM-DD."
         return None
+    if not EARLIEST <= value <= LATEST:  # as the usage explorer's; beyond, the zone's midnight may not exist in UTC
+        errors[name] = f"Choose a date between {EARLIEST.year} and {LATEST.year}."
+        return None
+    return value
+
+
+def filter_args(args) -> dict[str, str]:
+    """The filters of `args` to carry into the list's links (pages, newest):
+    only the filters' own keys, so an unknown one never reaches url_for."""
+    return {name: args[name] for name in FILTER_KEYS if args.get(name)}
 
 
 def parse_filter(org, args) -> RequestFilter:

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, g, redirect, request, url_for
 
 from costguardian.authz import can, current_actor, require_permission
 from costguardian.extensions import htmx
-from costguardian.forms.request_log import DeleteBodiesForm, RequestLoggingForm, parse_filter
+from costguardian.forms.request_log import DeleteBodiesForm, RequestLoggingForm, filter_args, parse_filter
 from costguardian.rendering import render, toast
 from costguardian.services.errors import ValidationError
 from costguardian.services.gateway import request_log
@@ -31,7 +31,7 @@ def _context(settings: RequestLoggingForm | None = None, delete: DeleteBodiesFor
     context = {"flt": flt, "page": page, "outcomes": request_log.OUTCOMES, "endpoints": request_log.ENDPOINTS,
                "keys": request_log.keys_of(g.org), "may_read_bodies": bodies, "settings_saved": settings_saved,
                "first_page": not request.args.get("before"),
-               "filter_args": {k: v for k, v in request.args.items() if k != "before" and v}}
+               "filter_args": filter_args(request.args)}
     if bodies:
         context.update(settings=settings or RequestLoggingForm.for_org(g.org),
                        delete=delete or DeleteBodiesForm(formdata=None), kept=request_log.bodies_kept(g.org))

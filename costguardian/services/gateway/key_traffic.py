@@ -23,10 +23,10 @@ from peewee import JOIN, SQL, Case, fn
 from costguardian import clock
 from costguardian.models import GatewayRequest, UsageEvent, UsageTagRollup
 from costguardian.services.gateway import recording
+from costguardian.services.gateway.traffic import LATENCY_SAMPLE
 
 WINDOWS = (("24h", "Last 24 hours", timedelta(hours=24)), ("7d", "Last 7 days", timedelta(days=7)))
 RECENT = 20
-LATENCY_SAMPLE = 10_000  # latency percentiles: over the window's latest calls, at most this many
 GATEWAY_TAG = "source:gateway"
 NOT_ERRORS = (recording.OK, recording.BLOCKED, recording.CANCELLED)
 
@@ -45,6 +45,7 @@ class WindowTraffic:
     unpriced: int  # forwarded calls whose model has no known price
     p50_ms: int | None  # None: no call reached a provider
     p95_ms: int | None
+    latency_sample: int | None = None  # set when the percentiles are of the window's latest this many calls only
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ def _window(org, api_key, name: str, label: str, start: datetime, end: datetime)
            .tuples().first())
     calls, errors, blocked, cancelled = (int(v or 0) for v in row)
     cost, unpriced = _cost(org, api_key, start, end)
-    p50, p95 = _percentiles(org, api_key, start, end) if calls else (None, None)
-    return WindowTraffic(name, label, start, end, calls, errors, blocked, cancelled, cost, unpriced, p50, p95)
+    p50, p95, sampled = _percentiles(org, api_key, start, end) if calls else (None, None, 0)
+    return WindowTraffic(name, label, start, end, calls, errors, blocked, cancelled, cost, unpriced, p50, p95,
+                         latency_sample=LATENCY_SAMPLE if sampled >= LATENCY_SAMPLE else None)
 
 
 def _cost(org, api_key, start: datetime, end: datetime) -> tuple[int, int]:
@@ -110,14 +112,15 @@ def _cost(org, api_key, start: datetime, end: datetime) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
-def _percentiles(org, api_key, start: datetime, end: datetime) -> tuple[int | None, int | None]:
-    """Nearest-rank p50 and p95 latency of the window's latest LATENCY_SAMPLE
-    forwarded calls (all of them for most keys), in one query: its cost is
-    bounded however busy the key."""
+def _percentiles(org, api_key, start: datetime, end: datetime,
+                 sample: int = LATENCY_SAMPLE) -> tuple[int | None, int | None, int]:
+    """Nearest-rank p50 and p95 latency of the window's latest `sample`
+    forwarded calls (all of them for most keys), and how many calls that
+    was, in one query: its cost is bounded however busy the key."""
     request = GatewayRequest
     latest = (request.select(request.latency_ms.alias("latency"))
               .where(*_conditions(org, api_key, start, end), request.forwarded == True)
-              .order_by(request.started_at.desc()).limit(LATENCY_SAMPLE).alias("latest"))
+              .order_by(request.started_at.desc()).limit(sample).alias("latest"))
     ranked = (latest.select_from(latest.c.latency,
                                  fn.ROW_NUMBER().over(order_by=[latest.c.latency]).alias("rank"),
                                  fn.COUNT(SQL("*")).over().alias("n"))
@@ -127,8 +130,9 @@ def _percentiles(org, api_key, start: datetime, end: datetime) -> tuple[int | No
         reached = (ranked.c.rank * SQL("100")) >= (ranked.c.n * SQL(str(int(percent))))
         return fn.MIN(Case(None, [(reached, ranked.c.latency)], None))
 
-    p50, p95 = ranked.select_from(nearest_rank(50), nearest_rank(95)).tuples().first() or (None, None)
-    return (None if p50 is None else int(p50)), (None if p95 is None else int(p95))
+    p50, p95, n = (ranked.select_from(nearest_rank(50), nearest_rank(95), fn.COUNT(SQL("*"))).tuples().first()
+                   or (None, None, 0))
+    return (None if p50 is None else int(p50)), (None if p95 is None else int(p95)), int(n or 0)
 
 
 def recent(org, api_key, start: datetime, end: datetime, limit: int = RECENT) -> list[RecentRequest]:

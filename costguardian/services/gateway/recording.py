@@ -95,14 +95,14 @@ def _event(call: CallRecord, usage: dict | None) -> dict:
 
 
 def _record_usage(call: CallRecord) -> str:
-    result = ingest.ingest(call.org, call.api_key, [_event(call, call.usage)]).results[0]
+    result = ingest.ingest(call.org, call.api_key, [_event(call, call.usage)], gateway_tags=True).results[0]
     if result.status == "rejected" and "usage" in result.errors:
         # A usage object the converter cannot read must not lose the call: zero
         # tokens, marked, and the reason in the log.
         log.warning("gateway request %s: the provider's usage object was refused (%s); recorded without tokens",
                     call.request_id, result.errors["usage"])
         call.tags = [*call.tags, "usage:unreadable"]
-        result = ingest.ingest(call.org, call.api_key, [_event(call, None)]).results[0]
+        result = ingest.ingest(call.org, call.api_key, [_event(call, None)], gateway_tags=True).results[0]
     if result.status == "rejected":
         log.error("gateway request %s could not be recorded: %s", call.request_id, result.errors)
     return result.status

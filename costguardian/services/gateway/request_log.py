@@ -25,6 +25,7 @@ from peewee import JOIN
 
 from costguardian import clock
 from costguardian.models import ApiKey, GatewayRequest, GatewayRequestBody, Organization, UsageEvent
+from costguardian.models.org import MAX_ID
 from costguardian.services.actor import Actor
 from costguardian.services.errors import ValidationError
 from costguardian.services.team import audit
@@ -222,11 +223,15 @@ def cursor_of(request: GatewayRequest) -> str:
 
 
 def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """The (started_at, id) of a cursor; None for one `cursor_of` never
+    makes (malformed, or an id beyond the table's INTEGER, which the
+    database would refuse to compare)."""
     try:
-        moment, _, row_id = (cursor or "").partition(".")
-        return datetime.strptime(moment, "%Y%m%dT%H%M%S%f"), int(row_id)
+        moment, _, row_id = (cursor or "")[:64].partition(".")
+        parsed = datetime.strptime(moment, "%Y%m%dT%H%M%S%f"), int(row_id)
     except ValueError:
         return None
+    return parsed if 0 < parsed[1] <= MAX_ID else None
 
 
 def search(org, flt: RequestFilter, *, bodies: bool = False, before: str | None = None,

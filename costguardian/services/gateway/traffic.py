@@ -12,6 +12,11 @@ the calls did not exceed (an observed value, never an interpolation), the
 same on SQLite (window functions, 3.25+) and PostgreSQL. Only forwarded
 calls count (a call refused before reaching the provider has no provider
 latency); time to first token only over streamed calls that had one.
+
+They are computed over the range's latest LATENCY_SAMPLE calls (every call
+for most ranges), so a busy organization's three years cost what a quiet
+week does: the sort is of the sample, never of the range. The result says
+when the sample was full (`Latencies.sampled`), for the pages to say so.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from peewee import JOIN, SQL, Case, fn
 from costguardian.models import GatewayRequest, UsageEvent
 
 PERCENTILES = (50, 95, 99)
+LATENCY_SAMPLE = 10_000  # the latest calls of the range the percentiles are computed over, at most
 SOURCES = (None, "", "all", "gateway", "ingest")
 
 
@@ -37,20 +43,31 @@ class ModelLatency:
     ttft_p50_ms: int | None  # None: no streamed call of this model reported a first token
 
 
+class Latencies(list):
+    """The rows of latency_by_model, and whether its sample was full: then
+    the percentiles (and the calls counted) are those of the latest
+    `sample` calls of the range, not of all of them."""
+
+    def __init__(self, rows=(), *, sample: int = LATENCY_SAMPLE, sampled: bool = False):
+        super().__init__(rows)
+        self.sample, self.sampled = sample, sampled
+
+
 def latency_by_model(org, start: datetime, end: datetime, *, api_key_id: int | None = None,
                      source: str | None = None, providers: list[str] | None = None,
-                     models: list[str] | None = None) -> list[ModelLatency]:
+                     models: list[str] | None = None, sample: int = LATENCY_SAMPLE) -> Latencies:
     """Per (provider, served model), the forwarded gateway calls started in
-    [start, end) (naive UTC): count, p50/p95/p99 latency and p50 time to
-    first token; most calls first. `source` is the usage explorer's source
-    filter: "ingest" has no gateway traffic (an empty list); None, "all" and
-    "gateway" mean every gateway call. One query: a range scan of the
-    (organization, started_at) index, one event lookup per call by its
-    unique (organization, event_id), and two window passes."""
+    [start, end) (naive UTC), of the latest `sample` of them: count,
+    p50/p95/p99 latency and p50 time to first token; most calls first.
+    `source` is the usage explorer's source filter: "ingest" has no gateway
+    traffic (an empty list); None, "all" and "gateway" mean every gateway
+    call. One query: a backward range scan of the (organization, started_at)
+    index stopped after `sample` calls, one event lookup per call by its
+    unique (organization, event_id), and two window passes over the sample."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of all, gateway, ingest (got {source!r})")
     if source == "ingest":
-        return []
+        return Latencies(sample=sample)
     request, event = GatewayRequest, UsageEvent
     provider = fn.COALESCE(event.provider, request.provider)
     model = fn.COALESCE(event.model, request.model)
@@ -62,19 +79,24 @@ def latency_by_model(org, start: datetime, end: datetime, *, api_key_id: int | N
         conditions.append(provider.in_(providers))
     if models:
         conditions.append(model.in_(models))
-    partition = [provider, model]
-    no_ttft_last = Case(None, [(request.ttft_ms.is_null(), SQL("1"))], SQL("0"))  # literals: typed on PostgreSQL
-    ranked = (request
+    latest = (request
               .select(provider.alias("provider"), model.alias("model"), request.latency_ms.alias("latency"),
-                      request.ttft_ms.alias("ttft"),
-                      fn.ROW_NUMBER().over(partition_by=partition, order_by=[request.latency_ms]).alias("rank"),
-                      fn.COUNT(request.id).over(partition_by=partition).alias("n"),
-                      fn.ROW_NUMBER().over(partition_by=partition, order_by=[no_ttft_last, request.ttft_ms])
-                      .alias("ttft_rank"),
-                      fn.COUNT(request.ttft_ms).over(partition_by=partition).alias("ttft_n"))
+                      request.ttft_ms.alias("ttft"))
               .join(event, JOIN.LEFT_OUTER,
                     on=(event.organization == request.organization) & (event.event_id == request.request_id))
               .where(*conditions)
+              .order_by(request.started_at.desc())
+              .limit(sample)
+              .alias("latest"))
+    partition = [latest.c.provider, latest.c.model]
+    no_ttft_last = Case(None, [(latest.c.ttft.is_null(), SQL("1"))], SQL("0"))  # literals: typed on PostgreSQL
+    ranked = (latest
+              .select_from(latest.c.provider, latest.c.model, latest.c.latency, latest.c.ttft,
+                           fn.ROW_NUMBER().over(partition_by=partition, order_by=[latest.c.latency]).alias("rank"),
+                           fn.COUNT(SQL("*")).over(partition_by=partition).alias("n"),
+                           fn.ROW_NUMBER().over(partition_by=partition, order_by=[no_ttft_last, latest.c.ttft])
+                           .alias("ttft_rank"),
+                           fn.COUNT(latest.c.ttft).over(partition_by=partition).alias("ttft_n"))
               .alias("ranked"))
 
     def nearest_rank(column: str, rank: str, count: str, percent: int):
@@ -89,9 +111,10 @@ def latency_by_model(org, start: datetime, end: datetime, *, api_key_id: int | N
              .group_by(ranked.c.provider, ranked.c.model)
              .order_by(fn.COUNT(ranked.c.latency).desc(), ranked.c.provider, ranked.c.model)
              .tuples())
-    return [ModelLatency(provider=p, model=m, calls=int(calls), p50_ms=int(p50), p95_ms=int(p95), p99_ms=int(p99),
+    rows = [ModelLatency(provider=p, model=m, calls=int(calls), p50_ms=int(p50), p95_ms=int(p95), p99_ms=int(p99),
                          ttft_p50_ms=None if ttft is None else int(ttft))
             for p, m, calls, p50, p95, p99, ttft in query]
+    return Latencies(rows, sample=sample, sampled=sum(row.calls for row in rows) >= sample)
 
 
 def has_traffic(org, start: datetime, end: datetime) -> bool:

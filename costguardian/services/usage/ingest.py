@@ -30,6 +30,9 @@ MAX_FUTURE = timedelta(minutes=5)
 EARLIEST = datetime(2015, 1, 1)
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 100  # a list item, or an object's "key:value"
+# The keys of the tags the gateway sets on the calls it records (source:gateway, status:error,
+# usage:estimated, …): the explorer trusts them, so events a client sends may not carry them.
+RESERVED_TAG_KEYS = ("source", "status", "usage")
 # An RFC 3339 date-time, whose offset may be left out (then it is UTC): what the API document
 # states. datetime.fromisoformat alone would also take a date without a time, "2026-11-20 10:15",
 # basic formats (20261120T1015) and ISO week dates.
@@ -125,6 +128,7 @@ class _Context:
     aliases: dict[tuple[str, str], str]  # (provider, lower-case alias) -> model
     key_user: str
     key_department: int
+    gateway_tags: bool = False  # the gateway's own recording: its reserved tags are allowed
 
 
 def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> str:
@@ -198,7 +202,14 @@ def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime:
     return moment
 
 
-def _tags(raw: dict, errors: dict) -> list[str]:
+def reserved(tag: str) -> bool:
+    """Is this a tag only the gateway may set (`source:…`, `status:…`,
+    `usage:…`, whatever the case or spaces around the key)?"""
+    key, colon, _ = tag.partition(":")
+    return bool(colon) and key.strip().lower() in RESERVED_TAG_KEYS
+
+
+def _tags(raw: dict, errors: dict, gateway_tags: bool = False) -> list[str]:
     value = raw.get("tags")
     if value is None:
         return []
@@ -230,6 +241,10 @@ def _tags(raw: dict, errors: dict) -> list[str]:
         errors["tags"] = f"Each tag is at most {MAX_TAG_LENGTH} characters."
     elif not all(storable(t) for t in raw_tags):
         errors["tags"] = "A tag contains characters that cannot be stored (NUL or an unpaired surrogate)."
+    elif not gateway_tags and any(reserved(t) for t in items):
+        tag = next(t for t in items if reserved(t))
+        errors["tags"] = (f"'{tag[:40]}': the {', '.join(k + ':' for k in RESERVED_TAG_KEYS)} tags are set by "
+                          "the gateway on the calls it records; use another key.")
     return [t for t in dict.fromkeys(items) if t]
 
 
@@ -252,7 +267,7 @@ def validate_event(raw, ctx: _Context) -> dict:
     batch = raw.get("batch", False)
     if not isinstance(batch, bool):
         errors["batch"] = "Must be true or false."
-    tags = _tags(raw, errors)
+    tags = _tags(raw, errors, ctx.gateway_tags)
     provider = catalog.normalize_provider(provider_raw) if provider_raw else ""
 
     if "usage" in raw:
@@ -296,15 +311,18 @@ def validate_event(raw, ctx: _Context) -> dict:
 
 # --- the batch ------------------------------------------------------------------
 
-def ingest(org, api_key, raw_events: list, now: datetime | None = None) -> BatchResult:
+def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gateway_tags: bool = False) -> BatchResult:
     """Validate, price and store a batch for `org`, sent with `api_key` (or None
-    for internal callers such as the demo seeder)."""
+    for internal callers such as the demo seeder). The tags reserved for the
+    gateway's recording (RESERVED_TAG_KEYS) are refused unless `gateway_tags`
+    (only the gateway's recording passes it)."""
     ctx = _Context(
         now=now or clock.now(),
         departments=dict(Department.in_org(org).select(Department.name_key, Department.id).tuples()),
         aliases={(a.provider, a.alias.lower()): a.model for a in ModelAlias.in_org(org)},
         key_user=(api_key.user.email if api_key is not None and api_key.user_id else NO_USER),
         key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
+        gateway_tags=gateway_tags,
     )
     prices = OrgPrices.for_org(org)
     results: list[EventResult] = []
