@@ -152,8 +152,10 @@ def store(org, request_id: str, kept: Capture) -> None:
 def _delete_in_batches(condition, batch: int = BATCH) -> int:
     deleted = 0
     while True:
+        # No ORDER BY: any batch will do, and the (organization, created_at) index then stops at `batch`
+        # rows instead of sorting every expired row of the organization for each batch.
         ids = [i for i, in GatewayRequestBody.select(GatewayRequestBody.id).where(condition)
-               .order_by(GatewayRequestBody.id).limit(batch).tuples()]
+               .limit(batch).tuples()]
         if not ids:
             return deleted
         deleted += GatewayRequestBody.delete().where(GatewayRequestBody.id.in_(ids)).execute()
