@@ -16,14 +16,8 @@ from costguardian.services.actor import Actor
 from costguardian.services.gateway import streams, translate_answers, vault
 from tests.fakes.llm_upstream import GEMINI_KEY
 from tests.gateway_support import gateway, gateway_server  # noqa: F401  (fixtures)
+from tests.test_gateway_translation import ANTHROPIC_WEATHER, CLAUDE, HELLO, WEATHER
 
-CLAUDE = "claude-sonnet-4-5"
-HELLO = [{"role": "user", "content": "Say hello."}]
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
-                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                           "required": ["city"]}}}
-ANTHROPIC_WEATHER = {"name": "get_weather", "description": "The weather in a city.",
-                     "input_schema": WEATHER["function"]["parameters"]}
 # Every character str.splitlines() cuts at that is not an SSE line end.
 SEPARATORS = "a\u2028b\u2029c\x85d\x0be\x0cf\x1cg\x1dh\x1ei"
 USAGE = {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}

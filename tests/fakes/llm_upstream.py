@@ -74,10 +74,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.llm_generation import ANTHROPIC, DEFAULT_REPLY, OPENAI, Generation
+from tests.fakes.server import LocalServer
 
 GEMINI, AZURE = "gemini", "azure"
 GEMINI_OPENAI = "gemini-openai"  # Gemini's OpenAI-compatible API: OpenAI's formats, Google's key and errors
@@ -115,7 +115,8 @@ class RecordedRequest:
 
 
 @dataclass
-class FakeLLMUpstream(Generation):
+class FakeLLMUpstream(LocalServer, Generation):
+    thread_name = "fake-llm-upstream"
     openai_key: str = OPENAI_KEY
     anthropic_key: str = ANTHROPIC_KEY
     gemini_key: str = GEMINI_KEY
@@ -164,18 +165,7 @@ class FakeLLMUpstream(Generation):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> "FakeLLMUpstream":
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm-upstream", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
+        return self.address
 
     def clear(self) -> None:
         with self.lock:

@@ -7,12 +7,12 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+from tests.fakes.server import LocalServer
 
 
 @dataclass
-class FakeMailApi:
+class FakeMailApi(LocalServer):
     """`kind` is "resend" or "sendgrid". `fail_with` answers that status (and
     `fail_body`) to every request while it is set."""
 
@@ -27,23 +27,16 @@ class FakeMailApi:
     _thread: threading.Thread | None = None
 
     @property
+    def thread_name(self) -> str:
+        return f"fake-{self.kind}"
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.address
 
     def url(self, key: str | None = None) -> str:
         """A MAIL_URL pointing at this fake."""
         return f"{self.kind}://{key or self.api_key}?api_base={self.base}"
-
-    def start(self) -> "FakeMailApi":
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.kind}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
 
     def clear(self) -> None:
         with self.lock:

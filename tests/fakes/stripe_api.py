@@ -53,11 +53,11 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.stripe_billing import (API_VERSION, Billing, StripeError, merge_metadata, missing, new_id, ts)
 from tests.fakes.stripe_pages import Pages
+from tests.fakes.server import LocalServer
 
 API_KEY = "sk_test_fake51Qx7Lm2Vb8Nc4Rd6Tf9Gh3Jk"
 WEBHOOK_SECRET = "whsec_fake7d2c9a41b6e85f03c7d19a2b4e6f8c1"
@@ -120,7 +120,8 @@ def as_int(params: dict, name: str, default: int | None = None) -> int | None:
         raise StripeError(400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=name) from None
 
 
-class FakeStripe(Billing, Pages):
+class FakeStripe(LocalServer, Billing, Pages):
+    thread_name = "fake-stripe"
     def __init__(self, api_key: str = API_KEY, webhook_secret: str = WEBHOOK_SECRET):
         self.api_key = api_key
         self.lock = threading.RLock()
@@ -136,18 +137,7 @@ class FakeStripe(Billing, Pages):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> "FakeStripe":
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-stripe", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
+        return self.address
 
     def clear(self) -> None:
         with self.lock:
@@ -652,8 +642,8 @@ class FakeStripe(Billing, Pages):
     def _finalize_invoice(self, p: dict, ident: str) -> dict:
         invoice = self._find("invoice", ident)
         if invoice["status"] != "draft":
-            raise StripeError(400, f"This invoice is already finalized, you can't re-finalize a non-draft "
-                                   f"invoice.", code="invoice_not_editable")
+            raise StripeError(400, "This invoice is already finalized, you can't re-finalize a non-draft "
+                                   "invoice.", code="invoice_not_editable")
         if "auto_advance" in p:
             invoice["auto_advance"] = p["auto_advance"] == "true"
         self._finalize(invoice)
