@@ -172,6 +172,40 @@ def test_an_openai_stream_with_finish_reason_but_no_done_still_ends_normally(gat
     assert gateway.calls(1)[0].outcome == "ok"
 
 
+def _anthropic_events(*events: tuple[str, dict]) -> bytes:
+    return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+
+
+def test_an_anthropic_stream_ending_without_message_stop_is_an_openai_error(gateway, monkeypatch):
+    from werkzeug.wrappers import Response
+
+    message = {"id": "msg_cut", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 12, "output_tokens": 1}}
+    body = _anthropic_events(
+        ("message_start", {"type": "message_start", "message": message}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        *[("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": f" word{i}"}}) for i in range(5)])
+
+    def cut_short(request):  # a whole HTTP answer whose stream stops before message_delta / message_stop
+        return Response(body, 200, content_type="text/event-stream")
+
+    monkeypatch.setitem(gateway.upstream._routes, ("POST", "/v1/messages"), ("anthropic", cut_short))
+    texts = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in gateway.openai(max_retries=0).chat.completions.create(model=CLAUDE, messages=HELLO,
+                                                                          stream=True):
+            texts.extend(c.delta.content or "" for c in chunk.choices)
+    assert "ended early" in str(caught.value)
+    assert "".join(texts) == "".join(f" word{i}" for i in range(5))  # what came before the end was relayed
+    [event] = gateway.events(1)
+    assert {"status:error", "usage:estimated"} <= set(event.tags)
+    [call] = gateway.calls(1)
+    assert call.outcome == "upstream_error" and "ended early" in call.error
+
+
 # --- 6. Anthropic's temperature range ------------------------------------------------------
 
 def test_a_temperature_above_one_for_claude_is_refused_not_clamped(gateway):

@@ -104,6 +104,17 @@ class AnthropicToOpenAIStream(anthropic_wire.MessagesStream):
                                                code=error.get("type"), kind="server_error"))
         return b""  # ping, content_block_stop
 
+    def tail(self) -> bytes:
+        """Nothing after message_stop (or an error event); when the provider's
+        stream ended before its message did, an error chunk and no [DONE]."""
+        if self.done:
+            return b""
+        self.done = True
+        message = ("The provider's stream ended early: the connection closed before the answer was complete "
+                   "(no message_stop).")
+        self.error = self.error or f"api_error: {message}"
+        return _sse(openai_wire.error_body(502, message, code="upstream_stream_ended"))
+
     def error_event(self, kind: str, message: str) -> bytes:
         return _sse(openai_wire.error_body(504 if kind == "timeout" else 502, message, code=f"upstream_{kind}"))
 
