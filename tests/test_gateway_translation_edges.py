@@ -2,7 +2,7 @@
 the gateway with the official SDKs and the fake upstream: text holding
 Unicode line separators, Gemini's tool calls without `index`, malformed
 parameters (a 400 in the caller's shape, never a 500), refusals, a stream
-cut short, Anthropic's temperature range and tool_choice "none"."""
+cut short (either way), Anthropic's temperature range and tool_choice "none"."""
 from __future__ import annotations
 
 import json
@@ -204,6 +204,51 @@ def test_an_anthropic_stream_ending_without_message_stop_is_an_openai_error(gate
     assert {"status:error", "usage:estimated"} <= set(event.tags)
     [call] = gateway.calls(1)
     assert call.outcome == "upstream_error" and "ended early" in call.error
+
+
+def _message_events(words: list[str], stop: bool) -> list[dict]:
+    """An Anthropic message stream for CLAUDE answering `words`; without `stop` it ends before message_delta and
+    message_stop, as a provider whose connection closed early."""
+    start = {"id": "msg_cut0123456789", "type": "message", "role": "assistant", "model": CLAUDE, "content": [],
+             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}
+    events = [{"type": "message_start", "message": start},
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+              *[{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}
+                for w in words]]
+    if stop:
+        events += [{"type": "content_block_stop", "index": 0},
+                   {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": len(words)}},
+                   {"type": "message_stop"}]
+    return events
+
+
+def test_a_translated_anthropic_stream_cut_short_ends_with_an_error_chunk_and_no_done(gateway):
+    words = [" Hi", " there"]
+    gateway.upstream.messages_script = _message_events(words, stop=False)
+    with gateway.openai().chat.completions.with_streaming_response.create(model=CLAUDE, messages=HELLO,
+                                                                          stream=True) as response:
+        body = b"".join(response.iter_bytes())
+    *chunks, last = [json.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: ")]
+    assert b"[DONE]" not in body and all("error" not in c for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "".join(words)
+    assert set(last) == {"error"} and last["error"]["type"] == "server_error"  # the SDK raises APIError on it
+    assert "ended early" in last["error"]["message"]
+    [event] = gateway.events(1)
+    assert {"status:error", "usage:estimated"} <= set(event.tags)
+    assert event.input_tokens == 12 and event.output_tokens >= len(words)  # message_start's input, the output seen
+    assert gateway.calls(1)[0].outcome == "upstream_error"
+
+
+def test_an_anthropic_stream_with_message_stop_still_ends_with_done(gateway):
+    gateway.upstream.messages_script = _message_events([" Hi", " there."], stop=True)
+    with gateway.openai().chat.completions.with_streaming_response.create(
+            model=CLAUDE, messages=HELLO, stream=True, stream_options={"include_usage": True}) as response:
+        body = b"".join(response.iter_bytes())
+    assert body.rstrip().endswith(b"data: [DONE]") and b'"error"' not in body
+    [event] = gateway.events(1)
+    assert (event.input_tokens, event.output_tokens) == (12, 2) and "usage:estimated" not in event.tags
+    assert "status:error" not in event.tags and gateway.calls(1)[0].outcome == "ok"
 
 
 # --- 6. Anthropic's temperature range ------------------------------------------------------

@@ -42,6 +42,9 @@ non-streaming and streaming (real SSE, usage where each provider puts it):
   UTF-8), a string is one event's data as is (e.g. "[DONE]"). For what the
   generated answer never does: a stream cut short without finish_reason or
   [DONE], Gemini's tool calls without `index`, a `refusal` delta …
+  `messages_script` does the same for a streamed Anthropic message: a dict
+  is one event, named by its `type`, a string one event's data as is (e.g. a
+  stream that ends without `message_stop`).
 - Azure OpenAI `POST /openai/deployments/<deployment>/<chat/completions|
   completions|embeddings>?api-version=…` (the model a deployment runs from
   `azure_deployments`).
@@ -139,6 +142,7 @@ class FakeLLMUpstream(LocalServer, Generation):
     anthropic_usage_deltas: int = 1  # message_delta events, each with the CUMULATIVE output tokens
     tool_arguments: dict | None = None  # answer a request offering tools with a call to its first tool
     stream_script: list | None = None  # streamed chat completions: send these chunks instead of the answer
+    messages_script: list | None = None  # streamed Anthropic messages: send these events instead of the answer
     azure_deployments: dict[str, str] = field(default_factory=dict)  # deployment -> model it runs
     requests: list[RecordedRequest] = field(default_factory=list)
     usage_log: list[dict] = field(default_factory=list)  # each answer's usage: input (all prompt), cache_read ...
@@ -178,7 +182,7 @@ class FakeLLMUpstream(LocalServer, Generation):
             self.reply, self.cache_read_tokens, self.cache_write_tokens = DEFAULT_REPLY, 0, 0
             self.usage_on_last_choice, self.stream_usage, self.anthropic_usage_deltas = False, True, 1
             self.azure_deployments, self.tool_arguments = {}, None
-            self.stream_script = None
+            self.stream_script, self.messages_script = None, None
             self.models = _default_models()
             self.openai_key, self.anthropic_key = OPENAI_KEY, ANTHROPIC_KEY
             self.gemini_key, self.azure_key = GEMINI_KEY, AZURE_KEY
@@ -232,6 +236,14 @@ class FakeLLMUpstream(LocalServer, Generation):
         base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": self._model(request, body)}
         return self._stream([(None, item if isinstance(item, str) else json.dumps({**base, **item},
                                                                                   ensure_ascii=False))
+                             for item in script])
+
+    def _messages(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        script = self.messages_script
+        if script is None or not isinstance(body, dict) or not body.get("stream"):
+            return super()._messages(request)
+        return self._stream([(item.get("type"), item) if isinstance(item, dict) else (None, item)
                              for item in script])
 
     # --- auth and errors, in each provider's own shape -----------------------------
