@@ -318,7 +318,8 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
     (only the gateway's recording passes it)."""
     ctx = _Context(
         now=now or clock.now(),
-        departments=dict(Department.in_org(org).select(Department.name_key, Department.id).tuples()),
+        departments=(dict(Department.in_org(org).select(Department.name_key, Department.id).tuples())
+                     if any(isinstance(raw, dict) and raw.get("department") for raw in raw_events) else {}),
         aliases={(a.provider, a.alias.lower()): a.model for a in ModelAlias.in_org(org)},
         key_user=(api_key.user.email if api_key is not None and api_key.user_id else NO_USER),
         key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
