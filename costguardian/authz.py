@@ -29,6 +29,7 @@ PUBLIC_ENDPOINTS = frozenset({
     "unsubscribe.confirm",  # the signed token in the URL is the authorization
     "unsubscribe.apply",
     "account.verify_email",  # the signed token in the URL is the authorization
+    "billing.stripe_webhook",  # Stripe's signature is the authorization
 })
 
 

@@ -47,14 +47,23 @@ DEFAULTS: dict[str, object] = {
     # Gateway proxy (services.gateway.proxy): waiting for a provider.
     "CG_GATEWAY_CONNECT_TIMEOUT": 10.0,  # seconds to connect to a provider
     "CG_GATEWAY_READ_TIMEOUT": 600.0,  # seconds between two bytes of a provider's answer (then 504)
+    # Billing for Cost Guardian itself (services/billing; docs/BILLING.md). Off: no
+    # billing screen, no plan limit; a self-hoster never sees a paywall.
+    "BILLING_ENABLED": False,
+    "STRIPE_SECRET_KEY": None,
+    "STRIPE_WEBHOOK_SECRET": None,  # whsec_… of the endpoint /billing/stripe/webhook
+    "STRIPE_API_BASE": None,  # another address for Stripe's API (a local fake in tests)
+    "STRIPE_WEBHOOK_TOLERANCE": 300,  # seconds a webhook's signed timestamp may be old
+    "STRIPE_METER_EVENT_NAME": "cg_tracked_events",  # the Billing Meter's event_name
+    "BILLING_GRACE_DAYS": 14,  # days past_due keeps the plan before Free limits apply
 }
 
 # Settings whose environment value is an integer.
 INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES", "CG_WEBHOOK_TIMEOUT",
                     "CG_WEBHOOK_DISABLE_AFTER", "CG_PROVIDER_TIMEOUT", "CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS",
-                    "CG_GATEWAY_RESERVATION_TTL"}
+                    "CG_GATEWAY_RESERVATION_TTL", "STRIPE_WEBHOOK_TOLERANCE", "BILLING_GRACE_DAYS"}
 FLOAT_SETTINGS = {"CG_RETRY_SCALE", "CG_GATEWAY_CONNECT_TIMEOUT", "CG_GATEWAY_READ_TIMEOUT"}
-BOOLEAN_SETTINGS = {"CG_ALLOW_PRIVATE_WEBHOOKS", "CG_GATEWAY_FAIL_OPEN"}
+BOOLEAN_SETTINGS = {"CG_ALLOW_PRIVATE_WEBHOOKS", "CG_GATEWAY_FAIL_OPEN", "BILLING_ENABLED"}
 
 
 class ConfigError(RuntimeError):
@@ -115,6 +124,10 @@ def finalize(config: dict, instance_path: str) -> None:
     """Fill generated development secrets and refuse unsafe production set-ups."""
     config["DATABASE_URL"] = resolve_sqlite_url(str(config["DATABASE_URL"]))
     config["HUEY_URL"] = resolve_sqlite_url(str(config["HUEY_URL"]))
+    if config.get("BILLING_ENABLED"):
+        missing = [k for k in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET") if not config.get(k)]
+        if missing:
+            raise ConfigError("BILLING_ENABLED=1 needs " + " and ".join(missing) + " set; see docs/BILLING.md.")
     if is_production(config):
         missing = [k for k in ("SECRET_KEY", "CG_ENCRYPTION_KEYS") if not config.get(k)]
         if missing:

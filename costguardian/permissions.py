@@ -8,7 +8,7 @@ OWNER, ADMIN, BILLING, MEMBER, VIEWER = "owner", "admin", "billing", "member", "
 ROLES: dict[str, str] = {
     OWNER: "Full control of the organization, including making other people owners.",
     ADMIN: "Manages members, departments, API keys, provider keys, prices, budgets and settings; cannot grant ownership.",
-    BILLING: "Sees usage and members and manages budgets; will manage the subscription and invoices once billing exists.",
+    BILLING: "Manages the subscription, payment methods and invoices (when billing is on); sees usage and members and manages budgets.",
     MEMBER: "Sees the organization's usage, members and budgets.",
     VIEWER: "Read-only access to usage, members and budgets.",
 }
@@ -25,16 +25,16 @@ PERMISSIONS: dict[str, str] = {
     "budgets:read": "See budgets, their spend, forecasts and alerts.",
     "budgets:write": "Create, change, raise and delete budgets.",
     "providers:manage": "Add, check, change and delete the organization's AI provider keys (the gateway's vault).",
+    "billing:manage": "See the plan and invoices, subscribe, change plan or seats, open the payment portal.",
 }
 
-# billing:manage comes back with the billing feature: a permission here must
-# guard at least one route (a test checks).
+# A permission here must guard at least one route (a test checks).
 _READ = {"usage:read", "members:read", "budgets:read"}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     OWNER: frozenset(PERMISSIONS),
-    ADMIN: frozenset(PERMISSIONS),
-    BILLING: frozenset(_READ | {"budgets:write"}),
+    ADMIN: frozenset(set(PERMISSIONS) - {"billing:manage"}),  # the subscription is the owner's and billing's
+    BILLING: frozenset(_READ | {"budgets:write", "billing:manage"}),
     MEMBER: frozenset(_READ),
     VIEWER: frozenset(_READ),
 }

@@ -101,6 +101,15 @@ def init_app(app: Flask) -> None:
             return 0
         return notifications.unread_count(g.org, current_user)
 
+    def _billing_banner() -> str:
+        """What owners and billing members must read about the subscription
+        (payment failed, plan limits), on every page; "" for everyone else."""
+        from costguardian.services.billing import banner
+
+        if g.get("org") is None or not app.config.get("BILLING_ENABLED") or not authz.can("billing:manage"):
+            return ""
+        return banner(g.org)
+
     @app.context_processor
     def _globals():
         return {
@@ -112,6 +121,8 @@ def init_app(app: Flask) -> None:
             "oidc_enabled": bool(app.config.get("GOOGLE_CLIENT_ID")),
             "oidc_provider_name": app.config.get("OIDC_PROVIDER_NAME", "Google"),
             "bell_unread": _bell_unread,
+            "billing_enabled": bool(app.config.get("BILLING_ENABLED")),
+            "billing_banner": _billing_banner,
         }
 
     app.jinja_env.filters["usd"] = format_usd

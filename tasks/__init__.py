@@ -146,6 +146,33 @@ def send_digests() -> None:
     notification_email.send_digests()
 
 
+@app_periodic_task(crontab(minute="35"))
+def report_meter_usage() -> None:
+    """Hourly (billing on): tracked events beyond metered plans' allowances
+    to Stripe's meter; failed reports are sent again (services/billing/meter.py)."""
+    from costguardian.services.billing import meter
+
+    meter.report_usage()
+
+
+@app_periodic_task(crontab(minute="45"))
+def check_plan_allowances() -> None:
+    """Hourly (billing on): count tracked events this billing period and warn
+    at 80% and 100% of the plan's allowance."""
+    from costguardian.services.billing import limits
+
+    limits.check_allowances()
+
+
+@app_periodic_task(crontab(minute="50", hour="3"))
+def sync_billing() -> None:
+    """Nightly (billing on): re-read every subscription, payment method and
+    invoice from Stripe, repairing any webhook that never arrived."""
+    from costguardian.services.billing import sync
+
+    sync.sync_all()
+
+
 @app_task(retries=3, retry_delay=60)
 def reprice_model(org_id: int, provider: str, model: str) -> None:
     """Bring an organization's stored usage of one model in line with its

@@ -31,10 +31,11 @@ def test_viewer_has_no_write_permission():
     assert not any(permissions.role_can(VIEWER, p) for p in WRITES)
 
 
-def test_admin_has_every_permission_today():
-    """billing:manage (the one an admin lacked) returns with the billing feature."""
-    assert "billing:manage" not in PERMISSIONS
-    assert ROLE_PERMISSIONS[ADMIN] == set(PERMISSIONS)
+def test_the_subscription_is_for_owners_and_billing_members_only():
+    """An admin has every permission but billing:manage; billing has it but not members:manage."""
+    assert ROLE_PERMISSIONS[ADMIN] == set(PERMISSIONS) - {"billing:manage"}
+    assert permissions.role_can(BILLING, "billing:manage") and permissions.role_can(OWNER, "billing:manage")
+    assert not any(permissions.role_can(role, "billing:manage") for role in (ADMIN, MEMBER, VIEWER))
     assert not permissions.role_can(BILLING, "members:manage")
 
 

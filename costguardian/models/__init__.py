@@ -1,6 +1,7 @@
 """Every model, importable from one place; ALL_MODELS is what migrations must produce."""
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
+from costguardian.models.billing import BillingAccount, Invoice, MeterReport, Plan, StripeEvent
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.gateway import GatewayReservation, ProviderCredential
 from costguardian.models.gateway_requests import GatewayRequest, GatewayRequestBody
@@ -25,9 +26,11 @@ ALL_MODELS = [
     Budget, BudgetSpend, BudgetIncrease, BudgetAlert,
     ProviderCredential, GatewayReservation,
     GatewayRequest, GatewayRequestBody,
+    Plan, BillingAccount, StripeEvent, Invoice, MeterReport,
 ]
 
 __all__ = [
+    "BillingAccount", "Invoice", "MeterReport", "Plan", "StripeEvent",
     "Budget", "BudgetAlert", "BudgetIncrease", "BudgetSpend",
     "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",
     "TemplateOverride", "WebhookEndpoint",

@@ -9,6 +9,7 @@ from costguardian import permissions
 from costguardian.models import Department, Invitation, Membership
 from costguardian.services.team import departments, invitations, members, orgs
 from costguardian.services.actor import Actor
+from costguardian.services.billing.limits import SeatLimit
 from costguardian.services.errors import NotPermitted, ServiceError, ValidationError
 from costguardian.services.usage.ingest import BatchError, usd_string
 from costguardian.views.api import _json_body, api_key_required, bp, enum_arg, int_arg, problem, text_error
@@ -31,6 +32,8 @@ def _service_problem(exc: ServiceError):
         return problem(422, "invalid-request", "Some fields are not valid; see 'errors'.", errors=exc.errors)
     if isinstance(exc, NotPermitted):
         return problem(403, "not-permitted", exc.message)
+    if isinstance(exc, SeatLimit):
+        return problem(409, "seat-limit", exc.message, upgrade_url=exc.upgrade_url)
     return problem(409, "rule-violation", exc.message)
 
 

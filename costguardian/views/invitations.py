@@ -11,6 +11,7 @@ from costguardian.forms import apply_errors
 from costguardian.forms.invitations import AcceptSigninForm, AcceptSignupForm, InviteForm
 from costguardian.rendering import render, toast
 from costguardian.services.team import accounts, departments, invitations, members, orgs
+from costguardian.services.billing import limits
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 from costguardian.views.auth import INVITATION_SESSION_KEY as SESSION_KEY
 from costguardian.views.auth import _start_session, verification_link
@@ -55,6 +56,8 @@ def invite():
     except NotPermitted as exc:
         form.role.errors = list(form.role.errors) + [exc.message]
         return _page(form, 422)
+    except limits.SeatLimit as exc:
+        return _page(form, 422, seat_limit=exc)
     sent = sum(1 for r in results if r.ok)
     failed = len(results) - sent
     fresh = _invite_form(formdata=None)

@@ -131,7 +131,30 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "Payment of ${{ amount_usd }} failed",
         "The payment of ${{ amount_usd }} for {{ org.name }}'s subscription failed: {{ reason }}. "
         "Update the payment method to keep the subscription active.",
-        "", {"amount_usd": "49.00", "reason": "card declined"}),
+        "/billing/", {"amount_usd": "49.00", "reason": "card declined"}),
+    EventType(
+        "billing.trial_ending", "Trial ending", "The subscription's free trial ends in a few days.",
+        WARNING, (OWNER, BILLING), (OWNER, BILLING),
+        "The {{ plan }} trial ends on {{ trial_end }}",
+        "{{ org.name }}'s free trial of {{ plan }} ends on {{ trial_end }}. {% if has_card %}The card on file "
+        "will then be charged.{% else %}Add a payment method before then to keep {{ plan }}.{% endif %}",
+        "/billing/", {"plan": "Team", "trial_end": "19 Dec 2026", "has_card": False}),
+    EventType(
+        "billing.subscription_canceled", "Subscription ended", "The subscription ended; Free limits apply.",
+        CRITICAL, (OWNER, BILLING), (OWNER, BILLING),
+        "The {{ plan }} subscription has ended",
+        "{{ org.name }}'s {{ plan }} subscription ended on {{ ended }}. Free limits apply from now on; "
+        "nothing was deleted. Subscribe again from the billing page at any time.",
+        "/billing/", {"plan": "Team", "ended": "19 Dec 2026"}),
+    EventType(
+        "billing.events_allowance", "Tracked events allowance", "Tracked events reached 80% or 100% of the "
+        "plan's allowance for the billing period.",
+        WARNING, (OWNER, BILLING), (OWNER, BILLING),
+        "{{ percent }}% of the {{ plan }} plan's tracked events used",
+        "{{ org.name }} has recorded {{ events }} of the {{ allowance }} tracked events its {{ plan }} plan "
+        "includes for the period ending {{ period_end }}. {{ consequence }}",
+        "/billing/", {"percent": 80, "plan": "Team", "events": "800,000", "allowance": "1,000,000",
+                      "period_end": "31 Dec 2026", "consequence": "Events beyond it are billed per 1,000."}),
     EventType(
         "webhook.disabled", "Webhook disabled", "A webhook endpoint kept failing and was turned off.",
         CRITICAL, _MANAGERS, _MANAGERS,

@@ -20,6 +20,7 @@ from costguardian.services.notifications import notify as notifications
 from costguardian.services.team import audit, orgs
 from costguardian.services.team.accounts import normalize_email
 from costguardian.services.actor import Actor
+from costguardian.services.billing import limits
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 TTL_DAYS = 7
@@ -89,7 +90,7 @@ def invite(org: Organization, addresses, role: str, actor: Actor, department: De
     members = {u.email for u in User.select(User.email).join(Membership)
                .where(Membership.organization == org, User.email.in_(list(valid)))} if valid else set()
     pending = {i.email for i in Invitation.pending_in(org).where(Invitation.email.in_(list(valid)))} if valid else set()
-    results, seen = [], set()
+    results, seen, to_invite = [], set(), []
     for address in typed:
         email = normalized[address]
         if email is None:
@@ -102,10 +103,15 @@ def invite(org: Organization, addresses, role: str, actor: Actor, department: De
             results.append(InviteResult(address, PENDING,
                                         f"{email} already has a pending invitation; resend it instead."))
         else:
-            invitation = _create(org, email, role, department, actor, ttl_days)
-            results.append(InviteResult(address, INVITED, f"Invitation sent to {email}.", invitation))
+            results.append(None)
+            to_invite.append((len(results) - 1, address, email))
         if email:
             seen.add(email)
+    # An invitation holds a seat: beyond the plan's seats nobody is invited (billing.limits.SeatLimit).
+    limits.check_seats(org, len(to_invite))
+    for index, address, email in to_invite:
+        invitation = _create(org, email, role, department, actor, ttl_days)
+        results[index] = InviteResult(address, INVITED, f"Invitation sent to {email}.", invitation)
     return results
 
 

@@ -1,0 +1,121 @@
+"""An organization's billing account and what its subscription's status means
+for access: the one table (ACCESS) that docs/BILLING.md shows and a test
+compares with it. Also the two measures plans limit: seats and tracked
+events per billing period."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from peewee import IntegrityError, fn
+
+from costguardian import clock
+from costguardian.extensions import db
+from costguardian.models import BillingAccount, Invitation, Membership, Organization, Plan, UsageRollup
+from costguardian.services.billing import plans
+
+# Stripe's subscription status -> (the subscribed plan's limits apply, what owners and billing members read).
+# "past_due" keeps the plan for BILLING_GRACE_DAYS after the first failed payment, then Free limits apply.
+ACCESS: dict[str, tuple[str, str]] = {
+    "": ("Free", ""),
+    "trialing": ("plan", ""),
+    "active": ("plan", ""),
+    "past_due": ("plan during the grace period, then Free",
+                 "The last payment failed. Update the payment method before {grace_until} to keep {plan}."),
+    "unpaid": ("Free", "Payments kept failing, so Free limits apply. Pay the open invoice to restore {plan}."),
+    "incomplete": ("Free", "The first payment for {plan} is not complete. Finish it to start the plan."),
+    "incomplete_expired": ("Free", ""),
+    "canceled": ("Free", ""),
+    "paused": ("Free", "The subscription to {plan} is paused, so Free limits apply."),
+}
+
+
+@dataclass
+class Access:
+    plan: Plan  # the plan whose limits apply now
+    subscribed: Plan | None  # the paid plan of the subscription, if any
+    status: str  # Stripe's status ("" without a subscription)
+    fallen_back: bool  # a subscription exists but Free limits apply
+    message: str  # the banner for owners and billing members ("" for none)
+    grace_until: datetime | None = None
+
+
+def account_for(org: Organization) -> BillingAccount:
+    """The organization's billing account, created on first use (race-safe)."""
+    account = BillingAccount.in_org(org).first()
+    if account is not None:
+        return account
+    try:
+        with db.atomic():
+            return BillingAccount.create(organization=org)
+    except IntegrityError:
+        return BillingAccount.in_org(org).get()
+
+
+def access(org: Organization, account: BillingAccount | None = None, now: datetime | None = None) -> Access:
+    """Which plan's limits apply to `org` now, and what to tell its owners."""
+    account = account or account_for(org)
+    now = now or clock.now()
+    free = plans.free()
+    status = account.status or ""
+    subscribed = account.plan if account.plan_id and status not in ("", "canceled", "incomplete_expired") else None
+    rule, message = ACCESS.get(status, ("Free", ""))
+    grace_until = None
+    keeps = rule.startswith("plan") and subscribed is not None
+    if status == "past_due" and subscribed is not None:
+        since = account.past_due_since or now
+        grace_until = since + timedelta(days=int(current_app.config.get("BILLING_GRACE_DAYS", 14)))
+        if now >= grace_until:
+            keeps = False
+            message = ("Payments have failed since {since}, so Free limits apply; nothing was deleted. "
+                       "Update the payment method to restore {plan}.")
+    text = message.format(plan=subscribed.name if subscribed else "the plan",
+                          grace_until=grace_until.strftime("%d %b %Y") if grace_until else "",
+                          since=(account.past_due_since or now).strftime("%d %b %Y")) if message else ""
+    return Access(plan=subscribed if keeps else free, subscribed=subscribed, status=status,
+                  fallen_back=subscribed is not None and not keeps, message=text, grace_until=grace_until)
+
+
+def period(account: BillingAccount, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The billing period now: the subscription's, else the UTC calendar month."""
+    now = now or clock.now()
+    if account.period_start and account.period_end and account.period_start <= now < account.period_end \
+            and account.status not in ("", "canceled", "incomplete_expired"):
+        return account.period_start, account.period_end
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def events_between(org: Organization, start: datetime, end: datetime) -> int:
+    """Tracked events (calls recorded by ingest or the gateway) from the hourly
+    rollups: every hour that starts in [start, end) counts whole."""
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(hours=1)
+    total = (UsageRollup.select(fn.COALESCE(fn.SUM(UsageRollup.requests), 0))
+             .where(UsageRollup.organization == org, UsageRollup.hour >= first, UsageRollup.hour < end).scalar())
+    return int(total or 0)
+
+
+def seats_used(org: Organization, now: datetime | None = None) -> int:
+    """Members plus pending invitations: an invitation holds its seat."""
+    now = now or clock.now()
+    members = Membership.in_org(org).count()
+    pending = Invitation.in_org(org).where(Invitation.accepted_at.is_null(), Invitation.revoked_at.is_null(),
+                                           Invitation.expires_at > now).count()
+    return members + pending
+
+
+def seats_allowed(org: Organization, account: BillingAccount | None = None) -> int | None:
+    """How many seats the organization has now (None: no limit, billing off)."""
+    from costguardian.services import billing
+
+    if not billing.enabled():
+        return None
+    account = account or account_for(org)
+    now_access = access(org, account)
+    if now_access.plan.is_free:
+        return now_access.plan.seats_included
+    return max(account.seats or 0, 1)
