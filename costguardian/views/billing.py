@@ -8,10 +8,10 @@ from __future__ import annotations
 import functools
 import logging
 
-from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, jsonify, request, url_for
 
 from costguardian.authz import current_actor, require_permission
-from costguardian.extensions import csrf, limiter
+from costguardian.extensions import csrf, htmx, limiter
 from costguardian.forms import apply_errors
 from costguardian.forms.billing import ChangeForm, PlanForm
 from costguardian.models import Invoice
@@ -39,6 +39,27 @@ def enabled_only(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+# Checkout and the portal are Stripe's pages: the billing page's forms redirect
+# there, and Chromium applies the page's CSP form-action to the redirect too.
+STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
+@bp.after_request
+def _allow_stripe_redirects(response):
+    from urllib.parse import urlsplit
+
+    from costguardian.web import CONTENT_SECURITY_POLICY
+
+    origins = list(STRIPE_PAGES)
+    base = current_app.config.get("STRIPE_API_BASE")
+    if base:  # another Stripe (the tests' fake) serves its pages at its own origin
+        parts = urlsplit(base)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", "form-action 'self' " + " ".join(origins))
+    return response
 
 
 def _plan_choices(include_current: bool = False) -> list[tuple[str, str]]:
@@ -216,8 +237,7 @@ def change():
     except (RuleViolation, billing.BillingUnavailable) as exc:
         form.form_errors.append(exc.message)
         return _page(422, change_form=form, partial=CHANGE)
-    return toast(redirect_to(url_for("billing.index")),
-                 f"Changed to {change.plan.name}, {plans.INTERVALS[change.interval].lower()}, {change.seats} seats.")
+    return _done(f"Changed to {change.plan.name}, {plans.INTERVALS[change.interval].lower()}, {change.seats} seats.")
 
 
 @bp.post("/cancel")
@@ -242,7 +262,15 @@ def _set_cancel(cancel: bool):
     end = account.period_end.strftime("%d %b %Y") if account.period_end else "the end of the period"
     message = (f"The subscription ends on {end}; {account.plan.name if account.plan else 'the plan'} stays until then."
                if cancel else "The subscription continues; nothing ends.")
-    return toast(redirect_to(url_for("billing.index")), message)
+    return _done(message)
+
+
+def _done(message: str):
+    """Back to the billing page with `message`: a toast for htmx, a flash for a plain form."""
+    if htmx:
+        return toast(redirect_to(url_for("billing.index")), message)
+    flash(message, "success")
+    return redirect_to(url_for("billing.index"))
 
 
 @bp.post("/stripe/webhook")

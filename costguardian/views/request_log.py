@@ -63,7 +63,9 @@ def settings():
         try:
             request_log.update_settings(g.org, current_actor(), form.enabled.data, form.retention_days.data)
         except ValidationError as exc:
-            form.retention_days.errors = [*form.retention_days.errors, *exc.errors.values()]
+            for name, message in exc.errors.items():  # "enabled": the plan does not include request logging
+                field = form.enabled if name == "enabled" else form.retention_days
+                field.errors = [*field.errors, message]
         else:
             message = (f"Request logging is on: bodies are kept for {g.org.request_log_days} days."
                        if g.org.request_logging else "Request logging is off: no more bodies are kept.")

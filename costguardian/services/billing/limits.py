@@ -59,6 +59,19 @@ def has_feature(org: Organization, feature: str) -> bool:
     return accounts.access(org).plan.has(feature)
 
 
+def feature_refusal(org: Organization, feature: str) -> str | None:
+    """Why `feature` cannot be turned on under the plan that applies now (None: it can)."""
+    if not billing.enabled():
+        return None
+    plan = accounts.access(org).plan
+    if plan.has(feature):
+        return None
+    from costguardian.models.billing import FEATURES
+
+    return (f"The {plan.name} plan does not include {FEATURES[feature].lower()}. An owner or billing member "
+            "can upgrade on the billing page.")
+
+
 def _consequence(plan) -> str:
     if plan.overage == "metered":
         return "Events beyond it are still recorded and billed per 1,000."

@@ -57,6 +57,12 @@ def update_settings(org: Organization, actor: Actor, enabled: bool, days) -> Org
     Off stops capture with the next call; bodies already kept stay until
     their retention ends (or `delete_bodies`)."""
     days = validated_days(days)
+    if enabled and not org.request_logging:
+        from costguardian.services.billing import limits
+
+        refusal = limits.feature_refusal(org, "request_logging")
+        if refusal:
+            raise ValidationError({"enabled": refusal})
     changes = {}
     if bool(org.request_logging) != bool(enabled):
         changes["request_logging"] = ["on" if org.request_logging else "off", "on" if enabled else "off"]

@@ -201,6 +201,11 @@ def _validated(name, url, kind, event_types) -> dict:
 
 def create_endpoint(org, actor: Actor, name: str, url: str, kind: str = "json", event_types=(ALL_TYPES,),
                     is_active: bool = True) -> NewSecret:
+    from costguardian.services.billing import limits
+
+    refusal = limits.feature_refusal(org, "webhooks")
+    if refusal:
+        raise ValidationError({"": refusal})
     fields = _validated(name, url, kind, event_types)
     secret = new_secret()
     endpoint = WebhookEndpoint.create(organization=org, secret_encrypted=crypto.encrypt(secret),
