@@ -267,3 +267,74 @@ def test_the_seat_limit_refuses_invitations_beyond_the_plan(owner, billing_on):
     from costguardian.models import Invitation
 
     assert Invitation.in_org(org).count() == 2
+
+
+def test_trial_ending_and_card_changes_reach_the_right_people(owner, live, traveller):
+    client, user, org = owner
+    subscribe(client)
+    account = _account(org)
+    stripe = live.client()
+    portal = stripe.v1.billing_portal.sessions.create(params={"customer": account.stripe_customer_id,
+                                                              "return_url": "http://x/billing"})
+    requests.post(f"{portal.url}/card", data={"cardNumber": "5555555555554444", "cardExpiry": "03/31"})
+    assert _account(org).payment_method == "Mastercard •••• 4444, expires 03/2031"  # customer.updated
+    moment = T0 + timedelta(days=11, hours=1)
+    live.advance(moment)  # the fake sends what happens between its clock and `moment`
+    traveller.move_to(moment)
+    assert [(d.type, d.status) for d in live.deliveries][-1] == ("customer.subscription.trial_will_end", 200), \
+        live.deliveries[-1]
+    [notice] = Notification.select().where(Notification.organization == org,
+                                           Notification.event_type == "billing.trial_ending")
+    assert notice.title == "The Team trial ends on 24 Mar 2026" and "The card on file will then be charged" in notice.body
+    assert notice.user_id == user.id
+
+
+def test_an_interval_change_is_previewed_then_invoiced_at_once(owner, live, traveller):
+    client, user, org = owner
+    subscribe(client, seats=2)
+    traveller.move_to(T0 + timedelta(days=20))  # after the trial: a paid period
+    live.advance(T0 + timedelta(days=20))
+    assert _account(org).status == "active"
+    preview = client.post("/billing/change/preview", {"plan": "business", "interval": "year", "seats": "3"},
+                          htmx=True)
+    text = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and "Charged now, prorated by Stripe" in text
+    assert "Confirm: Business, yearly, 3 seats" in text and "$1,440.00" in text  # 3 × $480
+    assert _account(org).plan.code == "team"  # a preview changes nothing
+    moment = text.split('name="proration_date" value="')[1].split('"')[0]
+    done = client.post("/billing/change", {"plan": "business", "interval": "year", "seats": "3",
+                                           "proration_date": moment})
+    assert done.status_code == 302
+    account = _account(org)
+    assert (account.plan.code, account.interval, account.seats) == ("business", "year", 3)
+    latest = Invoice.in_org(org).order_by(Invoice.issued_at.desc(), Invoice.id.desc()).first()
+    assert latest.billing_reason == "subscription_update" and latest.status == "paid"
+    assert "Changed to Business, yearly, 3 seats." in client.get("/billing/").get_data(as_text=True)
+    again = client.post("/billing/change/preview", {"plan": "business", "interval": "year", "seats": "3"}, htmx=True)
+    assert again.status_code == 422 and "This is the current plan" in again.get_data(as_text=True)
+    fewer = client.post("/billing/change/preview", {"plan": "business", "interval": "year", "seats": "0"}, htmx=True)
+    assert fewer.status_code == 422 and "whole number of seats from 1" in fewer.get_data(as_text=True)
+
+
+def test_two_upgrades_at_once_make_one_stripe_customer(owner, billing_on):
+    from costguardian.services.billing import subscriptions
+    from tests.support import SYSTEM
+
+    client, user, org = owner
+    results = []
+
+    def start():
+        from costguardian.db import connected
+        from costguardian.extensions import db
+
+        with client.app.app_context(), connected(db):
+            results.append(subscriptions.ensure_customer(org, SYSTEM).stripe_customer_id)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1 and len(results) == 4
+    customers = [o for o in billing_on.state.objects.values() if o.get("object") == "customer"]
+    assert [c["id"] for c in customers] == results[:1]
