@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, g, jsonify, request, url_for
 
@@ -79,6 +80,7 @@ def summary(org) -> dict:
         upcoming, upcoming_error = _upcoming(account)
     return {
         "account": account, "access": access, "period_start": start, "period_end": end,
+        "period_last": end - timedelta(seconds=1),  # the end is exclusive: "1 – 31 Dec", not "1 Dec – 1 Jan"
         "events": events, "allowance": allowance,
         "events_percent": min(100, round(100 * events / allowance)) if allowance else 100,
         "over_plan": events > allowance,
