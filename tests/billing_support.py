@@ -38,6 +38,9 @@ def billing_on(app, app_ctx, stripe_api, traveller):
         yield stripe_api
     finally:
         app.config.update(saved)
+        from costguardian.services.billing import limits
+
+        limits._GATEWAY_ANSWERS.clear()  # organization ids are reused by the next test
 
 
 @pytest.fixture

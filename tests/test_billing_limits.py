@@ -73,3 +73,29 @@ def test_a_plan_without_webhooks_or_request_logging_refuses_to_turn_them_on(owne
     plans.update("free", {"feature.webhooks": "true", "feature.request_logging": "true"}, SYSTEM)
     answer = client.post("/gateway/requests/settings", {"enabled": "y", "retention_days": "7"})
     assert answer.status_code in (200, 302)
+
+
+def test_a_plan_without_the_gateway_refuses_gateway_calls_in_the_callers_format(owner, billing_on, app):
+    import openai
+    import pytest
+
+    from costguardian.services import keys
+    from costguardian.services.billing import limits as billing_limits
+
+    client, user, org = owner
+    key = keys.create_key(org, SYSTEM, "gw", ["gateway"]).plaintext
+    plans.update("free", {"feature.gateway": "false"}, SYSTEM)
+    billing_limits._GATEWAY_ANSWERS.clear()
+    sdk = openai.OpenAI(api_key=key, base_url="http://localhost/v1", http_client=_wsgi_client(app), max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 403 and refused.value.code == "plan_limit"
+    assert "The Free plan does not include LLM gateway." in refused.value.message
+    app.config["BILLING_ENABLED"] = False  # billing off lifts it, with nothing cached in the way
+    assert billing_limits.gateway_refusal(org) is None
+
+
+def _wsgi_client(app):
+    import httpx
+
+    return httpx.Client(transport=httpx.WSGITransport(app=app))

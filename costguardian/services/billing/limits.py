@@ -68,8 +68,31 @@ def feature_refusal(org: Organization, feature: str) -> str | None:
         return None
     from costguardian.models.billing import FEATURES
 
-    return (f"The {plan.name} plan does not include {FEATURES[feature].lower()}. An owner or billing member "
+    label = FEATURES[feature]
+    label = label if label[:2].isupper() else label[0].lower() + label[1:]  # "LLM gateway", "webhooks"
+    return (f"The {plan.name} plan does not include {label}. An owner or billing member "
             "can upgrade on the billing page.")
+
+
+# organization id -> (refusal or None, monotonic time read): the gateway asks on
+# every call, so the answer is kept for a short while per process.
+_GATEWAY_ANSWERS: dict[int, tuple[str | None, float]] = {}
+GATEWAY_ANSWER_SECONDS = 30.0
+
+
+def gateway_refusal(org: Organization) -> str | None:
+    """Why the gateway refuses `org`'s calls (its plan leaves the gateway out),
+    or None. Nothing is read with billing off; with it on, the answer is kept
+    for GATEWAY_ANSWER_SECONDS, so a plan change reaches the gateway within that."""
+    if not billing.enabled():
+        return None
+    now = clock.monotonic()
+    known = _GATEWAY_ANSWERS.get(org.id)
+    if known is not None and now - known[1] < GATEWAY_ANSWER_SECONDS:
+        return known[0]
+    refusal = feature_refusal(org, "gateway")
+    _GATEWAY_ANSWERS[org.id] = (refusal, now)
+    return refusal
 
 
 def _consequence(plan) -> str:
