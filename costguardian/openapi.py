@@ -512,10 +512,124 @@ BUDGET_PATHS = {
 }
 
 
+# --- billing (scope admin; the creator's role must have billing:manage) -------------
+
+_DATE_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_HTTP_URL = {"type": "string", "pattern": "^https?://[!-~]{1,2000}$", "maxLength": 2008,
+             "description": "An absolute http(s) URL, printable ASCII (percent-encode the rest)."}
+BILLING_SCHEMAS = {
+    "Subscription": {"type": "object", "properties": {
+        "plan": {"type": ["string", "null"], "description": "The subscribed plan's code; null on Free."},
+        "status": {"type": ["string", "null"], "description": "Stripe's subscription status (docs/BILLING.md "
+                                                             "says what each means for access)."},
+        "interval": {"enum": ["month", "year", None]}, "seats": {"type": ["integer", "null"]},
+        "seats_used": {"type": "integer", "description": "Members plus pending invitations."},
+        "seats_allowed": {"type": "integer"},
+        "access_plan": {"type": "string", "description": "The plan whose limits apply now (Free after a "
+                                                         "grace period, for example)."},
+        "period_start": {"type": "string", "format": "date-time"}, "period_end": {"type": "string",
+                                                                                  "format": "date-time"},
+        "trial_end": _DATE_OR_NULL, "cancel_at_period_end": {"type": "boolean"},
+        "payment_method": {"type": ["string", "null"]},
+        "events_this_period": {"type": "integer"}, "events_included": {"type": "integer"},
+        "banner": {"type": ["string", "null"], "description": "What owners and billing members are told."}}},
+    "BillingInvoice": {"type": "object", "properties": {
+        "id": {"type": "string"}, "number": {"type": ["string", "null"]},
+        "status": {"enum": ["draft", "open", "paid", "uncollectible", "void"]},
+        "date": {"type": "string", "format": "date-time"}, "total_usd": _USD, "amount_paid_usd": _USD,
+        "amount_due_usd": _USD, "hosted_invoice_url": {"type": ["string", "null"]},
+        "invoice_pdf": {"type": ["string", "null"]}}},
+}
+_BILLING_ERRORS = {
+    **AUTH_ERRORS,
+    "403": _problem("The key lacks the `admin` scope, or its creator's role may not manage billing (owners and "
+                    "billing members may)."),
+    "404": _problem("Billing is off on this installation (`billing-disabled`)."),
+}
+_BILLING_WRITE_ERRORS = {
+    **_BILLING_ERRORS,
+    "415": _problem("The body is not sent as application/json."),
+    "422": _problem("Malformed JSON, an unknown field, a wrong type or a value the rules refuse (a plan not on "
+                    "sale, fewer seats than members and pending invitations); 'errors' maps each field to its "
+                    "message."),
+    "503": _problem("Stripe could not be reached or refused the request; nothing changed."),
+}
+CENTS_PATTERN = "^(?:0|[1-9][0-9]{0,6})(?:[.][0-9]{1,2})?$"
+_PLAN_CODE = {"type": "string", "maxLength": 32, "description": "A plan's code, e.g. \"team\" or \"business\"."}
+_SEATS_FIELD = {"type": "integer", "minimum": 1, "maximum": 10_000}
+BILLING_PATHS = {
+    "/api/v1/billing/subscription": {
+        "get": {"summary": "The subscription", "description": "Plan, status, seats, billing period, tracked "
+                                                               "events and the plan whose limits apply now.",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Subscription"}, "The subscription."),
+                              **_BILLING_ERRORS}},
+        "post": {"summary": "Start a subscription",
+                 "description": "Creates a Stripe Checkout session (subscription mode; the organization's Stripe "
+                                "customer is created once and reused). Send the person to `checkout_url`; the plan "
+                                "starts when Stripe's webhook confirms it.",
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "additionalProperties": False, "required": ["plan"], "properties": {
+                         "plan": _PLAN_CODE, "interval": {"enum": ["month", "year"], "default": "month"},
+                         "seats": {**_SEATS_FIELD, "description": "Default: the plan's seats or the people of "
+                                                                  "the organization, whichever is more."},
+                         "success_url": _HTTP_URL, "cancel_url": _HTTP_URL}}}}},
+                 "responses": {"201": _json({"type": "object", "properties": {
+                     "checkout_url": {"type": "string"}, "session_id": {"type": ["string", "null"]}}},
+                     "The Checkout session."), **_BILLING_WRITE_ERRORS,
+                     "409": _problem("The organization already has a subscription; change it with PUT.")}},
+        "put": {"summary": "Change or cancel the subscription",
+                "description": "Change the plan, billing interval or seats (Stripe prorates: more seats, a dearer "
+                               "plan or a new interval are invoiced at once, the rest on the next invoice). With "
+                               "`preview: true` nothing changes and the answer is Stripe's proration; send its "
+                               "`proration_date` back to be charged exactly that. Or set `cancel_at_period_end` "
+                               "(alone): the plan stays until the period ends; false undoes it.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False, "properties": {
+                        "plan": _PLAN_CODE, "interval": {"enum": ["month", "year"]}, "seats": _SEATS_FIELD,
+                        "cancel_at_period_end": {"type": "boolean"}, "preview": {"type": "boolean"},
+                        "proration_date": {"type": "integer", "minimum": 1, "maximum": 2**40 - 1}}}}}},
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "subscription": {"$ref": "#/components/schemas/Subscription"},
+                    "preview": {"type": "object", "properties": {
+                        "plan": {"type": "string"}, "interval": {"type": "string"}, "seats": {"type": "integer"},
+                        "due_now_usd": _USD, "invoiced_now": {"type": "boolean"}, "next_invoice_usd": _USD,
+                        "proration_date": {"type": "integer"},
+                        "lines": {"type": "array", "items": {"type": "object", "properties": {
+                            "description": {"type": "string"}, "amount_usd": _USD}}}}}}},
+                    "The changed subscription, or the preview."), **_BILLING_WRITE_ERRORS,
+                    "409": _problem("There is no subscription to change (subscribe with POST first).")}},
+    },
+    "/api/v1/billing/invoice": {"post": {
+        "summary": "Invoice pending items now",
+        "description": "Adds the given items (if any) to the customer's pending items, then creates and finalizes "
+                       "one invoice for all of them (e.g. an overage true-up); Stripe collects it with the payment "
+                       "method on file.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "items": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["description", "amount_usd"],
+                    "properties": {"description": text(500, non_blank=True),
+                                   "amount_usd": {"type": "string", "pattern": CENTS_PATTERN,
+                                                  "description": "Dollars in whole cents, as a string like "
+                                                                 "\"12.50\": more than 0, at most 1000000."}}}}}}}}},
+        "responses": {"201": _json({"$ref": "#/components/schemas/BillingInvoice"}, "The finalized invoice."),
+                      **_BILLING_WRITE_ERRORS,
+                      "409": _problem("No Stripe customer yet, or nothing to invoice.")}}},
+    "/api/v1/billing/history": {"get": {
+        "summary": "Invoice history",
+        "description": "The organization's invoices as last read from Stripe, newest first.",
+        "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                                    "default": 24}}],
+        "responses": {"200": _json({"type": "object", "properties": {"invoices": {
+            "type": "array", "items": {"$ref": "#/components/schemas/BillingInvoice"}}}}, "The invoices."),
+            **_BILLING_ERRORS, "422": _problem("`limit` is not a whole number from 1 to 100.")}}},
+}
+
+
 _SUMMARY_DAY = {"type": "string", "format": "date", "pattern": "^(?:20[0-9]{2}|2100)-"}
 
 
-_ANSWERS = {"Member", "Invitation", "Budget", "BudgetStatus"}
+_ANSWERS = {"Member", "Invitation", "Budget", "BudgetStatus", "Subscription", "BillingInvoice"}
 
 
 def spec() -> dict:
@@ -531,13 +645,14 @@ def spec() -> dict:
             "schemas": {"UsageEvent": EVENT, "Totals": _every_field_given(TOTALS), "Problem": PROBLEM,
                         "Department": _every_field_given(DEPARTMENT),
                         **{name: _every_field_given(schema) if name in _ANSWERS else schema
-                           for name, schema in {**TEAM_SCHEMAS, **BUDGET_SCHEMAS}.items()}},
+                           for name, schema in {**TEAM_SCHEMAS, **BUDGET_SCHEMAS, **BILLING_SCHEMAS}.items()}},
         },
         "security": [{"apiKey": []}],
         "paths": {
             **DEPARTMENT_PATHS,
             **TEAM_PATHS,
             **BUDGET_PATHS,
+            **BILLING_PATHS,
             "/api/v1/usage": {"post": {
                 "summary": "Record usage events",
                 "description": f"One event, or up to {MAX_EVENTS:,} as {{\"events\": [...]}}. Each is accepted "

@@ -28,8 +28,28 @@ from tests.support import SYSTEM, add_member, make_org, make_user
 schema = schemathesis.openapi.from_dict(spec())
 
 
+BILLING_SETTINGS = ("BILLING_ENABLED", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE")
+
+
 @pytest.fixture
-def api_key(app):
+def billing_on(app, stripe_api):
+    """Billing on against the fake Stripe, so the billing operations run for
+    real (Checkout sessions, previews, invoices) instead of answering 404."""
+    from costguardian.services.billing import plans
+
+    saved = {name: app.config.get(name) for name in BILLING_SETTINGS}
+    app.config.update(BILLING_ENABLED=True, STRIPE_SECRET_KEY=stripe_api.api_key,
+                      STRIPE_WEBHOOK_SECRET=stripe_api.webhook_secret, STRIPE_API_BASE=stripe_api.url)
+    with app.app_context(), connected(db):
+        plans.setup_stripe(stripe_api.client(), app.config["STRIPE_METER_EVENT_NAME"], SYSTEM)
+        # Room for every invitation the generated requests send (the seat limit has its own tests).
+        plans.update("free", {"seats_included": "100000"}, SYSTEM)
+    yield stripe_api
+    app.config.update(saved)
+
+
+@pytest.fixture
+def api_key(app, billing_on):
     """A real key with every scope, made by the owner of an organization that
     holds one of each thing the API names by id (a member, a department, an
     invitation, a budget), so that generated ids find something too."""
@@ -60,6 +80,12 @@ _BUDGET_RULES = {
     "custom_end": r"^(The last day cannot be before the first|A custom period can last at most five years)\.$",
     "amount_usd": r"^Use at most 9 decimal places\.$",  # a JSON number such as 0.1234567891
 }
+# Plans are data (services/billing/plans.py): which codes are on sale, and that
+# seats cover the organization's people, depend on what is stored.
+_BILLING_RULES = {
+    "plan": r"^(Choose one of the plans on sale: .*|.* has no (month|year)ly price yet.*)$",
+    "seats": r"^.* has \d+ members and pending invitations; choose at least \d+ seats or remove people first\.$",
+}
 RULES_BEYOND_THE_SCHEMA = {
     "POST /api/v1/departments": {
         "name": r"^There is already a department named ",
@@ -82,6 +108,14 @@ RULES_BEYOND_THE_SCHEMA = {
         "cost": r"over the \$100,000 limit",
         "tags": r"^Each tag is at most 100 characters\.$",  # an object's key:value together
     },
+    "POST /api/v1/billing/subscription": _BILLING_RULES,
+    "PUT /api/v1/billing/subscription": {**_BILLING_RULES, "": r"^(This is the current plan, interval and number of "
+                                                               r"seats|Send plan, interval or seats to change, or "
+                                                               r"cancel_at_period_end)\.$",
+                                         "cancel_at_period_end": r"^Change the plan and the cancellation in "
+                                                                 r"separate requests\.$"},
+    "POST /api/v1/billing/invoice": {f"items[{i}].amount_usd": r"^An amount more than \$0 and at most \$1,000,000\.$"
+                                     for i in range(20)},
     "GET /api/v1/usage/summary": {"to": r"^(Must not be before 'from'|A summary covers at most three years)\.$"},
 }
 

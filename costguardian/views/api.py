@@ -221,3 +221,4 @@ def _api_http_error(exc: HTTPException):
 from costguardian.views import api_team  # noqa: E402,F401
 from costguardian.views import api_departments  # noqa: E402,F401
 from costguardian.views import api_budgets  # noqa: E402,F401
+from costguardian.views import api_billing  # noqa: E402,F401

@@ -26,7 +26,7 @@ an `idempotency_error`), `expand[]` on any id field, lists newest first with
   always_invoice, proration_date, cancel_at_period_end, cancel_at, metadata); current_period_* on the items
 - invoices: POST /v1/invoices/create_preview, GET /v1/invoices (customer, subscription, status), GET
   /v1/invoices/{id}, POST /v1/invoices (pending items of the customer included), POST
-  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems;
+  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems (customer, pending);
   the subscription of an invoice at invoice.parent.subscription_details.subscription
 - GET /v1/payment_methods (customer, type=card), GET /v1/payment_methods/{id}; GET /v1/events, /v1/events/{id}
 
@@ -324,7 +324,8 @@ class FakeStripe(LocalServer, Billing, Pages):
             ("POST", f"/v1/invoices/{ident}/pay", self._pay_invoice),
             ("POST", "/v1/invoiceitems", self._create_invoice_item),
             ("GET", "/v1/invoiceitems", lambda p: self._list(
-                [i for i in self._all("invoiceitem") if p.get("customer") in (None, i["customer"])], p,
+                [i for i in self._all("invoiceitem") if p.get("customer") in (None, i["customer"])
+                 and (p.get("pending") != "true" or i["invoice"] is None)], p,
                 "/v1/invoiceitems")),
             ("GET", "/v1/payment_methods", self._list_payment_methods),
             ("GET", f"/v1/payment_methods/{ident}", lambda p, i: self._find("payment_method", i,

@@ -1,0 +1,135 @@
+"""The billing JSON API against the fake Stripe: who may call it, starting a
+subscription through Checkout, previewing and applying a change, cancelling
+at the period's end, one-off invoices and the history."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from costguardian.models import BillingAccount, Invoice
+from costguardian.services import keys
+from costguardian.services.actor import Actor
+from tests.billing_support import T0, billing_on, live, owner, pay, traveller  # noqa: F401
+from tests.support import add_member
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def api(app):
+    client = app.test_client()
+
+    def call(method, path, key, body=None, **query):
+        return client.open(path, method=method, headers={"Authorization": f"Bearer {key}"},
+                           data=json.dumps(body) if body is not None else None, content_type="application/json",
+                           query_string=query)
+
+    return call
+
+
+def _key(org, user, scopes=("admin",)):
+    keys._last_written.clear()
+    return keys.create_key(org, Actor(user=user), "billing", list(scopes)).plaintext
+
+
+def _subscribed(api, key, seats=3):
+    made = api("POST", "/api/v1/billing/subscription", key, {"plan": "team", "seats": seats})
+    assert made.status_code == 201, made.json
+    assert pay(made.json["checkout_url"]).status_code == 303
+    return made.json
+
+
+def test_who_may_call_it(api, owner, billing_on, make_user, app):
+    client, user, org = owner
+    assert api("GET", "/api/v1/billing/subscription", _key(org, user)).status_code == 200
+    reader = api("GET", "/api/v1/billing/subscription", _key(org, user, ("read",)))
+    assert reader.status_code == 403 and reader.mimetype == PROBLEM
+    admin = make_user("adam@acme.com")
+    add_member(org, admin, "admin")
+    refused = api("GET", "/api/v1/billing/history", _key(org, admin))
+    assert refused.status_code == 403 and "cannot manage billing" in refused.json["detail"]
+    billing_member = make_user("bill@acme.com")
+    add_member(org, billing_member, "billing")
+    assert api("GET", "/api/v1/billing/history", _key(org, billing_member)).status_code == 200
+    app.config["BILLING_ENABLED"] = False
+    off = api("GET", "/api/v1/billing/subscription", _key(org, user))
+    assert off.status_code == 404 and off.json["type"].endswith("/billing-disabled")
+
+
+def test_subscribe_through_checkout_then_read_the_subscription(api, owner, live):
+    client, user, org = owner
+    key = _key(org, user)
+    free = api("GET", "/api/v1/billing/subscription", key).json
+    assert (free["plan"], free["status"], free["access_plan"], free["seats_allowed"]) == (None, None, "free", 3)
+    made = _subscribed(api, key)
+    assert made["checkout_url"].startswith(f"{live.url}/pay/checkout/") and made["session_id"].startswith("cs_test_")
+    state = api("GET", "/api/v1/billing/subscription", key).json
+    assert (state["plan"], state["status"], state["seats"], state["interval"]) == ("team", "trialing", 3, "month")
+    assert state["payment_method"] == "Visa •••• 4242, expires 12/2034" and state["trial_end"].startswith("2026-03-24")
+    again = api("POST", "/api/v1/billing/subscription", key, {"plan": "business"})
+    assert again.status_code == 409 and "already subscribes to Team" in again.json["detail"]
+
+
+def test_a_change_is_previewed_then_applied(api, owner, live, traveller):
+    client, user, org = owner
+    key = _key(org, user)
+    _subscribed(api, key, seats=2)
+    preview = api("PUT", "/api/v1/billing/subscription", key, {"seats": 4, "preview": True})
+    assert preview.status_code == 200, preview.json
+    shown = preview.json["preview"]
+    assert (shown["plan"], shown["seats"], shown["invoiced_now"]) == ("team", 4, True)
+    assert shown["lines"] and shown["proration_date"] > 0
+    assert BillingAccount.in_org(org).get().seats == 2  # nothing changed
+    applied = api("PUT", "/api/v1/billing/subscription", key, {"seats": 4, "proration_date": shown["proration_date"]})
+    assert applied.status_code == 200 and applied.json["subscription"]["seats"] == 4
+    stripe = live.client()
+    sub = stripe.v1.subscriptions.retrieve(BillingAccount.in_org(org).get().stripe_subscription_id)
+    assert sub["items"].data[0].quantity == 4
+    cancel = api("PUT", "/api/v1/billing/subscription", key, {"cancel_at_period_end": True})
+    assert cancel.json["subscription"]["cancel_at_period_end"] is True
+    assert stripe.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is True
+    undo = api("PUT", "/api/v1/billing/subscription", key, {"cancel_at_period_end": False})
+    assert undo.json["subscription"]["cancel_at_period_end"] is False
+
+
+def test_bad_bodies_are_422_with_field_errors(api, owner, live):
+    client, user, org = owner
+    key = _key(org, user)
+    bad = api("POST", "/api/v1/billing/subscription", key, {"plan": "gold", "seats": 0, "colour": "red"})
+    assert bad.status_code == 422 and set(bad.json["errors"]) == {"seats", "colour"}
+    unknown = api("POST", "/api/v1/billing/subscription", key, {"plan": "gold"})
+    assert unknown.status_code == 422 and "plans on sale" in unknown.json["errors"]["plan"]
+    assert api("POST", "/api/v1/billing/subscription", key, {}).json["errors"] == {
+        "plan": "Name the plan, like \"team\"."}
+    assert api("POST", "/api/v1/billing/subscription", key, {"plan": "team", "success_url": "javascript:x"}
+               ).json["errors"] == {"success_url": "An absolute http(s) URL."}
+    none = api("PUT", "/api/v1/billing/subscription", key, {"seats": 3})
+    assert none.status_code == 409 and "no subscription" in none.json["detail"]
+    assert api("PUT", "/api/v1/billing/subscription", key, {}).status_code == 422
+    assert BillingAccount.in_org(org).first() is None or BillingAccount.in_org(org).get().stripe_customer_id is None
+
+
+def test_one_off_invoices_and_the_history(api, owner, live):
+    client, user, org = owner
+    key = _key(org, user)
+    nothing = api("POST", "/api/v1/billing/invoice", key, {})
+    assert nothing.status_code == 409 and "subscribe first" in nothing.json["detail"]
+    _subscribed(api, key)
+    assert api("POST", "/api/v1/billing/invoice", key, {}).status_code == 409  # nothing pending
+    bad = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "", "amount_usd": "1.001"}]})
+    assert bad.status_code == 422 and "items[0].description" in bad.json["errors"]
+    cents = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "x", "amount_usd": "1.001"}]})
+    assert cents.status_code == 422 and "whole cents" in cents.json["errors"]["items[0].amount_usd"]
+    made = api("POST", "/api/v1/billing/invoice", key, {"items": [
+        {"description": "Overage true-up, February", "amount_usd": "42.50"}, {"description": "Setup", "amount_usd": "10"}]})
+    assert made.status_code == 201, made.json
+    invoice = made.json
+    assert invoice["number"] and invoice["total_usd"] == "52.5" and invoice["status"] in ("open", "paid")
+    assert invoice["hosted_invoice_url"].startswith(live.url)
+    stored = Invoice.get(Invoice.stripe_invoice_id == invoice["id"])
+    assert stored.total_nanos == 52_500_000_000
+    history = api("GET", "/api/v1/billing/history", key).json["invoices"]
+    assert [i["id"] for i in history][0] == invoice["id"] and len(history) == 2
+    assert api("GET", "/api/v1/billing/history", key, limit=1).json["invoices"][0]["id"] == invoice["id"]
+    assert api("GET", "/api/v1/billing/history", key, limit=0).status_code == 422
