@@ -56,6 +56,8 @@ DEFAULTS: dict[str, object] = {
     "STRIPE_WEBHOOK_TOLERANCE": 300,  # seconds a webhook's signed timestamp may be old
     "STRIPE_METER_EVENT_NAME": "cg_tracked_events",  # the Billing Meter's event_name
     "BILLING_GRACE_DAYS": 14,  # days past_due keeps the plan before Free limits apply
+    # Domain verification's DNS resolver: "host:port,host:port"; unset = the system's.
+    "CG_DNS_NAMESERVERS": None,
 }
 
 # Settings whose environment value is an integer.

@@ -164,6 +164,15 @@ def check_plan_allowances() -> None:
     limits.check_allowances()
 
 
+@app_periodic_task(crontab(minute="20", hour="4"))
+def recheck_domains() -> None:
+    """Daily: verified domains whose DNS TXT record disappeared stop letting
+    people join; the owners are told."""
+    from costguardian.services.team import domain_verification
+
+    domain_verification.recheck_all()
+
+
 @app_periodic_task(crontab(minute="50", hour="3"))
 def sync_billing() -> None:
     """Nightly (billing on): re-read every subscription, payment method and

@@ -9,17 +9,18 @@ from costguardian.models import AuditLog, Membership, Organization
 from tests.support import Client, add_member
 
 
-def test_onboarding_creates_an_org_and_opens_its_dashboard(client, make_user):
+def test_creating_an_org_opens_its_setup_wizard_and_its_dashboard(client, make_user):
     make_user("new@example.com")
     client.sign_in("new@example.com")
     page = client.get("/orgs/new").get_data(as_text=True)
     assert "Create your organization" in page and 'value="Europe/Berlin"' in page
     response = client.post("/orgs/new", {"name": "Nimbus Labs", "time_zone": "Europe/Berlin", "currency": "EUR"})
-    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert response.status_code == 302 and response.headers["Location"] == "/onboarding/"
     org = Organization.get(Organization.slug == "nimbus-labs")
     assert (org.time_zone, org.currency) == ("Europe/Berlin", "EUR")
     html = client.get("/").get_data(as_text=True)
     assert "Nimbus Labs" in html and 'data-testid="empty-dashboard"' in html
+    assert 'data-testid="setup-checklist"' in html  # until the wizard is finished or dismissed
 
 
 @pytest.mark.parametrize("data, message", [

@@ -2,6 +2,7 @@
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
 from costguardian.models.billing import BillingAccount, Invoice, MeterReport, Plan, StripeEvent
+from costguardian.models.domains import DomainVerification
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.gateway import GatewayReservation, ProviderCredential
 from costguardian.models.gateway_requests import GatewayRequest, GatewayRequestBody
@@ -10,6 +11,7 @@ from costguardian.models.mail import OutboxMessage
 from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notification, NotificationOnce,
                                                NotificationPreference, NotificationSettings, TemplateOverride, WebhookEndpoint)
 from costguardian.models.org import Department, Membership, Organization, TenantModel
+from costguardian.models.onboarding import OnboardingProgress
 from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, UsageDimension,
                                        UsageEvent, UsageRollup, UsageTagRollup)
 from costguardian.models.team import DomainJoin, Invitation
@@ -27,10 +29,11 @@ ALL_MODELS = [
     ProviderCredential, GatewayReservation,
     GatewayRequest, GatewayRequestBody,
     Plan, BillingAccount, StripeEvent, Invoice, MeterReport,
+    OnboardingProgress, DomainVerification,
 ]
 
 __all__ = [
-    "BillingAccount", "Invoice", "MeterReport", "Plan", "StripeEvent",
+    "BillingAccount", "DomainVerification", "Invoice", "MeterReport", "OnboardingProgress", "Plan", "StripeEvent",
     "Budget", "BudgetAlert", "BudgetIncrease", "BudgetSpend",
     "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",
     "TemplateOverride", "WebhookEndpoint",

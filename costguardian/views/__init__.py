@@ -16,8 +16,9 @@ def register_blueprints(app: Flask) -> None:
     from costguardian.views import gateway_setup
     from costguardian.views import request_log
     from costguardian.views import billing
+    from costguardian.views import onboarding
 
     for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
                    notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets,
-                   providers, gateway, gateway_setup, request_log, billing):
+                   providers, gateway, gateway_setup, request_log, billing, onboarding):
         app.register_blueprint(module.bp)

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from flask import Blueprint, g, render_template, request, url_for
 
-from costguardian.authz import require_permission
+from costguardian.authz import can, require_permission
 from costguardian.extensions import htmx
 from costguardian.rendering import render
+from costguardian.services import onboarding
 from costguardian.services.team import members
 from costguardian.services.usage import ingest, queries as usage_queries
 from costguardian.services.usage.queries import UsageFilter
@@ -45,8 +46,9 @@ def _top_tables(org, month: UsageFilter) -> list[dict]:
 @require_permission("usage:read")
 def index():
     org = g.org
+    checklist = onboarding.checklist(org) if can("org:settings") else None
     if not usage_queries.has_usage(org):
-        return render_template(PAGE, has_usage=False, member_count=members.headcount(org))
+        return render_template(PAGE, has_usage=False, member_count=members.headcount(org), setup_checklist=checklist)
     stack = request.args.get("stack")
     stack = stack if stack in STACKS else "provider"
     day = usage_queries.today(org)
@@ -57,7 +59,7 @@ def index():
     month = usage_queries.month_to_date(org, day)
     return render_template(
         PAGE, **context,
-        member_count=members.headcount(org), month=month,
+        member_count=members.headcount(org), month=month, setup_checklist=checklist,
         tops=_top_tables(org, UsageFilter(day.replace(day=1), day)),
         unpriced=usage_queries.unpriced_models(org, limit=UNPRICED_ROWS + 1), unpriced_limit=UNPRICED_ROWS,
         prices_url=prices_url(), usd_string=ingest.usd_string,

@@ -25,8 +25,8 @@ def new():
             apply_errors(form, exc)
         else:
             session["org_id"] = org.id
-            flash(f"{org.name} is ready.", "success")
-            return redirect(url_for("dashboard.index"))
+            flash(f"{org.name} is ready. A few steps take it to its first priced call.", "success")
+            return redirect(url_for("onboarding.start"))
     first = not g.get("memberships")
     status = 422 if request.method == "POST" else 200
     return render_template("orgs/new.html", form=form, first=first), status

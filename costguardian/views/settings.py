@@ -8,8 +8,8 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
 from costguardian.rendering import render, toast
-from costguardian.services.team import orgs
-from costguardian.services.errors import NotPermitted, ValidationError
+from costguardian.services.team import domain_verification, orgs
+from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -26,6 +26,22 @@ def _join_form(submitted: bool = False) -> JoinDomainForm:
     form.join_domain.data = g.org.join_domain or ""
     form.join_domain_role.data = g.org.join_domain_role or "member"
     return form
+
+
+@bp.context_processor
+def _domain_verification():
+    """The TXT record that verifies the join domain, for the domain card."""
+    org = g.get("org")
+    if org is None or not org.join_domain:
+        return {"verification": None, "txt_record": None}
+    verification = domain_verification.for_domain(org, org.join_domain)
+    if verification is None and org.join_domain_verified_at is None:
+        try:
+            verification = domain_verification.start(org, current_actor(), org.join_domain)
+        except ValidationError:  # a domain saved before the public-suffix rule existed
+            verification = None
+    return {"verification": verification,
+            "txt_record": domain_verification.record(verification) if verification is not None else None}
 
 
 @bp.get("/")
@@ -81,3 +97,23 @@ def join_domain():
                               join_saved=True)
             return toast(response, "Domain rule saved.")
     return render(PAGE, JOIN_FORM, status=422, form=OrganizationForm(obj=g.org), join_form=form)
+
+
+@bp.post("/join-domain/check")
+@require_permission("org:settings")
+def check_domain():
+    """Look for the domain's TXT record now ("Check now")."""
+    form = _join_form()
+    if not g.org.join_domain:
+        form.join_domain.errors = ["Save a domain first."]
+        return render(PAGE, JOIN_FORM, status=422, form=OrganizationForm(obj=g.org), join_form=form)
+    try:
+        verification = domain_verification.check(g.org, current_actor(), g.org.join_domain)
+    except (ValidationError, RuleViolation) as exc:
+        form.join_domain.errors = [getattr(exc, "errors", {}).get("domain") or exc.message]
+        return render(PAGE, JOIN_FORM, status=422, form=OrganizationForm(obj=g.org), join_form=form)
+    if verification.verified_at is None:
+        form.join_domain.errors = [verification.last_error or "The record is not there yet."]
+        return render(PAGE, JOIN_FORM, status=422, form=OrganizationForm(obj=g.org), join_form=form)
+    response = render(PAGE, JOIN_FORM, form=OrganizationForm(obj=g.org), join_form=_join_form())
+    return toast(response, f"{verification.domain} is verified.")

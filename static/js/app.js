@@ -25,12 +25,14 @@
   });
 
   // Onboarding: preselect the browser's time zone while the field still says UTC.
-  document.addEventListener("DOMContentLoaded", function () {
-    var select = document.querySelector("select[data-guess-timezone]");
+  function guessTimeZone(root) {
+    var select = root.querySelector && root.querySelector("select[data-guess-timezone]");
     if (!select || select.value !== "UTC" || !window.Intl) { return; }
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     if (zone && select.querySelector('option[value="' + zone + '"]')) { select.value = zone; }
-  });
+  }
+  document.addEventListener("DOMContentLoaded", function () { guessTimeZone(document); });
+  document.addEventListener("htmx:load", function (event) { guessTimeZone(event.detail.elt); });
 })();
 
 // Copy buttons: <button data-copy-target="#field"> copies that field's value

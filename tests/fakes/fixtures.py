@@ -111,3 +111,22 @@ def stripe_api(_stripe_api_session):
     _stripe_api_session.clear()
     yield _stripe_api_session
     _stripe_api_session.clear()
+
+
+@pytest.fixture(scope="session")
+def _dns_session():
+    from tests.fakes.dns_server import FakeDNS
+
+    server = FakeDNS().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(app, _dns_session, monkeypatch):
+    """A real DNS server on 127.0.0.1 (FakeDNS) that the app's resolver asks
+    (CG_DNS_NAMESERVERS), emptied for each test."""
+    _dns_session.clear()
+    monkeypatch.setitem(app.config, "CG_DNS_NAMESERVERS", _dns_session.nameservers)
+    yield _dns_session
+    _dns_session.clear()

@@ -133,6 +133,14 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "Update the payment method to keep the subscription active.",
         "/billing/", {"amount_usd": "49.00", "reason": "card declined"}),
     EventType(
+        "org.domain_unverified", "Domain no longer verified", "The DNS record that verified the organization's "
+        "domain disappeared; nobody joins through it until it is back.",
+        WARNING, (OWNER,), (OWNER,),
+        "{{ domain }} is no longer verified",
+        "The TXT record at {{ record }} that verified {{ domain }} for {{ org.name }} is gone, so people with an "
+        "address at {{ domain }} no longer join automatically. Publish the record again and check it in Settings.",
+        "/settings/", {"domain": "example.com", "record": "_costguardian-challenge.example.com"}),
+    EventType(
         "billing.trial_ending", "Trial ending", "The subscription's free trial ends in a few days.",
         WARNING, (OWNER, BILLING), (OWNER, BILLING),
         "The {{ plan }} trial ends on {{ trial_end }}",

@@ -19,7 +19,7 @@ PER_PAGE = 25
 FAMILIES = {"member": "Members", "invitation": "Invitations", "department": "Departments", "key": "API keys",
             "price_override": "Prices", "model_alias": "Model aliases", "org": "Organization settings",
             "webhook": "Webhooks", "notification_template": "Email templates",
-            "provider_credential": "Provider keys"}
+            "provider_credential": "Provider keys", "billing": "Billing", "onboarding": "Setup"}
 
 
 @dataclass
@@ -132,6 +132,11 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
                     (_changes(d.get("changes")), None)]
         case "org.join_domain_verified":
             return [("verified the domain ", None), (str(d.get("domain", "")), ctx.links("org", None))]
+        case "org.domain_verification_started":
+            return [("started verifying the domain ", None), (str(d.get("domain", "")), ctx.links("org", None))]
+        case "org.domain_unverified":
+            return [("withdrew the domain ", None), (str(d.get("domain", "")), ctx.links("org", None)),
+                    (" (its DNS record disappeared)", None)]
         case "org.request_bodies_deleted":
             count = d.get("count", 0)
             return [(f"deleted the {count} kept gateway request bod{'y' if count == 1 else 'ies'}", None)]
@@ -248,6 +253,34 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
                     (" to the default", None)]
         case "notifications.unsubscribed":
             return [(f"unsubscribed from {d.get('event_type') or 'notification'} emails", None)]
+        case "billing.customer_created":
+            return [("set up billing with Stripe", ctx.links("billing", None))]
+        case "billing.checkout_started":
+            return [(f"started Checkout for {str(d.get('plan', '')).title()} ({d.get('seats')} seats, "
+                     f"{d.get('interval')}ly)", ctx.links("billing", None))]
+        case "billing.portal_opened":
+            return [("opened the Stripe Customer Portal", ctx.links("billing", None))]
+        case "billing.subscription_changed":
+            after = d.get("after") or ["", "", ""]
+            return [(f"changed the subscription to {str(after[0]).title()}, {after[1]}ly, {after[2]} seats",
+                     ctx.links("billing", None))]
+        case "billing.cancellation_set":
+            return [("cancelled the subscription at the end of the period", ctx.links("billing", None))]
+        case "billing.reactivated":
+            return [("kept the subscription (undid the cancellation)", ctx.links("billing", None))]
+        case "billing.invoice_created":
+            return [(f"invoiced pending items now (invoice {d.get('number') or ''}, ${d.get('total_usd', '')})",
+                     ctx.links("billing", None))]
+        case "billing.plan_updated" | "billing.stripe_setup":
+            return [("changed the plans on sale", None)]
+        case "onboarding.dismissed":
+            return [("closed the setup checklist", None)]
+        case "onboarding.step_done" | "onboarding.step_skipped":
+            verb = "finished" if action.endswith("done") else "skipped"
+            return [(f"{verb} the setup step “{d.get('step', '')}”", None)]
+    if action.startswith("billing.") and d.get("event"):  # a Stripe event applied (services.billing.webhooks)
+        return [(f"applied Stripe's {action[len('billing.'):]} (subscription {d.get('status') or 'none'})",
+                 ctx.links("billing", None))]
     thing = row.target_type.replace("_", " ")
     return [(f"did “{action}”" + (f" on a {thing}" if thing else ""), None)]
 

@@ -245,6 +245,12 @@ def validated_join_domain(domain: str, role: str, grantable: list[str]) -> tuple
         errors["join_domain"] = "Enter a domain like example.com (without the @)."
     elif domain in PUBLIC_EMAIL_DOMAINS:
         errors["join_domain"] = f"Anyone can have an address at {domain}; use your organization's own domain."
+    else:
+        from costguardian.services.team import domain_verification
+
+        if domain_verification.is_public_suffix(domain):
+            errors["join_domain"] = (f"{domain} is a public suffix (many unrelated owners share it); enter your "
+                                     "own domain under it.")
     if role not in JOIN_ROLES:
         errors["join_domain_role"] = "Choose the role people joining this way get (not owner)."
     elif role not in grantable:
