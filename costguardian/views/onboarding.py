@@ -486,8 +486,32 @@ def _summary(org: Organization) -> list[tuple[onboarding.Step, str | None, str]]
              "plan": url_for("billing.index") if billing.enabled() else "",
              "budget": url_for("budgets.index"), "notifications": url_for("notifications.preferences"),
              "team": url_for("invitations.index")}
-    return [(s, onboarding.status(progress, s.key), later.get(s.key, ""))
+    return [(s, onboarding.status(progress, s.key), later.get(s.key, ""), _detail(org, s.key,
+                                                                                 onboarding.data(progress, s.key)))
             for s in onboarding.steps_for(org) if s.key != "done"]
+
+
+def _detail(org: Organization, key: str, data: dict) -> str:
+    """What a finished step set up, in a few words."""
+    from costguardian.models import Budget, ProviderCredential
+
+    if key == "organization":
+        return f"{org.name}, {org.time_zone.replace('_', ' ')}, {org.currency}"
+    if key == "domain" and data.get("domain"):
+        return f"{data['domain']} verified"
+    if key == "provider" and data.get("credential_id"):
+        credential = ProviderCredential.get_in_org(org, data["credential_id"])
+        return f"{credential.provider} key •••• {credential.secret_last4}" if credential else ""
+    if key == "first-call" and data.get("model"):
+        return f"first call: {data['model']}"
+    if key == "plan" and data.get("plan"):
+        return str(data["plan"]).title()
+    if key == "budget" and data.get("budget_id"):
+        budget = Budget.get_in_org(org, data["budget_id"])
+        return f"{budget.name}, ${ingest.usd_string(budget.amount_nanos)} {budget.period}" if budget else ""
+    if key == "team" and data.get("invited"):
+        return f"{len(data['invited'])} invitation{'s' if len(data['invited']) != 1 else ''} sent"
+    return ""
 
 
 SUBMIT = {"organization": _submit_organization, "domain": _submit_domain, "provider": _submit_provider,
