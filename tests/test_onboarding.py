@@ -254,3 +254,32 @@ def test_the_domain_step_shows_the_record_and_verifies_it_against_dns(fresh, dns
     assert done.status_code == 303 and done.headers["Location"].endswith("/onboarding/provider")
     assert Organization.get_by_id(org.id).join_domain_verified_at is not None
     assert onboarding.data(_progress(org), "domain") == {"domain": "newco.com"}
+
+
+def test_the_plan_step_lets_its_form_redirect_to_stripe_only_with_billing_on(fresh, app):
+    client, user, org = fresh
+    csp = client.get("/onboarding/organization").headers["Content-Security-Policy"]
+    assert "form-action 'self';" in csp  # billing off: nothing else allowed
+    app.config["BILLING_ENABLED"] = True
+    try:
+        csp = client.get("/onboarding/organization").headers["Content-Security-Policy"]
+    finally:
+        app.config["BILLING_ENABLED"] = False
+    assert "form-action 'self' https://checkout.stripe.com https://billing.stripe.com" in csp
+
+
+def test_a_slack_webhook_is_added_once_and_can_be_tried_before_moving_on(fresh, webhook_receiver):
+    from costguardian.models import WebhookEndpoint
+
+    client, user, org = fresh
+    page = client.get("/onboarding/notifications").get_data(as_text=True)
+    form = {"token": _token(page), "slack_url": webhook_receiver.url("/slack"), "budget.threshold:email": "1"}
+    saved = client.post("/onboarding/notifications", form)
+    again = client.post("/onboarding/notifications", form)  # a double submit
+    assert saved.status_code == 200 and 'data-testid="wizard-webhook"' in saved.get_data(as_text=True)
+    assert again.status_code == 303 and WebhookEndpoint.in_org(org).count() == 1
+    endpoint = WebhookEndpoint.in_org(org).get()
+    assert endpoint.kind == "slack" and onboarding.status(_progress(org), "notifications") == "done"
+    tried = client.post("/onboarding/notifications/test-webhook")
+    assert tried.status_code == 200 and "Test message queued" in tried.get_data(as_text=True)
+    assert webhook_receiver.received and "test of the webhook endpoint" in webhook_receiver.received[-1].body.decode()

@@ -28,6 +28,14 @@ from costguardian.services.usage import ingest
 
 bp = Blueprint("onboarding", __name__, url_prefix="/onboarding")
 
+
+@bp.after_request
+def _allow_stripe_redirects(response):
+    """The plan step's form redirects to Stripe Checkout (views.billing)."""
+    from costguardian.views.billing import _allow_stripe_redirects as allow
+
+    return allow(response) if billing.enabled() else response
+
 PAGE, WIZARD = "onboarding/wizard.html", "partials/onboarding/_wizard.html"
 MANAGE = "org:settings"
 
@@ -168,7 +176,7 @@ def _defaults(step: onboarding.Step, extra: dict) -> dict:
 
         extra.setdefault("form", NotificationsStepForm(formdata=None))
         extra.update(rows=notifications.preference_table(org, g.membership),
-                     channels=notification_types.CHANNELS)
+                     channels=notification_types.CHANNELS, webhook=_wizard_webhook(org))
     elif key == "team":
         extra.setdefault("form", TeamStepForm(formdata=None))
     elif key == "done":
@@ -444,8 +452,31 @@ def _submit_notifications(step):
                 field.errors = [*field.errors, message]
         else:
             onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, result)
+            if result.get("webhook_id"):  # stay: the webhook can be tried before moving on
+                return _show(step, form=NotificationsStepForm(formdata=None), saved=True)
             return _go(onboarding.neighbours(g.org, step.key)[1])
     return _show(step, 422, form=form)
+
+
+@bp.post("/notifications/test-webhook")
+@require_permission(MANAGE)
+def notifications_test_webhook():
+    """Send the wizard's Slack webhook a test message now."""
+    from costguardian.services.notifications import webhooks
+
+    step = _step_or_404("notifications")
+    endpoint = _wizard_webhook(g.org)
+    if endpoint is None:
+        return _show(step, 422, webhook_error="Add a webhook URL first.")
+    delivery = webhooks.send_test(endpoint, current_actor())
+    return _show(step, webhook_sent=delivery)
+
+
+def _wizard_webhook(org: Organization):
+    from costguardian.models import WebhookEndpoint
+
+    webhook_id = onboarding.data(onboarding.progress_for(org), "notifications").get("webhook_id")
+    return WebhookEndpoint.get_in_org(org, webhook_id) if webhook_id else None
 
 
 def _submit_team(step):
