@@ -29,28 +29,39 @@ def _stripe_call(fn):
 
 
 def ensure_customer(org: Organization, actor: Actor, client=None) -> BillingAccount:
-    """The organization's Stripe customer, created once: under the account's
-    row lock, so two owners clicking "Upgrade" together make one customer
-    (and the idempotency key makes a retried create one customer too)."""
+    """The organization's Stripe customer, created once. Two owners clicking
+    "Upgrade" together send the same idempotency key, so Stripe answers both
+    with one customer; the first to take the account's row lock stores it
+    (no Stripe call is made while the lock is held)."""
     account = accounts.account_for(org)
     if account.stripe_customer_id:
         return account
     client = client or billing.client()
+    email = _first_owner_email(org)  # the same for every caller, so concurrent creates replay one answer
+    customer = _stripe_call(lambda: client.v1.customers.create(
+        params={"name": org.name, "email": email, "metadata": {"organization_id": str(org.id),
+                                                                "organization_slug": org.slug}},
+        options={"idempotency_key": f"cg-customer-{org.id}-{account.id}"}))
     with locked(account):
         account = BillingAccount.get_by_id(account.id)
         if account.stripe_customer_id:
             return account
-        email = actor.user.email if actor.user is not None else ""
-        customer = _stripe_call(lambda: client.v1.customers.create(
-            params={"name": org.name, "email": email, "metadata": {"organization_id": str(org.id),
-                                                                    "organization_slug": org.slug}},
-            options={"idempotency_key": f"cg-customer-{org.id}-{account.id}"}))
         account.stripe_customer_id = customer.id
         account.billing_email = email
         account.updated_at = clock.now()
         account.save()
     audit.record(actor, "billing.customer_created", org, account, customer=customer.id)
     return account
+
+
+def _first_owner_email(org: Organization) -> str:
+    from costguardian import permissions
+    from costguardian.models import Membership, User
+
+    owner = (User.select(User.email).join(Membership)
+             .where(Membership.organization == org, Membership.role == permissions.OWNER)
+             .order_by(Membership.created_at, Membership.id).first())
+    return owner.email if owner is not None else ""
 
 
 def _seats(value, org: Organization, plan: Plan) -> int:
