@@ -471,3 +471,19 @@ def test_metered_usage_is_billed_in_arrears_at_renewal(fake, client):
     renewal = client.v1.invoices.list(params={"customer": customer.id, "limit": 1}).data[0]
     assert [(line.quantity, line.amount) for line in renewal.lines.data] == [(1, 2000), (40, 200)]
     assert renewal.amount_paid == 2200
+
+
+def test_a_subscription_started_at_a_fractional_second_still_renews(stripe_api, webhook_receiver):
+    """The fake's clock has Stripe's whole-second resolution: a period anchored
+    at 12:00:00.5 once never moved past its own truncated end (advance looped)."""
+    import time_machine
+
+    stripe_api.webhook_url = webhook_receiver.url("/billing/stripe/webhook")
+    with time_machine.travel(T0 + timedelta(milliseconds=500), tick=False):
+        client = stripe_api.client()
+        customer, price, sub = subscribe(client)
+        assert sub["items"].data[0].current_period_start == int(T0.timestamp())
+        stripe_api.advance(T0 + timedelta(days=32))
+    renewed = client.v1.subscriptions.retrieve(sub.id)
+    assert renewed["items"].data[0].current_period_start == int(datetime(2026, 4, 10, 12, tzinfo=timezone.utc)
+                                                                .timestamp())

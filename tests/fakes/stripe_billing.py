@@ -141,7 +141,9 @@ class Billing:
 
     @property
     def now(self) -> datetime:
-        return self._now or datetime.now(timezone.utc)
+        """Whole seconds, like every Stripe timestamp: a period anchored at a
+        fractional moment would never move past its own stored (truncated) end."""
+        return (self._now or datetime.now(timezone.utc)).replace(microsecond=0)
 
     @now.setter
     def now(self, value: datetime | None) -> None:
