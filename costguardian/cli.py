@@ -12,7 +12,7 @@ from playhouse.migrations import template
 from playhouse.schema_diff import diff_models
 
 from costguardian import clock
-from costguardian import permissions
+from costguardian import cli_billing, permissions
 from costguardian.db import connected, migrate as apply_migrations, migration_runner
 from costguardian.extensions import db
 from costguardian.models import ALL_MODELS, Organization, User
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(command)
     app.cli.add_command(verify_domain)
     app.cli.add_command(rotate_encryption)
+    cli_billing.register(app)
 
 
 def _fail(message: str):

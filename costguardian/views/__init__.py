@@ -17,8 +17,9 @@ def register_blueprints(app: Flask) -> None:
     from costguardian.views import request_log
     from costguardian.views import billing
     from costguardian.views import onboarding
+    from costguardian.views import admin_billing
 
     for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
                    notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets,
-                   providers, gateway, gateway_setup, request_log, billing, onboarding):
+                   providers, gateway, gateway_setup, request_log, billing, onboarding, admin_billing):
         app.register_blueprint(module.bp)
