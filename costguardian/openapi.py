@@ -555,7 +555,7 @@ _BILLING_WRITE_ERRORS = {
     "503": _problem("Stripe could not be reached or refused the request; nothing changed."),
 }
 CENTS_PATTERN = "^(?:0|[1-9][0-9]{0,6})(?:[.][0-9]{1,2})?$"
-_PLAN_CODE = {"type": "string", "maxLength": 32, "description": "A plan's code, e.g. \"team\" or \"business\"."}
+_PLAN_CODE = {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$", "description": "A plan's code, e.g. \"team\" or \"business\"."}
 _SEATS_FIELD = {"type": "integer", "minimum": 1, "maximum": 10_000}
 BILLING_PATHS = {
     "/api/v1/billing/subscription": {

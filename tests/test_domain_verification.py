@@ -117,3 +117,40 @@ def test_the_settings_card_shows_the_record_and_checks_it(owner_client, dns_serv
     assert done.status_code == 200 and "Verified" in text and "join as viewer" in text
     bad = client.post("/settings/join-domain", {"join_domain": "co.uk", "join_domain_role": "member"}, htmx=True)
     assert bad.status_code == 422
+
+
+def test_the_settings_card_refuses_another_organizations_domain_and_saves_nothing(owner_client, make_org,
+                                                                                  dns_server):
+    client, owner, org = owner_client
+    rival = make_org("Rival")
+    _publish(dns_server, dv.start(rival, SYSTEM, "acme-corp.com"))
+    assert dv.check(rival, SYSTEM, "acme-corp.com").verified_at is not None
+    taken = client.post("/settings/join-domain", {"join_domain": "acme-corp.com", "join_domain_role": "member"},
+                        htmx=True)
+    assert taken.status_code == 422 and "already verified by another organization" in taken.get_data(as_text=True)
+    assert Organization.get_by_id(org.id).join_domain is None
+    assert DomainVerification.in_org(org).count() == 0
+
+
+def test_the_settings_card_takes_an_international_domain_and_checks_without_javascript(owner_client, dns_server):
+    client, owner, org = owner_client
+    saved = client.post("/settings/join-domain", {"join_domain": "Bücher.example", "join_domain_role": "member"})
+    assert saved.status_code == 200 and "_costguardian-challenge.xn--bcher-kva.example" in saved.get_data(as_text=True)
+    assert Organization.get_by_id(org.id).join_domain == "xn--bcher-kva.example"
+    verification = DomainVerification.get()
+    assert AuditLog.select().where(AuditLog.action == "org.domain_verification_started").count() == 1
+    client.get("/settings/")  # showing the page writes nothing
+    assert AuditLog.select().where(AuditLog.action == "org.domain_verification_started").count() == 1
+    _publish(dns_server, verification)
+    done = client.post("/settings/join-domain/check", {"join_domain": "ignored.example", "join_domain_role": "admin"})
+    page = done.get_data(as_text=True)
+    assert done.status_code == 200 and "Verified" in page and "last checked" in page and "checked daily" in page
+    org = Organization.get_by_id(org.id)
+    assert org.join_domain == "xn--bcher-kva.example" and org.join_domain_role == "member"
+
+
+def test_nameservers_are_read_as_host_and_port():
+    assert dv._host_port(" 127.0.0.1:5353 ") == ("127.0.0.1", 5353)
+    assert dv._host_port("1.1.1.1") == ("1.1.1.1", 53)
+    assert dv._host_port("[::1]:5353") == ("::1", 5353)
+    assert dv._host_port("2606:4700::1111") == ("2606:4700::1111", 53)

@@ -100,7 +100,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_PLAN = (lambda v: isinstance(v, str) and len(v) <= 32, "A plan's code, like \"team\".")
+_PLAN = (lambda v: isinstance(v, str) and bool(plans.CODE.fullmatch(v)), "A plan's code, like \"team\".")
 _INTERVAL = (lambda v: v in INTERVALS, "month or year.")
 _SEATS = (lambda v: _is_int(v) and 1 <= v <= subscriptions.MAX_SEATS,
           f"A whole number of seats from 1 to {subscriptions.MAX_SEATS:,}.")

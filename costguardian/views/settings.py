@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g
 
 from costguardian.authz import current_actor, require_permission
+from costguardian.extensions import db
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
 from costguardian.rendering import render, toast
@@ -86,10 +87,19 @@ def validate():
 def join_domain():
     form = _join_form(submitted=True)
     if form.validate():
+        domain, actor = domain_verification.ascii_domain(form.join_domain.data), current_actor()
         try:
-            orgs.update_join_domain(g.org, current_actor(), form.join_domain.data, form.join_domain_role.data)
+            with db.atomic():
+                # The rule's own checks first (they change nothing); then the
+                # record to publish, which refuses a domain another
+                # organization verified; nothing is saved when either refuses.
+                orgs.validated_join_domain(domain, form.join_domain_role.data, orgs.roles_actor_may_grant(g.org, actor))
+                if domain and domain != g.org.join_domain:
+                    domain_verification.start(g.org, actor, domain)
+                orgs.update_join_domain(g.org, actor, domain, form.join_domain_role.data)
         except ValidationError as exc:
-            apply_errors(form, exc)
+            errors = {("join_domain" if key == "domain" else key): message for key, message in exc.errors.items()}
+            apply_errors(form, ValidationError(errors))
         except NotPermitted as exc:
             form.form_errors.append(exc.message)
         else:

@@ -3,6 +3,8 @@ a superadmin's edits (`flask billing plan-set`), and creating their Stripe
 products, prices and meter (`flask billing stripe-setup`)."""
 from __future__ import annotations
 
+import re
+
 from peewee import IntegrityError
 
 from costguardian import clock
@@ -32,6 +34,7 @@ DEFAULT_PLANS: list[dict] = [
 ]
 
 INTERVALS = {"month": "Monthly", "year": "Yearly"}
+CODE = re.compile(r"[a-z0-9_-]{1,32}")  # a plan's code (the API's document states the same pattern)
 OVERAGE = {"metered": "billed per 1,000 events beyond the allowance", "show": "kept and shown as over the plan"}
 
 
@@ -68,7 +71,7 @@ def by_code(code: str) -> Plan | None:
 
 def paid(code: str) -> Plan:
     """A plan an organization may subscribe to, or a ValidationError on `plan`."""
-    plan = by_code(code) if isinstance(code, str) else None
+    plan = by_code(code) if isinstance(code, str) and CODE.fullmatch(code) else None
     if plan is None or plan.is_free or not plan.is_active:
         names = ", ".join(p.code for p in listed(active_only=True) if not p.is_free)
         raise ValidationError({"plan": f"Choose one of the plans on sale: {names}."})

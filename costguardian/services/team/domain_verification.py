@@ -39,6 +39,17 @@ def is_public_suffix(domain: str) -> bool:
     return _suffixes().is_public(domain)
 
 
+def ascii_domain(domain: str | None) -> str:
+    """`domain` trimmed, lower-case and IDNA-encoded (bücher.example →
+    xn--bcher-kva.example); text that cannot be encoded comes back as typed,
+    for the validation to refuse."""
+    text = (domain or "").strip().lower().lstrip("@").rstrip(".")
+    try:
+        return text.encode("idna").decode("ascii")
+    except UnicodeError:
+        return text
+
+
 def normalized(domain: str) -> str:
     """The domain as stored (lower-case ASCII), or a ValidationError on `domain`."""
     text = (domain or "").strip().lower().lstrip("@").rstrip(".")
@@ -104,6 +115,19 @@ def for_domain(org: Organization, domain: str | None) -> DomainVerification | No
     return DomainVerification.in_org(org).where(DomainVerification.domain == domain).first()
 
 
+def _host_port(item: str) -> tuple[str, int]:
+    """"1.1.1.1:53", "1.1.1.1", "[2606:4700::1111]:53" or "2606:4700::1111"
+    → (address, port), port 53 unless given."""
+    item = item.strip()
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if item.count(":") == 1:
+        host, _, port = item.partition(":")
+        return host, int(port or 53)
+    return item, 53
+
+
 def _resolver():
     import dns.nameserver
     import dns.resolver
@@ -113,11 +137,8 @@ def _resolver():
         resolver = dns.resolver.Resolver()
     else:
         resolver = dns.resolver.Resolver(configure=False)
-        servers = []
-        for item in configured.split(","):
-            host, _, port = item.strip().rpartition(":") if item.count(":") == 1 else (item.strip(), "", "53")
-            servers.append(dns.nameserver.Do53Nameserver(host, int(port or 53)))
-        resolver.nameservers = servers
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port)
+                                for host, port in map(_host_port, configured.split(",")) if host]
     resolver.lifetime = LOOKUP_SECONDS
     resolver.timeout = LOOKUP_SECONDS
     return resolver
