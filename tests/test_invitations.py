@@ -261,7 +261,7 @@ def test_a_new_user_signs_up_on_the_accept_page(app, team):
     assert bad.status_code == 422
     response = client.post(f"/invitations/accept/{token}", {"signup-name": "Ana", "signup-password": PASSWORD,
                                                             "signup-confirm": PASSWORD})
-    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert response.status_code == 302 and response.headers["Location"] == "/onboarding/welcome"
     membership = Membership.get(Membership.organization == org, Membership.role == "viewer")
     assert membership.user.email == "ana@acme.com" and membership.user.name == "Ana"
     assert membership.user.email_verified_at is None  # the link could have leaked: it proves nothing
@@ -269,8 +269,8 @@ def test_a_new_user_signs_up_on_the_accept_page(app, team):
 
     assert OutboxMessage.select().where(OutboxMessage.to_address == "ana@acme.com",
                                         OutboxMessage.subject.contains("onfirm")).exists()
-    home = client.get("/").get_data(as_text=True)
-    assert "Welcome to Acme. You joined as viewer." in home
+    welcome = client.get("/onboarding/welcome").get_data(as_text=True)
+    assert "Welcome to Acme. You joined as viewer." in welcome and "Your role: <strong>viewer</strong>" in welcome
     # used: the link now says so
     again = Client(app).get(f"/invitations/accept/{token}")
     assert again.status_code == 410 and "already been used" in again.get_data(as_text=True)

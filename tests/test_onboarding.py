@@ -212,7 +212,7 @@ def test_progress_resumes_for_a_second_owner_and_the_checklist_follows_it(fresh,
     third.sign_in(viewer.email)
     assert third.get("/onboarding/").headers["Location"].endswith("/onboarding/welcome")
     welcome = third.get("/onboarding/welcome").get_data(as_text=True)
-    assert "You joined as <strong>viewer</strong>" in welcome
+    assert "Your role: <strong>viewer</strong>" in welcome
     assert third.get("/onboarding/first-call").status_code == 403
     assert 'data-testid="setup-checklist"' not in third.get("/").get_data(as_text=True)
     other.post("/onboarding/dismiss")
@@ -283,3 +283,20 @@ def test_a_slack_webhook_is_added_once_and_can_be_tried_before_moving_on(fresh, 
     tried = client.post("/onboarding/notifications/test-webhook")
     assert tried.status_code == 200 and "Test message queued" in tried.get_data(as_text=True)
     assert webhook_receiver.received and "test of the webhook endpoint" in webhook_receiver.received[-1].body.decode()
+
+
+def test_invitations_from_the_wizard_can_name_a_department(fresh):
+    from costguardian.services.team import departments
+    from tests.support import SYSTEM
+
+    client, user, org = fresh
+    research = departments.create(org, SYSTEM, "Research", "R-1")
+    page = client.get("/onboarding/team").get_data(as_text=True)
+    assert f'<option value="{research.id}">Research</option>' in page
+    bad = client.post("/onboarding/team", {"token": _token(page), "emails": "ana@newco.com", "role": "member",
+                                           "department": "999999"})
+    assert bad.status_code == 422 and Invitation.in_org(org).count() == 0
+    client.post("/onboarding/team", {"token": _token(page), "emails": "ana@newco.com", "role": "viewer",
+                                     "department": str(research.id)})
+    [invitation] = Invitation.in_org(org)
+    assert (invitation.role, invitation.department_id) == ("viewer", research.id)

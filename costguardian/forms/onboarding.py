@@ -73,6 +73,12 @@ class TeamStepForm(_StepForm):
                            description="One per line, or separated by commas.")
     role = SelectField("Role", default=permissions.MEMBER,
                        choices=[SelectChoice(r, r.title()) for r in permissions.ROLES if r != permissions.OWNER])
+    department = SelectField("Department", default="", validate_choice=False)
+
+    def with_departments(self, departments) -> "TeamStepForm":
+        self.department.choices = [SelectChoice("", "No department")] + [
+            SelectChoice(str(d.id), d.name) for d in departments]
+        return self
 
 
 class FirstCallForm(_StepForm):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from costguardian import permissions
 from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import limiter
 from costguardian.forms import apply_errors
@@ -116,7 +117,9 @@ def _joined(membership):
     session.pop(SESSION_KEY, None)
     session["org_id"] = membership.organization_id
     flash(f"Welcome to {membership.organization.name}. You joined as {membership.role}.", "success")
-    return redirect(url_for("dashboard.index"))
+    if permissions.role_can(membership.role, "org:settings"):
+        return redirect(url_for("dashboard.index"))
+    return redirect(url_for("onboarding.welcome"))  # what their role lets them see, before the dashboard
 
 
 def _email_key() -> str:

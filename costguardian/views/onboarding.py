@@ -178,7 +178,10 @@ def _defaults(step: onboarding.Step, extra: dict) -> dict:
         extra.update(rows=notifications.preference_table(org, g.membership),
                      channels=notification_types.CHANNELS, webhook=_wizard_webhook(org))
     elif key == "team":
+        from costguardian.services.team import members as team_members
+
         extra.setdefault("form", TeamStepForm(formdata=None))
+        extra["form"].with_departments(team_members.departments(org))
     elif key == "done":
         extra["summary"] = _summary(org)
     return extra
@@ -483,10 +486,17 @@ def _submit_team(step):
     from costguardian.services.billing import limits
     from costguardian.services.team import invitations
 
+    from costguardian.services.team import departments as team_departments
+
     form = TeamStepForm()
     if form.validate():
+        department = team_departments.get(g.org, form.department.data) if form.department.data else None
+        if form.department.data and department is None:
+            form.department.errors = ["Choose a department of this organization."]
+            return _show(step, 422, form=form)
         try:
-            results = invitations.invite(g.org, form.emails.data, form.role.data, current_actor())
+            results = invitations.invite(g.org, form.emails.data, form.role.data, current_actor(),
+                                         department=department)
         except limits.SeatLimit as exc:
             form.emails.errors = [*form.emails.errors, exc.message]
         except ValidationError as exc:
@@ -504,7 +514,7 @@ def _submit_team(step):
                                 {"invited": [r.invitation.email for r in sent]})
             fresh = TeamStepForm(formdata=None)
             fresh.emails.data = "\n".join(r.address for r in results if not r.ok)
-            fresh.role.data = form.role.data
+            fresh.role.data, fresh.department.data = form.role.data, form.department.data
             return _show(step, 200 if sent else 422, form=fresh, results=results)
     return _show(step, 422, form=form)
 
