@@ -215,7 +215,7 @@ def _submit_organization(step):
         else:
             uses = [u for u in (form.uses.data or []) if u in dict(USES)]
             onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, {"uses": uses})
-            return _go(onboarding.neighbours(g.org, step.key)[1])
+            return _go(_next(step))
     return _show(step, 422, form=form)
 
 
@@ -239,7 +239,7 @@ def _submit_domain(step):
                 verification = domain_verification.check(g.org, current_actor(), domain)
                 if verification.verified_at is not None:
                     onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, {"domain": verification.domain})
-                    return _go(onboarding.neighbours(g.org, step.key)[1])
+                    return _go(_next(step))
                 form.domain.errors = [verification.last_error or "The record is not there yet."]
                 return _show(step, 422, form=form)
             domain_verification.start(g.org, current_actor(), domain)
@@ -255,19 +255,29 @@ def _submit_provider(step):
     from costguardian.services.gateway import vault
 
     form = ProviderStepForm()
-    if form.validate():
-        try:
-            result = onboarding.once(g.org, step.key, form.token.data, lambda: {"credential_id": vault.add(
-                g.org, current_actor(), form.provider.data, "", form.secret.data,
-                base_url=form.base_url.data or "").id})
-        except onboarding.AlreadyApplied:
-            return _go(onboarding.neighbours(g.org, step.key)[1])
-        except ValidationError as exc:
-            apply_errors(form, exc)
-        else:
-            onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, result)
-            return _go(onboarding.neighbours(g.org, step.key)[1])
-    return _show(step, 422, form=form)
+    if not form.validate():
+        return _show(step, 422, form=form)
+    return _once_then_next(step, form, lambda: {"credential_id": vault.add(
+        g.org, current_actor(), form.provider.data, "", form.secret.data, base_url=form.base_url.data or "").id})
+
+
+def _once_then_next(step, form, apply):
+    """The step's side effect once per form token (a resent form moves on
+    without doing it again), then the next step; the form with the service's
+    field errors (422) when it refuses."""
+    try:
+        result = onboarding.once(g.org, step.key, form.token.data, apply)
+    except onboarding.AlreadyApplied:
+        return _go(_next(step))
+    except ValidationError as exc:
+        apply_errors(form, exc)
+        return _show(step, 422, form=form)
+    onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, result)
+    return _go(_next(step))
+
+
+def _next(step: onboarding.Step) -> onboarding.Step | None:
+    return onboarding.neighbours(g.org, step.key)[1]
 
 
 def _first_call_context(org: Organization, extra: dict) -> dict:
@@ -366,7 +376,7 @@ def _submit_plan(step):
     choice = request.form.get("choice", "")
     if choice == "free":
         onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, {"plan": "free"})
-        return _go(onboarding.neighbours(g.org, step.key)[1])
+        return _go(_next(step))
     form = PlanForm([(p.code, p.name) for p in plans.listed(active_only=True) if not p.is_free])
     if form.validate():
         try:
@@ -421,16 +431,7 @@ def _submit_budget(step):
         payload = {"name": form.name.data, "amount_usd": form.amount_usd.data, "period": form.period.data,
                    "thresholds": form.thresholds.data, "enforcement": form.enforcement.data,
                    "notify_roles": ["owner", "admin", "billing"]}
-        try:
-            result = onboarding.once(g.org, step.key, form.token.data, lambda: {
-                "budget_id": budgets.create(g.org, current_actor(), payload).id})
-        except onboarding.AlreadyApplied:
-            return _go(onboarding.neighbours(g.org, step.key)[1])
-        except ValidationError as exc:
-            apply_errors(form, exc)
-        else:
-            onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, result)
-            return _go(onboarding.neighbours(g.org, step.key)[1])
+        return _once_then_next(step, form, lambda: {"budget_id": budgets.create(g.org, current_actor(), payload).id})
     return _show(step, 422, form=form)
 
 
@@ -448,7 +449,7 @@ def _submit_notifications(step):
                     "webhook_id": webhooks.create_endpoint(g.org, current_actor(), "Slack alerts",
                                                            form.slack_url.data.strip(), kind="slack").endpoint.id})
         except onboarding.AlreadyApplied:
-            return _go(onboarding.neighbours(g.org, step.key)[1])
+            return _go(_next(step))
         except ValidationError as exc:
             for name, message in exc.errors.items():
                 field = form.slack_url if name in ("url", "") else getattr(form, name, form.slack_url)
@@ -457,7 +458,7 @@ def _submit_notifications(step):
             onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, result)
             if result.get("webhook_id"):  # stay: the webhook can be tried before moving on
                 return _show(step, form=NotificationsStepForm(formdata=None), saved=True)
-            return _go(onboarding.neighbours(g.org, step.key)[1])
+            return _go(_next(step))
     return _show(step, 422, form=form)
 
 
@@ -508,7 +509,7 @@ def _submit_team(step):
             if sent and len(sent) == len(results):
                 onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE,
                                 {"invited": [r.invitation.email for r in sent]})
-                return _go(onboarding.neighbours(g.org, step.key)[1])
+                return _go(_next(step))
             if sent:
                 onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE,
                                 {"invited": [r.invitation.email for r in sent]})
