@@ -555,7 +555,8 @@ _BILLING_WRITE_ERRORS = {
     "503": _problem("Stripe could not be reached or refused the request; nothing changed."),
 }
 CENTS_PATTERN = "^(?:0|[1-9][0-9]{0,6})(?:[.][0-9]{1,2})?$"
-_PLAN_CODE = {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$", "description": "A plan's code, e.g. \"team\" or \"business\"."}
+_PLAN_CODE = {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$",
+              "description": "A plan's code, e.g. \"team\" or \"business\"."}
 _SEATS_FIELD = {"type": "integer", "minimum": 1, "maximum": 10_000}
 BILLING_PATHS = {
     "/api/v1/billing/subscription": {
@@ -582,7 +583,7 @@ BILLING_PATHS = {
                                "plan or a new interval are invoiced at once, the rest on the next invoice). With "
                                "`preview: true` nothing changes and the answer is Stripe's proration; send its "
                                "`proration_date` back to be charged exactly that. Or set `cancel_at_period_end` "
-                               "(alone): the plan stays until the period ends; false undoes it.",
+                               "(alone, without `preview`): the plan stays until the period ends; false undoes it.",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "additionalProperties": False, "properties": {
                         "plan": _PLAN_CODE, "interval": {"enum": ["month", "year"]}, "seats": _SEATS_FIELD,

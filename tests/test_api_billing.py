@@ -4,12 +4,15 @@ at the period's end, one-off invoices and the history."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
-from costguardian.models import BillingAccount, Invoice
+from costguardian.models import AuditLog, BillingAccount, Invoice
 from costguardian.services import keys
 from costguardian.services.actor import Actor
+from costguardian.services.usage.ingest import usd_string
 from tests.billing_support import T0, billing_on, live, owner, pay, traveller  # noqa: F401
 from tests.support import add_member
 
@@ -122,7 +125,8 @@ def test_one_off_invoices_and_the_history(api, owner, live):
     cents = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "x", "amount_usd": "1.001"}]})
     assert cents.status_code == 422 and "whole cents" in cents.json["errors"]["items[0].amount_usd"]
     made = api("POST", "/api/v1/billing/invoice", key, {"items": [
-        {"description": "Overage true-up, February", "amount_usd": "42.50"}, {"description": "Setup", "amount_usd": "10"}]})
+        {"description": "Overage true-up, February", "amount_usd": "42.50"},
+        {"description": "Setup", "amount_usd": "10"}]})
     assert made.status_code == 201, made.json
     invoice = made.json
     assert invoice["number"] and invoice["total_usd"] == "52.5" and invoice["status"] in ("open", "paid")
@@ -133,3 +137,93 @@ def test_one_off_invoices_and_the_history(api, owner, live):
     assert [i["id"] for i in history][0] == invoice["id"] and len(history) == 2
     assert api("GET", "/api/v1/billing/history", key, limit=1).json["invoices"][0]["id"] == invoice["id"]
     assert api("GET", "/api/v1/billing/history", key, limit=0).status_code == 422
+
+
+def test_billing_off_every_operation_is_404(api, owner, billing_on, app):
+    client, user, org = owner
+    key = _key(org, user)
+    app.config["BILLING_ENABLED"] = False
+    asked = len(billing_on.requests)
+    for method, path, body in (("GET", "/api/v1/billing/subscription", None),
+                               ("POST", "/api/v1/billing/subscription", {"plan": "team"}),
+                               ("PUT", "/api/v1/billing/subscription", {"seats": 4}),
+                               ("POST", "/api/v1/billing/invoice", {}),
+                               ("GET", "/api/v1/billing/history", None)):
+        off = api(method, path, key, body)
+        assert off.status_code == 404 and off.mimetype == PROBLEM, (method, path)
+        assert off.json["type"].endswith("/billing-disabled") and "Billing is off" in off.json["detail"]
+    assert len(billing_on.requests) == asked  # Stripe is never called
+
+
+def test_a_paid_period_preview_is_what_the_change_charges(api, owner, live, traveller):
+    client, user, org = owner
+    key = _key(org, user)
+    _subscribed(api, key, seats=2)
+    later = T0 + timedelta(days=20)  # after the trial: a paid period
+    live.advance(later)
+    traveller.move_to(later)
+    sub_id = BillingAccount.in_org(org).get().stripe_subscription_id
+    stripe = live.client()
+    preview = api("PUT", "/api/v1/billing/subscription", key, {"seats": 4, "preview": True}).json["preview"]
+    assert preview["invoiced_now"] is True and Decimal(preview["due_now_usd"]) > 0
+    assert sum(Decimal(line["amount_usd"]) for line in preview["lines"]) == Decimal(preview["next_invoice_usd"])
+    assert stripe.v1.subscriptions.retrieve(sub_id)["items"].data[0].quantity == 2  # nothing changed in Stripe
+    assert BillingAccount.in_org(org).get().seats == 2
+    invoices_before = Invoice.in_org(org).count()
+    traveller.shift(timedelta(minutes=3))  # confirming a little later still charges the previewed amount
+    applied = api("PUT", "/api/v1/billing/subscription", key, {"seats": 4, "proration_date": preview["proration_date"]})
+    assert applied.status_code == 200 and applied.json["subscription"]["seats"] == 4
+    charged = Invoice.in_org(org).order_by(Invoice.issued_at.desc(), Invoice.id.desc()).first()
+    assert Invoice.in_org(org).count() == invoices_before + 1 and charged.billing_reason == "subscription_update"
+    assert usd_string(charged.total_nanos) == preview["due_now_usd"]
+
+
+def test_a_cancellation_cannot_be_previewed_or_mixed_with_a_change(api, owner, live):
+    client, user, org = owner
+    key = _key(org, user)
+    _subscribed(api, key)
+    mixed = api("PUT", "/api/v1/billing/subscription", key, {"cancel_at_period_end": True, "preview": True})
+    assert mixed.status_code == 422 and "preview" in mixed.json["errors"]
+    both = api("PUT", "/api/v1/billing/subscription", key, {"cancel_at_period_end": True, "seats": 4})
+    assert both.status_code == 422 and "cancel_at_period_end" in both.json["errors"]
+    sub = live.client().v1.subscriptions.retrieve(BillingAccount.in_org(org).get().stripe_subscription_id)
+    assert sub.cancel_at_period_end is False and sub["items"].data[0].quantity == 3
+    same = api("PUT", "/api/v1/billing/subscription", key, {"seats": 3})
+    assert same.status_code == 422 and "current plan" in same.json["errors"][""]
+
+
+def test_bodies_that_are_not_json_objects(api, owner, live, app):
+    client, user, org = owner
+    key = _key(org, user)
+    form = app.test_client().post("/api/v1/billing/subscription", data="plan=team",
+                                  headers={"Authorization": f"Bearer {key}"},
+                                  content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 415 and form.mimetype == PROBLEM
+    listed = api("POST", "/api/v1/billing/subscription", key, ["team"])
+    assert listed.status_code == 422 and listed.mimetype == PROBLEM
+    types = api("PUT", "/api/v1/billing/subscription", key, {"seats": "4", "preview": "yes", "interval": "week"})
+    assert types.status_code == 422 and set(types.json["errors"]) == {"seats", "preview", "interval"}
+    assert api("GET", "/api/v1/billing/history", key, limit="ten").status_code == 422
+
+
+def test_invoice_amounts_and_a_stripe_outage(api, owner, live):
+    client, user, org = owner
+    key = _key(org, user)
+    _subscribed(api, key)
+    zero = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "Nothing", "amount_usd": "0"}]})
+    assert zero.status_code == 422 and "items[0].amount_usd" in zero.json["errors"]
+    number = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "x", "amount_usd": 12}]})
+    assert number.status_code == 422 and "items[0].amount_usd" in number.json["errors"]
+    extra = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "x", "amount_usd": "1", "q": 2}]})
+    assert extra.status_code == 422 and "items[0]" in extra.json["errors"]
+    assert api("POST", "/api/v1/billing/invoice", key, {"items": []}).status_code == 422
+    before = Invoice.in_org(org).count()
+    live.fail_next(400, "parameter_invalid", should_retry=False)
+    down = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "True-up", "amount_usd": "5"}]})
+    assert down.status_code == 503 and down.json["type"].endswith("/stripe-unavailable")
+    assert Invoice.in_org(org).count() == before
+    made = api("POST", "/api/v1/billing/invoice", key, {"items": [{"description": "True-up", "amount_usd": "5"}]})
+    assert made.status_code == 201 and made.json["total_usd"] == "5" and made.json["status"] in ("open", "paid")
+    stored = Invoice.get(Invoice.stripe_invoice_id == made.json["id"])
+    assert live.get(stored.stripe_invoice_id)["status"] != "draft"
+    assert AuditLog.select().where(AuditLog.action == "billing.invoice_created").count() == 1

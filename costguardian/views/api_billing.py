@@ -151,10 +151,11 @@ def billing_subscribe():
         errors["plan"] = "Name the plan, like \"team\"."
     if errors:
         return _invalid(errors)
+    success = external_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}"
     try:
         url = subscriptions.start_checkout(
             g.org, _actor(), body["plan"], body.get("interval") or "month", body.get("seats"),
-            success_url=body.get("success_url") or external_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}",
+            success_url=body.get("success_url") or success,
             cancel_url=body.get("cancel_url") or external_url("billing.index"))
     except (ValidationError, RuleViolation, billing.BillingUnavailable) as exc:
         return _refusal(exc)
@@ -180,6 +181,8 @@ def billing_change():
         return _invalid({"": "Send plan, interval or seats to change, or cancel_at_period_end."})
     if changing and cancel is not None:
         return _invalid({"cancel_at_period_end": "Change the plan and the cancellation in separate requests."})
+    if cancel is not None and body.get("preview"):
+        return _invalid({"preview": "A cancellation has no preview: the plan stays until the period ends."})
     try:
         if cancel is not None:
             subscriptions.set_cancel_at_period_end(g.org, _actor(), cancel)
