@@ -593,7 +593,11 @@ BILLING_PATHS = {
                     "subscription": {"$ref": "#/components/schemas/Subscription"},
                     "preview": {"type": "object", "properties": {
                         "plan": {"type": "string"}, "interval": {"type": "string"}, "seats": {"type": "integer"},
-                        "due_now_usd": _USD, "invoiced_now": {"type": "boolean"}, "next_invoice_usd": _USD,
+                        "due_now_usd": {**_USD, "description": "Charged now when invoiced_now; else what the "
+                                                                "change adds to the next invoice."},
+                        "invoiced_now": {"type": "boolean"},
+                        "next_invoice_usd": {"type": ["string", "null"], "description": "The next invoice with "
+                                             "the change; null when the change is invoiced now."},
                         "proration_date": {"type": "integer"},
                         "lines": {"type": "array", "items": {"type": "object", "properties": {
                             "description": {"type": "string"}, "amount_usd": _USD}}}}}}},

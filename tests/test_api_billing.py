@@ -166,7 +166,8 @@ def test_a_paid_period_preview_is_what_the_change_charges(api, owner, live, trav
     stripe = live.client()
     preview = api("PUT", "/api/v1/billing/subscription", key, {"seats": 4, "preview": True}).json["preview"]
     assert preview["invoiced_now"] is True and Decimal(preview["due_now_usd"]) > 0
-    assert sum(Decimal(line["amount_usd"]) for line in preview["lines"]) == Decimal(preview["next_invoice_usd"])
+    assert sum(Decimal(line["amount_usd"]) for line in preview["lines"]) == Decimal(preview["due_now_usd"])
+    assert preview["next_invoice_usd"] is None  # invoiced now: the preview is that invoice
     assert stripe.v1.subscriptions.retrieve(sub_id)["items"].data[0].quantity == 2  # nothing changed in Stripe
     assert BillingAccount.in_org(org).get().seats == 2
     invoices_before = Invoice.in_org(org).count()

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import requests
 
+from costguardian.money import format_usd
 from costguardian.models import AuditLog, BillingAccount, Invoice, Notification, StripeEvent
 from costguardian.services.billing import accounts, sync
 from tests.billing_support import T0, billing_on, live, owner, pay, subscribe, traveller  # noqa: F401
@@ -309,6 +310,8 @@ def test_an_interval_change_is_previewed_then_invoiced_at_once(owner, live, trav
     assert (account.plan.code, account.interval, account.seats) == ("business", "year", 3)
     latest = Invoice.in_org(org).order_by(Invoice.issued_at.desc(), Invoice.id.desc()).first()
     assert latest.billing_reason == "subscription_update" and latest.status == "paid"
+    shown = text.split('data-testid="due-now">')[1].split("<")[0]
+    assert shown == format_usd(latest.total_nanos)  # "charged now" is what was charged
     assert "Changed to Business, yearly, 3 seats." in client.get("/billing/").get_data(as_text=True)
     again = client.post("/billing/change/preview", {"plan": "business", "interval": "year", "seats": "3"}, htmx=True)
     assert again.status_code == 422 and "This is the current plan" in again.get_data(as_text=True)

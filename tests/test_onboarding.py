@@ -77,9 +77,12 @@ def test_the_organization_step_saves_and_moves_on_with_htmx_pushing_the_url(fres
     answer = client.post("/onboarding/organization", {
         "token": _token(page), "name": "NewCo Labs", "slug": "newco-labs", "time_zone": "Europe/Berlin",
         "currency": "EUR", "uses": ["anthropic", "openai"]}, htmx=True)
-    assert answer.status_code == 200 and answer.headers["HX-Push-Url"] == "/onboarding/domain"
-    text = answer.get_data(as_text=True)
-    assert 'id="wizard"' in text and "<html" not in text and "Your domain" in text
+    # The header names the organization too: the next step loads as a whole page.
+    assert answer.status_code == 204 and answer.headers["HX-Redirect"] == "/onboarding/domain"
+    skipped = client.post("/onboarding/domain/skip", htmx=True)  # other steps swap #wizard and push the URL
+    assert skipped.status_code == 200 and skipped.headers["HX-Push-Url"] == "/onboarding/provider"
+    text = skipped.get_data(as_text=True)
+    assert 'id="wizard"' in text and "<html" not in text and "Connect a provider" in text
     org = Organization.get_by_id(org.id)
     assert (org.name, org.slug, org.time_zone, org.currency) == ("NewCo Labs", "newco-labs", "Europe/Berlin", "EUR")
     assert onboarding.data(_progress(org), "organization") == {"uses": ["anthropic", "openai"]}
@@ -300,3 +303,33 @@ def test_invitations_from_the_wizard_can_name_a_department(fresh):
                                      "department": str(research.id)})
     [invitation] = Invitation.in_org(org)
     assert (invitation.role, invitation.department_id) == ("viewer", research.id)
+
+
+def test_an_admin_finishes_the_plan_step_on_free_but_cannot_subscribe(app, make_user, make_org, stripe_api):
+    from tests.support import SYSTEM
+
+    owner = make_user("olga@newco.com")
+    org = make_org("NewCo", owner=owner)
+    admin = make_user("adam@newco.com")
+    add_member(org, admin, "admin")
+    client = Client(app)
+    client.sign_in(admin.email)
+    saved = {k: app.config.get(k) for k in ("BILLING_ENABLED", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                                            "STRIPE_API_BASE")}
+    app.config.update(BILLING_ENABLED=True, STRIPE_SECRET_KEY=stripe_api.api_key,
+                      STRIPE_WEBHOOK_SECRET=stripe_api.webhook_secret, STRIPE_API_BASE=stripe_api.url)
+    try:
+        from costguardian.services.billing import plans
+
+        plans.setup_stripe(stripe_api.client(), "cg_tracked_events", SYSTEM)
+        page = client.get("/onboarding/plan").get_data(as_text=True)
+        assert 'data-testid="plan-not-yours"' in page and 'data-testid="plan-checkout"' not in page
+        refused = client.post("/onboarding/plan", {"choice": "paid", "plan": "team", "interval": "month",
+                                                   "seats": "3"})
+        assert refused.status_code == 403
+        assert not [o for o in stripe_api.state.objects.values() if o.get("object") == "customer"]
+        assert client.get("/onboarding/plan/return").status_code == 403
+        assert client.post("/onboarding/plan", {"choice": "free"}).status_code == 303
+        assert onboarding.data(_progress(org), "plan") == {"plan": "free"}
+    finally:
+        app.config.update(saved)

@@ -193,7 +193,8 @@ def billing_change():
             return jsonify({"preview": {
                 "plan": change.plan.code, "interval": change.interval, "seats": change.seats,
                 "due_now_usd": usd_string(preview.due_now_nanos), "invoiced_now": preview.invoiced_now,
-                "next_invoice_usd": usd_string(preview.next_invoice_nanos),
+                "next_invoice_usd": usd_string(preview.next_invoice_nanos) if preview.next_invoice_nanos is not None
+                else None,
                 "proration_date": preview.proration_date,
                 "lines": [{"description": d, "amount_usd": usd_string(a)} for d, a in preview.lines]}})
         subscriptions.apply(g.org, _actor(), change, body.get("proration_date"))

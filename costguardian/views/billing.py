@@ -131,8 +131,9 @@ def _page(status: int = 200, checkout_form=None, change_form=None, preview=None,
         change_form.plan.data = account.plan.code if account.plan else None
         change_form.interval.data = account.interval
         change_form.seats.data = account.seats or context["seats_used"]
-        if request.args.get("seats", "").isdigit():  # "add seats" links from the invitations page
-            change_form.seats.data = int(request.args["seats"])
+        seats = request.args.get("seats", "")
+        if seats.isascii() and seats.isdigit() and len(seats) <= 5:  # "add seats" links from the invitations page
+            change_form.seats.data = int(seats)
     return render(PAGE, partial, status=status, checkout_form=checkout_form, change_form=change_form,
                   preview=preview, **context)
 
@@ -235,7 +236,9 @@ def change():
         return _page(422, change_form=form, partial=CHANGE)
     moment = form.proration_date.data
     try:
-        subscriptions.apply(g.org, current_actor(), change, int(moment) if str(moment or "").isdigit() else None)
+        moment = str(moment or "")
+        subscriptions.apply(g.org, current_actor(), change,
+                            int(moment) if moment.isascii() and moment.isdigit() and len(moment) <= 12 else None)
     except (RuleViolation, billing.BillingUnavailable) as exc:
         form.form_errors.append(exc.message)
         return _page(422, change_form=form, partial=CHANGE)

@@ -171,12 +171,16 @@ def _defaults(step: onboarding.Step, extra: dict) -> dict:
         form = BudgetStepForm(formdata=None)
         form.amount_usd.data = _suggested_budget(org)
         extra["form"] = form
+        extra["suggested"] = form.amount_usd.data != "100"
     elif key == "notifications":
         from costguardian.services.notifications import notify as notifications, types as notification_types
 
         extra.setdefault("form", NotificationsStepForm(formdata=None))
+        from costguardian.services.billing import limits
+
         extra.update(rows=notifications.preference_table(org, g.membership),
-                     channels=notification_types.CHANNELS, webhook=_wizard_webhook(org))
+                     channels=notification_types.CHANNELS, webhook=_wizard_webhook(org),
+                     webhooks_refused=limits.feature_refusal(org, "webhooks"))
     elif key == "team":
         from costguardian.services.team import members as team_members
 
@@ -215,6 +219,8 @@ def _submit_organization(step):
         else:
             uses = [u for u in (form.uses.data or []) if u in dict(USES)]
             onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, {"uses": uses})
+            if htmx:  # the header shows the name too: load the next step as a whole page
+                return _hx_redirect(url_for("onboarding.step", key=_next(step).key))
             return _go(_next(step))
     return _show(step, 422, form=form)
 
@@ -373,10 +379,16 @@ def _plan_context(org: Organization, extra: dict) -> dict:
 def _submit_plan(step):
     from costguardian.services.billing import plans, subscriptions
 
+    from costguardian.services.billing import accounts
+
     choice = request.form.get("choice", "")
-    if choice == "free":
-        onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE, {"plan": "free"})
+    if choice in ("free", "continue"):
+        subscribed = accounts.access(g.org).subscribed
+        onboarding.mark(g.org, current_actor(), step.key, onboarding.DONE,
+                        {"plan": subscribed.code if subscribed else "free"})
         return _go(_next(step))
+    if not can("billing:manage"):  # an admin sets up the organization, but the subscription is billing's
+        abort(403, "Only owners and billing members can subscribe; choose Free for now or ask them.")
     form = PlanForm([(p.code, p.name) for p in plans.listed(active_only=True) if not p.is_free])
     if form.validate():
         try:
@@ -401,6 +413,8 @@ def plan_return():
     """Back from Checkout: the plan step is done; the billing webhook activates the plan."""
     if not billing.enabled():
         abort(404)
+    if not can("billing:manage"):
+        abort(403, "Only owners and billing members can subscribe.")
     onboarding.mark(g.org, current_actor(), "plan", onboarding.DONE,
                     {"checkout": request.args.get("session_id", "")[:80]})
     return redirect(url_for("onboarding.step", key=onboarding.current(g.org).key))
@@ -441,13 +455,13 @@ def _submit_notifications(step):
     form = NotificationsStepForm()
     if form.validate():
         try:
-            notifications.save_preferences(g.org, g.membership, request.form,
-                                           notifications.digest_choice(g.org, current_user._get_current_object()))
             result = {}
-            if form.slack_url.data:
+            if form.slack_url.data:  # first: a refused URL saves nothing at all
                 result = onboarding.once(g.org, step.key, form.token.data, lambda: {
                     "webhook_id": webhooks.create_endpoint(g.org, current_actor(), "Slack alerts",
                                                            form.slack_url.data.strip(), kind="slack").endpoint.id})
+            notifications.save_preferences(g.org, g.membership, request.form,
+                                           notifications.digest_choice(g.org, current_user._get_current_object()))
         except onboarding.AlreadyApplied:
             return _go(_next(step))
         except ValidationError as exc:
@@ -548,6 +562,15 @@ def _detail(org: Organization, key: str, data: dict) -> str:
         return f"first call: {data['model']}"
     if key == "plan" and data.get("plan"):
         return str(data["plan"]).title()
+    if key == "plan" and data.get("checkout"):
+        from costguardian.services.billing import accounts
+
+        subscribed = accounts.access(org).subscribed
+        return subscribed.name if subscribed else "Checkout done; activating"
+    if key == "notifications" and data.get("webhook_id"):
+        return "preferences saved, Slack webhook added"
+    if key == "notifications":
+        return "preferences saved"
     if key == "budget" and data.get("budget_id"):
         budget = Budget.get_in_org(org, data["budget_id"])
         return f"{budget.name}, ${ingest.usd_string(budget.amount_nanos)} {budget.period}" if budget else ""

@@ -68,10 +68,13 @@ def test_sign_up_then_create_organization_lands_on_empty_dashboard(page, app_ctx
     page.get_by_label("Organization name").fill("Nimbus Labs")
     page.get_by_role("button", name="Create organization").click()
 
-    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page).to_have_url(re.compile(r"/onboarding/organization$"))  # the setup wizard opens
     expect(page.locator("details.org-switcher summary")).to_have_text("Nimbus Labs")
+    expect(page.locator(".flash-success")).to_have_text("Nimbus Labs is ready. A few steps take it to its first "
+                                                        "priced call.")
+    page.goto("/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Nimbus Labs")
-    expect(page.locator(".flash-success")).to_have_text("Nimbus Labs is ready.")
+    expect(page.get_by_test_id("setup-checklist")).to_be_visible()
     empty = page.get_by_test_id("empty-dashboard")
     expect(empty).to_be_visible()
     expect(empty.get_by_role("heading", name="No usage yet")).to_be_visible()

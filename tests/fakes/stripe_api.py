@@ -20,13 +20,13 @@ an `idempotency_error`), `expand[]` on any id field, lists newest first with
   invalid_request_error "An event already exists with identifier …", `Stripe-Should-Retry: false`), so it is
   counted once
 - Checkout: POST /v1/checkout/sessions (mode=subscription; `url` = {fake}/pay/checkout/{id}),
-  GET /v1/checkout/sessions/{id}; Customer Portal: POST /v1/billing_portal/sessions (`url` = {fake}/pay/portal/{id})
+  GET /v1/checkout/sessions/{id}, POST /v1/checkout/sessions/{id}/expire (open ones only); Customer Portal: POST /v1/billing_portal/sessions (`url` = {fake}/pay/portal/{id})
 - subscriptions: GET /v1/subscriptions (customer, price, status incl. all), GET/POST/DELETE
   /v1/subscriptions/{id} (items[n][id|price|quantity|deleted], proration_behavior create_prorations | none |
   always_invoice, proration_date, cancel_at_period_end, cancel_at, metadata); current_period_* on the items
 - invoices: POST /v1/invoices/create_preview, GET /v1/invoices (customer, subscription, status), GET
   /v1/invoices/{id}, POST /v1/invoices (pending items of the customer included), POST
-  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems (customer, pending);
+  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems (customer, pending), DELETE /v1/invoiceitems/{id};
   the subscription of an invoice at invoice.parent.subscription_details.subscription
 - GET /v1/payment_methods (customer, type=card), GET /v1/payment_methods/{id}; GET /v1/events, /v1/events/{id}
 
@@ -310,6 +310,7 @@ class FakeStripe(LocalServer, Billing, Pages):
             ("POST", "/v1/checkout/sessions", self._create_checkout),
             ("GET", f"/v1/checkout/sessions/{ident}", lambda p, i: self._find("checkout.session", i,
                                                                              "checkout.session")),
+            ("POST", f"/v1/checkout/sessions/{ident}/expire", self._expire_checkout),
             ("POST", "/v1/billing_portal/sessions", self._create_portal),
             ("GET", "/v1/subscriptions", self._list_subscriptions),
             ("GET", f"/v1/subscriptions/{ident}", lambda p, i: self._find("subscription", i)),
@@ -327,6 +328,7 @@ class FakeStripe(LocalServer, Billing, Pages):
                 [i for i in self._all("invoiceitem") if p.get("customer") in (None, i["customer"])
                  and (p.get("pending") != "true" or i["invoice"] is None)], p,
                 "/v1/invoiceitems")),
+            ("DELETE", f"/v1/invoiceitems/{ident}", self._delete_invoice_item),
             ("GET", "/v1/payment_methods", self._list_payment_methods),
             ("GET", f"/v1/payment_methods/{ident}", lambda p, i: self._find("payment_method", i,
                                                                            "PaymentMethod")),
@@ -555,6 +557,13 @@ class FakeStripe(LocalServer, Billing, Pages):
             "submit_type": None, "subscription": None, "success_url": p["success_url"], "ui_mode": "hosted",
             "url": f"{self.url}/pay/checkout/{session_id}"})
 
+    def _expire_checkout(self, p: dict, ident: str) -> dict:
+        session = self._find("checkout.session", ident, "checkout.session")
+        if session["status"] != "open":
+            raise StripeError(400, "Only Checkout Sessions with a status in [\"open\"] can be expired.")
+        session["status"] = "expired"
+        return session
+
     def _create_portal(self, p: dict) -> dict:
         require(p, "customer")
         customer = self._find("customer", p["customer"], param="customer")
@@ -620,6 +629,14 @@ class FakeStripe(LocalServer, Billing, Pages):
                         "unit_amount_decimal": str(self._unit(price))} if price else None,
             "proration": False, "proration_details": {"credited_items": None}, "quantity": qty, "tax_rates": [],
             "test_clock": None})
+
+    def _delete_invoice_item(self, p: dict, ident: str) -> dict:
+        item = self._find("invoiceitem", ident)
+        invoice = self.state.objects.get(item["invoice"] or "")
+        if invoice is not None and invoice["status"] != "draft":
+            raise StripeError(400, "You can't delete an invoice item that is attached to a finalized invoice.")
+        del self.state.objects[ident]
+        return {"id": ident, "object": "invoiceitem", "deleted": True}
 
     def _create_invoice(self, p: dict) -> dict:
         require(p, "customer")

@@ -25,6 +25,18 @@ class SeatLimit(RuleViolation):
         self.upgrade_url = upgrade_url
 
 
+def seats_held(org: Organization):
+    """A transaction holding the billing account's row lock (billing on), in
+    which seats are counted and taken; a no-op context with billing off."""
+    from contextlib import nullcontext
+
+    from costguardian.db import locked
+
+    if not billing.enabled():
+        return nullcontext()
+    return locked(accounts.account_for(org))
+
+
 def check_seats(org: Organization, adding: int) -> None:
     """Refuse `adding` more people (members or invitations) beyond the seats."""
     if adding <= 0 or not billing.enabled():

@@ -42,6 +42,13 @@ def _metered_accounts():
                                           BillingAccount.status.in_(("trialing", "active", "past_due"))))
 
 
+def _this_period(start: datetime) -> tuple:
+    """The reports of the period that began at `start`: a period can restart on
+    the day another ended (a new interval, a new subscription), and that day's
+    reports of the old period must not count against the new one."""
+    return MeterReport.day >= start.date(), MeterReport.created_at >= start
+
+
 def windows(start: datetime, end: datetime, now: datetime):
     """The period's days (counted from its start) up to `now`: whole days,
     then the day in progress up to the last whole hour (the task runs hourly,
@@ -72,7 +79,7 @@ def plan_reports(account: BillingAccount, now: datetime) -> int:
             continue  # Stripe would refuse it; reconcile() shows the gap
         owed = max(0, accounts.events_between(org, start, day_end) - allowance)
         reported = (MeterReport.in_org(org).select(fn.COALESCE(fn.SUM(MeterReport.value), 0))
-                    .where(MeterReport.day >= start.date(), MeterReport.day <= day_start.date()).scalar()) or 0
+                    .where(*_this_period(start), MeterReport.day <= day_start.date()).scalar()) or 0
         if owed <= reported:
             continue
         revision = MeterReport.in_org(org).where(MeterReport.day == day_start.date()).count()
@@ -162,7 +169,7 @@ def reconcile(account: BillingAccount, now: datetime | None = None, client=None,
     ended = [w for w in windows(start, account.period_end, now)]
     until = ended[-1][1] if ended else start
     owed = max(0, accounts.events_between(org, start, until) - access.plan.events_included) if ended else 0
-    rows = MeterReport.in_org(org).where(MeterReport.day >= start.date())
+    rows = MeterReport.in_org(org).where(*_this_period(start))
     reported = sum(r.value for r in rows if r.status == "sent")
     pending = sum(r.value for r in rows if r.status != "sent")
     stripe_total = None

@@ -104,12 +104,13 @@ def start_checkout(org: Organization, actor: Actor, plan_code: str, interval: st
         raise RuleViolation(f"{org.name} already subscribes to {current.plan.name}; change the plan instead.")
     client = billing.client()
     account = ensure_customer(org, actor, client)
+    _close_previous_checkout(account, client)
     items = [{"price": price, "quantity": seats}]
     if plan.overage == "metered" and plan.stripe_metered_price:
         items.append({"price": plan.stripe_metered_price})
     metadata = {"organization_id": str(org.id), "plan": plan.code}
     subscription_data: dict = {"metadata": metadata}
-    if plan.trial_days and not _had_subscription(account, client):
+    if plan.trial_days and not account.stripe_subscription_id:
         subscription_data["trial_period_days"] = plan.trial_days
     session = _stripe_call(lambda: client.v1.checkout.sessions.create(params={
         "mode": "subscription", "customer": account.stripe_customer_id, "client_reference_id": str(org.id),
@@ -121,13 +122,33 @@ def start_checkout(org: Organization, actor: Actor, plan_code: str, interval: st
     return session.url
 
 
-def _had_subscription(account: BillingAccount, client) -> bool:
-    """A trial is for a first subscription only."""
-    if account.stripe_subscription_id:
-        return True
-    found = _stripe_call(lambda: client.v1.subscriptions.list(
-        params={"customer": account.stripe_customer_id, "status": "all", "limit": 1}).data)
-    return bool(found)
+def _close_previous_checkout(account: BillingAccount, client) -> None:
+    """One open Checkout per organization: the one started before is expired
+    (a second tab or a double click would otherwise let two subscriptions be
+    paid). Refuses when Stripe already holds a subscription (its webhook is
+    on the way) or the earlier Checkout was just completed. Sets
+    `account.stripe_subscription_id` from Stripe when the customer had one, so
+    the trial goes to a first subscription only."""
+    import stripe
+
+    subs = _stripe_call(lambda: client.v1.subscriptions.list(
+        params={"customer": account.stripe_customer_id, "status": "all", "limit": 10}).data)
+    if any(s.status in sync.LIVE for s in subs):
+        raise RuleViolation("This organization already has a subscription at Stripe; it shows here as soon as "
+                            "Stripe confirms it. Change it instead of starting another.")
+    if subs and not account.stripe_subscription_id:
+        account.stripe_subscription_id = subs[0].id  # an ended one: no second trial
+    if not account.checkout_session_id:
+        return
+    try:
+        client.v1.checkout.sessions.expire(account.checkout_session_id)
+    except stripe.InvalidRequestError:  # not open any more: expired already, or completed
+        previous = _stripe_call(lambda: client.v1.checkout.sessions.retrieve(account.checkout_session_id))
+        if previous.status == "complete":
+            raise RuleViolation("The Checkout started earlier was just completed; the plan starts as soon as "
+                                "Stripe confirms it.") from None
+    except stripe.StripeError as exc:
+        raise billing.BillingUnavailable(billing.stripe_message(exc)) from exc
 
 
 def portal_url(org: Organization, actor: Actor, return_url: str) -> str:
@@ -153,8 +174,8 @@ class Change:
 @dataclass
 class Preview:
     change: Change
-    due_now_nanos: int  # what is invoiced at once (an interval change) or added to the next invoice
-    next_invoice_nanos: int
+    due_now_nanos: int  # what is charged now (invoiced_now), else what the change adds to the next invoice
+    next_invoice_nanos: int | None  # the next renewal invoice with the change (None when invoiced now)
     lines: list[tuple[str, int]]  # (description, nanos)
     proration_date: int
     invoiced_now: bool
@@ -206,10 +227,15 @@ def preview(org: Organization, change: Change) -> Preview:
         "subscription_details": {"items": change.items, "proration_behavior": change.proration,
                                  "proration_date": moment}}))
     lines = [(line.description or "", int(line.amount) * NANOS_PER_CENT) for line in invoice.lines.data]
+    invoiced_now = change.proration == "always_invoice"
+    total = int(invoice.amount_due) * NANOS_PER_CENT
+    if invoiced_now:  # the previewed invoice is the one charged now
+        return Preview(change=change, due_now_nanos=total, next_invoice_nanos=None, lines=lines,
+                       proration_date=moment, invoiced_now=True)
     prorations = sum(amount for (_, amount), line in zip(lines, invoice.lines.data)
                      if sync.pick(line, "parent", "subscription_item_details", "proration"))
-    return Preview(change=change, due_now_nanos=prorations, next_invoice_nanos=int(invoice.amount_due) * NANOS_PER_CENT,
-                   lines=lines, proration_date=moment, invoiced_now=change.proration == "always_invoice")
+    return Preview(change=change, due_now_nanos=prorations, next_invoice_nanos=total, lines=lines,
+                   proration_date=moment, invoiced_now=False)
 
 
 def apply(org: Organization, actor: Actor, change: Change, proration_date: int | None = None) -> BillingAccount:
@@ -222,8 +248,9 @@ def apply(org: Organization, actor: Actor, change: Change, proration_date: int |
     if proration_date:
         params["proration_date"] = proration_date
     before = (account.plan.code if account.plan else None, account.interval, account.seats)
+    read_at = clock.now()
     sub = _stripe_call(lambda: client.v1.subscriptions.update(account.stripe_subscription_id, params=params))
-    account = sync.store(account, sub)
+    account = sync.store(account, sub, read_at=read_at)
     audit.record(actor, "billing.subscription_changed", org, account, before=list(before),
                  after=[change.plan.code, change.interval, change.seats], proration=change.proration)
     return account
@@ -234,9 +261,10 @@ def set_cancel_at_period_end(org: Organization, actor: Actor, cancel: bool) -> B
     billing.require_enabled()
     account = _subscribed(org)
     client = billing.client()
+    read_at = clock.now()
     sub = _stripe_call(lambda: client.v1.subscriptions.update(
         account.stripe_subscription_id, params={"cancel_at_period_end": cancel}))
-    account = sync.store(account, sub)
+    account = sync.store(account, sub, read_at=read_at)
     audit.record(actor, "billing.cancellation_set" if cancel else "billing.reactivated", org, account,
                  period_end=account.period_end.isoformat() if account.period_end else None)
     return account

@@ -72,20 +72,27 @@ def refresh(account: BillingAccount, client=None) -> BillingAccount:
     if not account.stripe_customer_id:
         return account
     client = client or billing.client()
+    read_at = clock.now()
     subs = list(client.v1.subscriptions.list(params={"customer": account.stripe_customer_id, "status": "all",
                                                       "limit": 20}).data)
     customer = client.v1.customers.retrieve(account.stripe_customer_id)
     method_id = pick(customer, "invoice_settings", "default_payment_method")
     method = client.v1.payment_methods.retrieve(method_id) if method_id else None
-    return store(account, _current(subs), customer, method)
+    return store(account, _current(subs), customer, method, read_at=read_at)
 
 
-def store(account: BillingAccount, sub, customer=None, method=None) -> BillingAccount:
+def store(account: BillingAccount, sub, customer=None, method=None, *, read_at=None) -> BillingAccount:
     """Write a freshly read subscription (and customer, payment method) to the
-    account, under its row lock; returns the account as stored."""
+    account, under its row lock; returns the account as stored. `read_at` is
+    when the read from Stripe began: a read that began before the one already
+    stored (a slow webhook overtaken by a quicker one) writes nothing, so the
+    stored state never goes back in time. `synced_at` keeps that moment."""
     now = clock.now()
+    read_at = read_at or now
     with locked(account):
         account = BillingAccount.get_by_id(account.id)
+        if account.synced_at is not None and read_at < account.synced_at:
+            return account
         if sub is not None:
             plan, interval, seat_item, metered_item = _plan_of(sub)
             account.stripe_subscription_id = sub.id
@@ -115,7 +122,7 @@ def store(account: BillingAccount, sub, customer=None, method=None) -> BillingAc
                                       )[:80] if card is not None else "A payment method"
         elif customer is not None:
             account.payment_method = ""
-        account.synced_at = now
+        account.synced_at = read_at
         account.updated_at = now
         account.save()
     return account

@@ -16,6 +16,7 @@ from peewee import IntegrityError
 
 from flask import current_app
 
+from costguardian import clock
 from costguardian.db import locked
 from costguardian.extensions import db
 from costguardian.models import BillingAccount, StripeEvent
@@ -83,6 +84,7 @@ def receive(payload: bytes, signature: str | None) -> Outcome:
         return outcome
     client = billing.client()
     # Read Stripe first, outside any transaction (network time holds no lock).
+    read_at = clock.now()
     subs = list(client.v1.subscriptions.list(params={"customer": customer, "status": "all", "limit": 20}).data)
     stripe_customer = client.v1.customers.retrieve(customer)
     method_id = sync.pick(stripe_customer, "invoice_settings", "default_payment_method")
@@ -95,7 +97,7 @@ def receive(payload: bytes, signature: str | None) -> Outcome:
             outcome.status = "duplicate"
             return outcome
         before = BillingAccount.get_by_id(account.id)
-        account = sync.store(before, sync._current(subs), stripe_customer, method)
+        account = sync.store(before, sync._current(subs), stripe_customer, method, read_at=read_at)
         if invoice is not None and invoice.status != "draft":
             sync.store_invoice(account.organization, invoice)
         audit.record(Actor.system(), f"billing.{event.type}", account.organization, account, event=event.id,

@@ -107,10 +107,14 @@ def invite(org: Organization, addresses, role: str, actor: Actor, department: De
             to_invite.append((len(results) - 1, address, email))
         if email:
             seen.add(email)
-    # An invitation holds a seat: beyond the plan's seats nobody is invited (billing.limits.SeatLimit).
-    limits.check_seats(org, len(to_invite))
-    for index, address, email in to_invite:
-        invitation = _create(org, email, role, department, actor, ttl_days)
+    # An invitation holds a seat: beyond the plan's seats nobody is invited
+    # (billing.limits.SeatLimit); counted and created under one lock, so two
+    # people inviting at once cannot both take the last seat.
+    with limits.seats_held(org):
+        limits.check_seats(org, len(to_invite))
+        created = [(index, address, email, _create(org, email, role, department, actor, ttl_days))
+                   for index, address, email in to_invite]
+    for index, address, email, invitation in created:
         results[index] = InviteResult(address, INVITED, f"Invitation sent to {email}.", invitation)
     return results
 
