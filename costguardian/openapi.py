@@ -555,6 +555,7 @@ _BILLING_WRITE_ERRORS = {
     "503": _problem("Stripe could not be reached or refused the request; nothing changed."),
 }
 CENTS_PATTERN = "^(?:0|[1-9][0-9]{0,6})(?:[.][0-9]{1,2})?$"
+IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9_.:-]{1,100}$"
 _PLAN_CODE = {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$",
               "description": "A plan's code, e.g. \"team\" or \"business\"."}
 _SEATS_FIELD = {"type": "integer", "minimum": 1, "maximum": 10_000}
@@ -608,7 +609,10 @@ BILLING_PATHS = {
         "summary": "Invoice pending items now",
         "description": "Adds the given items (if any) to the customer's pending items, then creates and finalizes "
                        "one invoice for all of them (e.g. an overage true-up); Stripe collects it with the payment "
-                       "method on file.",
+                       "method on file. Send an `Idempotency-Key` header to make a retry safe: a repeated "
+                       "request with the same key answers with the same invoice instead of invoicing again.",
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
                 "items": {"type": "array", "minItems": 1, "maxItems": 20, "items": {

@@ -228,3 +228,33 @@ def test_invoice_amounts_and_a_stripe_outage(api, owner, live):
     stored = Invoice.get(Invoice.stripe_invoice_id == made.json["id"])
     assert live.get(stored.stripe_invoice_id)["status"] != "draft"
     assert AuditLog.select().where(AuditLog.action == "billing.invoice_created").count() == 1
+
+
+def test_a_retried_invoice_request_with_an_idempotency_key_invoices_once(api, owner, live, app):
+    client, user, org = owner
+    key = _key(org, user)
+    _subscribed(api, key)
+    body = {"items": [{"description": "Overage true-up", "amount_usd": "7.25"}]}
+    http = app.test_client()
+
+    def send():
+        return http.post("/api/v1/billing/invoice", data=json.dumps(body), content_type="application/json",
+                         headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "true-up-2026-03"})
+
+    first, again = send(), send()
+    assert first.status_code == again.status_code == 201 and first.json["id"] == again.json["id"]
+    items = [o for o in live.state.objects.values() if o.get("object") == "invoiceitem"]
+    assert len(items) == 1 and Invoice.select().where(Invoice.stripe_invoice_id == first.json["id"]).count() == 1
+
+
+def test_items_added_by_a_failed_invoice_are_deleted(owner, live):
+    from costguardian.services import billing
+    from costguardian.services.billing import invoices
+
+    client, user, org = owner
+    stripe = billing.client()
+    customer = stripe.v1.customers.create(params={"email": "x@acme.com"})
+    item = stripe.v1.invoice_items.create(params={"customer": customer.id, "amount": 500, "currency": "usd"})
+    invoices._delete_items(stripe, [item.id])
+    assert item.id not in live.state.objects
+    assert not stripe.v1.invoice_items.list(params={"customer": customer.id, "pending": True}).data

@@ -286,7 +286,8 @@ def test_trial_ending_and_card_changes_reach_the_right_people(owner, live, trave
         live.deliveries[-1]
     [notice] = Notification.select().where(Notification.organization == org,
                                            Notification.event_type == "billing.trial_ending")
-    assert notice.title == "The Team trial ends on 24 Mar 2026" and "The card on file will then be charged" in notice.body
+    assert notice.title == "The Team trial ends on 24 Mar 2026"
+    assert "The card on file will then be charged" in notice.body
     assert notice.user_id == user.id
 
 
@@ -341,3 +342,38 @@ def test_two_upgrades_at_once_make_one_stripe_customer(owner, billing_on):
     assert len(set(results)) == 1 and len(results) == 4
     customers = [o for o in billing_on.state.objects.values() if o.get("object") == "customer"]
     assert [c["id"] for c in customers] == results[:1]
+
+
+def test_a_read_that_began_before_the_stored_one_writes_nothing(owner, live, traveller):
+    """A slow webhook read the subscription (trialing), a quicker one read it
+    later (cancelling) and stored first: the slow one must not roll it back."""
+    from costguardian import clock
+
+    client, user, org = owner
+    subscribe(client)
+    account = _account(org)
+    stripe = live.client()
+    older_read_at = clock.now()
+    older = stripe.v1.subscriptions.retrieve(account.stripe_subscription_id)
+    traveller.shift(5)
+    newer = stripe.v1.subscriptions.update(account.stripe_subscription_id, params={"cancel_at_period_end": True})
+    sync.store(account, newer, read_at=clock.now())
+    assert _account(org).cancel_at_period_end
+    sync.store(_account(org), older, read_at=older_read_at)  # arrives last
+    assert _account(org).cancel_at_period_end  # still the newer state
+
+
+def test_a_yearly_subscription_uses_yearly_prices_and_a_yearly_allowance(owner, live):
+    from costguardian.services.billing import plans
+
+    client, user, org = owner
+    subscribe(client, interval="year", seats=5)  # the fake refuses prices of mixed intervals, as Stripe does
+    account = _account(org)
+    team = plans.by_code("team")
+    assert (account.interval, account.plan.code) == ("year", "team") and account.metered_item_id
+    sub = live.client().v1.subscriptions.retrieve(account.stripe_subscription_id)
+    assert sorted(item.price.id for item in sub["items"].data) == sorted([team.stripe_yearly_price,
+                                                                           team.stripe_metered_yearly_price])
+    access = accounts.access(org, account)
+    assert accounts.allowance(access, account) == 12 * team.events_included
+    assert "of 12,000,000 included" in client.get("/billing/").get_data(as_text=True)

@@ -129,9 +129,10 @@ def test_stripe_setup_creates_the_prices_and_meter_once(cli, stripe_keys):
     assert result.exit_code == 0, result.output
     team = plans.by_code("team")
     assert f"team: created the monthly price {team.stripe_monthly_price}" in result.output
-    assert f"team: created the overage price {team.stripe_metered_price}" in result.output
+    assert f"team: created the monthly overage price {team.stripe_metered_price}" in result.output
+    assert f"team: created the yearly overage price {team.stripe_metered_yearly_price}" in result.output
     assert "created the meter mtr_test_" in result.output and "(cg_tracked_events)" in result.output
-    assert result.output.count("created the") == 7  # 2 × (monthly, yearly, overage) + the meter
+    assert result.output.count("created the") == 9  # 2 × (monthly, yearly, monthly and yearly overage) + the meter
 
     again = cli("stripe-setup")
 

@@ -41,12 +41,13 @@ class Plan(BaseModel):
     stripe_yearly_price = CharField(max_length=64, null=True)
     seats_included = IntegerField(default=3)
     extra_seats = BooleanField(default=False)  # inviting beyond the seats may add seats (with proration)
-    events_included = BigIntegerField(default=10_000)  # tracked events per billing period
+    events_included = BigIntegerField(default=10_000)  # tracked events per month (a yearly period: 12 times it)
     # "metered": events beyond the allowance are billed per 1,000 (stripe_metered_price);
     # "show": they are kept and counted and the organization is shown as over its plan.
     overage = CharField(max_length=16, default="show")
     overage_nanos_per_1000 = BigIntegerField(default=0)
-    stripe_metered_price = CharField(max_length=64, null=True)
+    stripe_metered_price = CharField(max_length=64, null=True)  # monthly; a subscription's prices share its interval
+    stripe_metered_yearly_price = CharField(max_length=64, null=True)
     trial_days = IntegerField(default=0)
     retention_days = IntegerField(default=30)
     features = JSONField(default=dict)  # FEATURES key -> bool
@@ -58,6 +59,13 @@ class Plan(BaseModel):
 
     def price_for(self, interval: str) -> str | None:
         return self.stripe_yearly_price if interval == "year" else self.stripe_monthly_price
+
+    def metered_price_for(self, interval: str) -> str | None:
+        """The overage price of the same interval as the seats (Stripe bills a
+        subscription's prices on one interval)."""
+        if self.overage != "metered":
+            return None
+        return self.stripe_metered_yearly_price if interval == "year" else self.stripe_metered_price
 
 
 class BillingAccount(TenantModel):

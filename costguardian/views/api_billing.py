@@ -19,10 +19,11 @@ from costguardian.services.billing import accounts, invoices, plans, subscriptio
 from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.services.team import orgs
 from costguardian.services.usage.ingest import BatchError, usd_string
-from costguardian.openapi import CENTS_PATTERN
+from costguardian.openapi import CENTS_PATTERN, IDEMPOTENCY_KEY_PATTERN
 from costguardian.views.api import api_key_required, bp, int_arg, problem, text_error
 
 CENTS = re.compile(CENTS_PATTERN)
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN[1:-1])
 URL = re.compile(r"https?://[!-~]{1,2000}")  # the document's pattern: printable ASCII
 INTERVALS = tuple(plans.INTERVALS)
 
@@ -66,7 +67,7 @@ def subscription_json(org) -> dict:
         "trial_end": _date(account.trial_end), "cancel_at_period_end": bool(account.cancel_at_period_end),
         "payment_method": account.payment_method or None,
         "events_this_period": accounts.events_between(org, start, end),
-        "events_included": access.plan.events_included, "banner": access.message or None,
+        "events_included": accounts.allowance(access, account), "banner": access.message or None,
     }
 
 
@@ -232,10 +233,13 @@ def billing_invoice():
     except BatchError as exc:
         return _body_problem(exc)
     items = _items(body.get("items") or [], errors) if not errors else []
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        errors["Idempotency-Key"] = "1 to 100 letters, digits and . _ : - (the header)."
     if errors:
         return _invalid(errors)
     try:
-        invoice = invoices.create_one_off(g.org, _actor(), items)
+        invoice = invoices.create_one_off(g.org, _actor(), items, idempotency_key=request.headers.get("Idempotency-Key"))
     except (ValidationError, RuleViolation, billing.BillingUnavailable) as exc:
         return _refusal(exc)
     response = jsonify(invoice_json(invoice))

@@ -74,7 +74,7 @@ def summary(org) -> dict:
     access = accounts.access(org, account)
     start, end = accounts.period(account)
     events = accounts.events_between(org, start, end)
-    allowance = access.plan.events_included
+    allowance = accounts.allowance(access, account)
     upcoming, upcoming_error = None, ""
     if account.stripe_subscription_id and account.status in sync.LIVE:
         upcoming, upcoming_error = _upcoming(account)

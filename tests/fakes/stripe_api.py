@@ -518,6 +518,13 @@ class FakeStripe(LocalServer, Billing, Pages):
             if not price.get("recurring"):
                 raise StripeError(400, "In subscription mode every line item needs a recurring price.",
                                   param=f"line_items[{n}][price]")
+            first = self._find("price", lines[0].get("price") or "")["recurring"] or {}
+            if (price["recurring"]["interval"], price["recurring"]["interval_count"]) != (
+                    first.get("interval"), first.get("interval_count")):
+                # Stripe's classic billing mode: one billing interval per subscription
+                raise StripeError(400, "Currency and interval fields must match across all plans on this "
+                                       "subscription. Found mismatch in interval field.",
+                                  param=f"line_items[{n}][price]")
             metered = self._metered(price)
             if metered and line.get("quantity"):
                 raise StripeError(400, "Quantity should not be specified where usage_type is `metered`.",

@@ -77,6 +77,13 @@ def access(org: Organization, account: BillingAccount | None = None, now: dateti
                   fallen_back=subscribed is not None and not keeps, message=text, grace_until=grace_until)
 
 
+def allowance(access: Access, account: BillingAccount) -> int:
+    """Tracked events included in the current billing period: the plan's
+    monthly allowance, twelve times over for a yearly subscription's period."""
+    yearly = account.interval == "year" and access.subscribed is not None and not access.fallen_back
+    return access.plan.events_included * (12 if yearly else 1)
+
+
 def period(account: BillingAccount, now: datetime | None = None) -> tuple[datetime, datetime]:
     """The billing period now: the subscription's, else the UTC calendar month."""
     now = now or clock.now()

@@ -118,7 +118,7 @@ def allowance_message(org: Organization, account: BillingAccount, access) -> str
     start, end = accounts.period(account)
     if account.events_counted_at is None or not start <= account.events_counted_at < end:
         return ""
-    allowance = access.plan.events_included
+    allowance = accounts.allowance(access, account)
     if not allowance:
         return ""
     percent = 100 * account.events_counted // allowance
@@ -146,7 +146,7 @@ def check_allowances(now: datetime | None = None) -> int:
         access = accounts.access(org, account, now)
         start, end = accounts.period(account, now)
         events = accounts.events_between(org, start, end)
-        allowance = access.plan.events_included
+        allowance = accounts.allowance(access, account)
         warned = account.events_warned if account.events_warned.startswith(start.date().isoformat()) else ""
         level = max((w for w in WARN_AT if allowance and events * 100 >= allowance * w), default=None)
         BillingAccount.update(events_counted=events, events_counted_at=now).where(

@@ -72,7 +72,7 @@ def plan_reports(account: BillingAccount, now: datetime) -> int:
     if access.plan.overage != "metered" or not account.period_start or not account.period_end:
         return 0
     start, end = account.period_start, account.period_end
-    allowance = access.plan.events_included
+    allowance = accounts.allowance(access, account)
     created = 0
     for day_start, day_end in windows(start, end, now):
         if now - day_end > STALE:
@@ -168,7 +168,7 @@ def reconcile(account: BillingAccount, now: datetime | None = None, client=None,
     start = account.period_start
     ended = [w for w in windows(start, account.period_end, now)]
     until = ended[-1][1] if ended else start
-    owed = max(0, accounts.events_between(org, start, until) - access.plan.events_included) if ended else 0
+    owed = max(0, accounts.events_between(org, start, until) - accounts.allowance(access, account)) if ended else 0
     rows = MeterReport.in_org(org).where(*_this_period(start))
     reported = sum(r.value for r in rows if r.status == "sent")
     pending = sum(r.value for r in rows if r.status != "sent")

@@ -133,6 +133,7 @@ EDITABLE = {
     "stripe_monthly_price": (_price_id, "a Stripe price id (price_…), or - for none"),
     "stripe_yearly_price": (_price_id, "a Stripe price id (price_…), or - for none"),
     "stripe_metered_price": (_price_id, "a Stripe price id (price_…), or - for none"),
+    "stripe_metered_yearly_price": (_price_id, "a Stripe price id (price_…), or - for none"),
     "seats_included": (_whole(1, 100_000), "a whole number from 1 to 100,000"),
     "extra_seats": (_flag, "true or false"),
     "events_included": (_whole(0, 10**12), "a whole number of tracked events per billing period"),
@@ -180,7 +181,8 @@ def update(code: str, changes: dict[str, str], actor: Actor) -> Plan:
 def setup_stripe(client, meter_event_name: str, actor: Actor) -> list[str]:
     """Create in Stripe what the plans need and lack: a product per paid plan,
     its monthly and yearly per-seat prices, the tracked-events meter and each
-    metered plan's overage price (per event, as a decimal of cents). Found by
+    metered plan's monthly and yearly overage prices (per event, as a decimal of
+    cents; a subscription's prices share one interval). Found by
     lookup key first, so running it twice creates nothing twice. Returns what
     it did, one line each."""
     done: list[str] = []
@@ -207,7 +209,9 @@ def setup_stripe(client, meter_event_name: str, actor: Actor) -> list[str]:
                     "nickname": f"{plan.name} {INTERVALS[interval].lower()}", "metadata": {"plan": plan.code}})
                 done.append(f"{plan.code}: created the {interval}ly price {price.id}")
             setattr(plan, column, price.id)
-        if plan.overage == "metered" and not plan.stripe_metered_price:
+        for interval, column in (("month", "stripe_metered_price"), ("year", "stripe_metered_yearly_price")):
+            if plan.overage != "metered" or getattr(plan, column):
+                continue
             if meter is None:
                 meter = client.v1.billing.meters.create(params={
                     "display_name": "Tracked events beyond the plan", "event_name": meter_event_name,
@@ -215,19 +219,19 @@ def setup_stripe(client, meter_event_name: str, actor: Actor) -> list[str]:
                     "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
                     "value_settings": {"event_payload_key": "value"}})
                 done.append(f"created the meter {meter.id} ({meter_event_name})")
-            lookup = f"cg_{plan.code}_overage"
+            lookup = f"cg_{plan.code}_overage" + ("_yearly" if interval == "year" else "")
             found = client.v1.prices.list(params={"lookup_keys": [lookup], "limit": 1}).data
             if found:
                 price = found[0]
             else:
-                cents_per_event = _cents_per_event(plan.overage_nanos_per_1000)
                 price = client.v1.prices.create(params={
                     "product_data": {"name": f"Cost Guardian {plan.name}: tracked events beyond the plan"},
-                    "currency": "usd", "unit_amount_decimal": cents_per_event, "lookup_key": lookup,
-                    "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-                    "nickname": f"{plan.name} overage", "metadata": {"plan": plan.code}})
-                done.append(f"{plan.code}: created the overage price {price.id}")
-            plan.stripe_metered_price = price.id
+                    "currency": "usd", "unit_amount_decimal": _cents_per_event(plan.overage_nanos_per_1000),
+                    "lookup_key": lookup,
+                    "recurring": {"interval": interval, "usage_type": "metered", "meter": meter.id},
+                    "nickname": f"{plan.name} overage ({interval}ly)", "metadata": {"plan": plan.code}})
+                done.append(f"{plan.code}: created the {interval}ly overage price {price.id}")
+            setattr(plan, column, price.id)
         plan.updated_at = clock.now()
         plan.save()
     if done:

@@ -106,8 +106,8 @@ def start_checkout(org: Organization, actor: Actor, plan_code: str, interval: st
     account = ensure_customer(org, actor, client)
     _close_previous_checkout(account, client)
     items = [{"price": price, "quantity": seats}]
-    if plan.overage == "metered" and plan.stripe_metered_price:
-        items.append({"price": plan.stripe_metered_price})
+    if plan.metered_price_for(interval):
+        items.append({"price": plan.metered_price_for(interval)})
     metadata = {"organization_id": str(org.id), "plan": plan.code}
     subscription_data: dict = {"metadata": metadata}
     if plan.trial_days and not account.stripe_subscription_id:
@@ -203,12 +203,12 @@ def plan_change(org: Organization, plan_code: str | None, interval: str | None, 
     if (plan.id, interval, seats) == (account.plan_id, account.interval, account.seats):
         raise ValidationError({"": "This is the current plan, interval and number of seats."})
     items: list[dict] = [{"id": account.seat_item_id, "price": price, "quantity": seats}]
-    want_metered = plan.stripe_metered_price if plan.overage == "metered" else None
+    want_metered = plan.metered_price_for(interval)  # the overage price of the new interval
     if account.metered_item_id and not want_metered:
         items.append({"id": account.metered_item_id, "deleted": True})
     elif want_metered and not account.metered_item_id:
         items.append({"price": want_metered})
-    elif want_metered and account.metered_item_id and plan.id != account.plan_id:
+    elif want_metered and account.metered_item_id and (plan.id, interval) != (account.plan_id, account.interval):
         items += [{"id": account.metered_item_id, "deleted": True}, {"price": want_metered}]
     # A new billing interval starts a new period, invoiced now; the rest prorate
     # onto the next invoice, except that more seats or a dearer plan are charged at once.
