@@ -3,7 +3,6 @@ accounts.ACCESS, and docs/BILLING.md shows the same table; each status
 behaves as the table says."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 

@@ -63,7 +63,8 @@ def test_billing_off_sends_no_allowance_warning(owner, app):
 
 def test_a_plan_without_webhooks_or_request_logging_refuses_to_turn_them_on(owner, billing_on):
     client, user, org = owner
-    answer = client.post("/notifications/webhooks/", {"name": "ops", "url": "https://hooks.example.com/cg", "kind": "json",
+    answer = client.post("/notifications/webhooks/", {"name": "ops", "url": "https://hooks.example.com/cg",
+                                                      "kind": "json",
                                         "scope": "all", "is_active": "y"})
     assert answer.status_code == 422
     assert "The Free plan does not include webhooks." in answer.get_data(as_text=True)

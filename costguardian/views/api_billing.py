@@ -239,7 +239,7 @@ def billing_invoice():
     if errors:
         return _invalid(errors)
     try:
-        invoice = invoices.create_one_off(g.org, _actor(), items, idempotency_key=request.headers.get("Idempotency-Key"))
+        invoice = invoices.create_one_off(g.org, _actor(), items, idempotency_key=key)
     except (ValidationError, RuleViolation, billing.BillingUnavailable) as exc:
         return _refusal(exc)
     response = jsonify(invoice_json(invoice))

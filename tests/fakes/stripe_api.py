@@ -20,13 +20,15 @@ an `idempotency_error`), `expand[]` on any id field, lists newest first with
   invalid_request_error "An event already exists with identifier …", `Stripe-Should-Retry: false`), so it is
   counted once
 - Checkout: POST /v1/checkout/sessions (mode=subscription; `url` = {fake}/pay/checkout/{id}),
-  GET /v1/checkout/sessions/{id}, POST /v1/checkout/sessions/{id}/expire (open ones only); Customer Portal: POST /v1/billing_portal/sessions (`url` = {fake}/pay/portal/{id})
+  GET /v1/checkout/sessions/{id}, POST /v1/checkout/sessions/{id}/expire (open ones only); Customer Portal:
+  POST /v1/billing_portal/sessions (`url` = {fake}/pay/portal/{id})
 - subscriptions: GET /v1/subscriptions (customer, price, status incl. all), GET/POST/DELETE
   /v1/subscriptions/{id} (items[n][id|price|quantity|deleted], proration_behavior create_prorations | none |
   always_invoice, proration_date, cancel_at_period_end, cancel_at, metadata); current_period_* on the items
 - invoices: POST /v1/invoices/create_preview, GET /v1/invoices (customer, subscription, status), GET
   /v1/invoices/{id}, POST /v1/invoices (pending items of the customer included), POST
-  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems (customer, pending), DELETE /v1/invoiceitems/{id};
+  /v1/invoices/{id}/finalize, POST /v1/invoices/{id}/pay; POST /v1/invoiceitems, GET /v1/invoiceitems
+  (customer, pending), DELETE /v1/invoiceitems/{id};
   the subscription of an invoice at invoice.parent.subscription_details.subscription
 - GET /v1/payment_methods (customer, type=card), GET /v1/payment_methods/{id}; GET /v1/events, /v1/events/{id}
 
