@@ -89,6 +89,8 @@ def test_the_organization_step_saves_and_moves_on_with_htmx_pushing_the_url(fres
     assert AuditLog.select().where(AuditLog.organization == org, AuditLog.action == "onboarding.step_done").count() == 1
     provider_page = client.get("/onboarding/provider").get_data(as_text=True)
     assert '<option selected value="anthropic">' in provider_page  # the first use chosen leads
+    options = provider_page.split('name="provider"')[1].split("</select>")[0]
+    assert options.index('value="anthropic"') < options.index('value="openai"') < options.index('value="google"')
 
 
 def test_the_address_is_checked_while_typing(fresh, make_org):

@@ -152,13 +152,16 @@ def _defaults(step: onboarding.Step, extra: dict) -> dict:
     elif key == "domain":
         extra.update(_domain_context(org))
     elif key == "provider":
+        uses = onboarding.data(onboarding.progress_for(org), "organization").get("uses", [])
         if "form" not in extra:
             form = ProviderStepForm(formdata=None)
-            uses = onboarding.data(onboarding.progress_for(org), "organization").get("uses", [])
             offered = {choice.value for choice in form.provider.choices}
             first = next((u for u in uses if u in offered), None)
             form.provider.data = first or "openai"
             extra["form"] = form
+        # What the organization said it uses comes first in the list (step 1).
+        extra["form"].provider.choices = sorted(
+            extra["form"].provider.choices, key=lambda c: (uses.index(c.value) if c.value in uses else len(uses)))
         from costguardian.services.gateway import vault
 
         extra["credentials"] = vault.credentials_of(org)
