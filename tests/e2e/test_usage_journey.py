@@ -33,6 +33,8 @@ def test_new_user_sends_usage_and_sees_it_priced(page, live_server, shot):
     page.get_by_label("Organization name").fill("Nimbus")
     page.get_by_label("Time zone").select_option("UTC")
     page.get_by_role("button", name="Create organization").click()
+    expect(page).to_have_url(re.compile(r"/onboarding/organization$"))  # the setup wizard opens first
+    page.goto("/")
     expect(page.get_by_test_id("empty-dashboard")).to_be_visible()
 
     # Create an ingest key in the browser; it is shown once.
