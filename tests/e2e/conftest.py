@@ -129,3 +129,30 @@ def sign_out():
         expect(page).to_have_url(re.compile(r"/login$"))
 
     return do
+
+
+# --- billing on, for the journeys that go through the fake Stripe -----------------
+
+BILLING_SETTINGS = ("BILLING_ENABLED", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "CG_BASE_URL")
+
+
+@pytest.fixture
+def billing_live(app, app_ctx, live_server, stripe_api):
+    """Billing on for the session app (the one `live_server` serves), pointed
+    at the fake, whose signed webhooks reach the live server; the default
+    plans get their Stripe prices through the real setup command. The
+    settings are put back afterwards (the app lives for the whole session)."""
+    from costguardian.services.billing import limits, plans
+    from tests.support import SYSTEM
+
+    saved = {name: app.config.get(name) for name in BILLING_SETTINGS}
+    app.config.update(BILLING_ENABLED=True, STRIPE_SECRET_KEY=stripe_api.api_key,
+                      STRIPE_WEBHOOK_SECRET=stripe_api.webhook_secret, STRIPE_API_BASE=stripe_api.url,
+                      CG_BASE_URL=live_server)
+    stripe_api.webhook_url = f"{live_server}/billing/stripe/webhook"
+    try:
+        plans.setup_stripe(stripe_api.client(), app.config["STRIPE_METER_EVENT_NAME"], SYSTEM)
+        yield stripe_api
+    finally:
+        app.config.update(saved)
+        limits._GATEWAY_ANSWERS.clear()  # organization ids are reused by the next test

@@ -31,33 +31,11 @@ from playwright.sync_api import expect
 
 from tests.fakes.llm_upstream import OPENAI_KEY
 from tests.fakes.stripe_billing import CARD_OK
-from tests.support import PASSWORD, SYSTEM, add_member
+from tests.support import PASSWORD, add_member
 
-SETTINGS = ("BILLING_ENABLED", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "CG_BASE_URL")
 DESKTOP = {"width": 1366, "height": 900}
 MOBILE = {"width": 390, "height": 844}
 PLACEHOLDER = "cg_live_…"
-
-
-@pytest.fixture
-def billing_live(app, app_ctx, live_server, stripe_api):
-    """Billing on for the session app (the one `live_server` serves), pointed
-    at the fake, whose signed webhooks reach the live server; the default
-    plans get their Stripe prices through the real setup command. The
-    settings are put back afterwards (the app lives for the whole session)."""
-    from costguardian.services.billing import limits, plans
-
-    saved = {name: app.config.get(name) for name in SETTINGS}
-    app.config.update(BILLING_ENABLED=True, STRIPE_SECRET_KEY=stripe_api.api_key,
-                      STRIPE_WEBHOOK_SECRET=stripe_api.webhook_secret, STRIPE_API_BASE=stripe_api.url,
-                      CG_BASE_URL=live_server)
-    stripe_api.webhook_url = f"{live_server}/billing/stripe/webhook"
-    try:
-        plans.setup_stripe(stripe_api.client(), app.config["STRIPE_METER_EVENT_NAME"], SYSTEM)
-        yield stripe_api
-    finally:
-        app.config.update(saved)
-        limits._GATEWAY_ANSWERS.clear()  # organization ids are reused by the next test
 
 
 @pytest.fixture
