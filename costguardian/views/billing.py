@@ -16,6 +16,7 @@ from costguardian.extensions import csrf, htmx, limiter
 from costguardian.forms import apply_errors
 from costguardian.forms.billing import ChangeForm, PlanForm
 from costguardian.models import Invoice
+from costguardian.models.billing import FEATURES
 from costguardian.rendering import external_url, redirect_to, render, toast
 from costguardian.services import billing
 from costguardian.services.billing import accounts, plans, subscriptions, sync, webhooks
@@ -63,10 +64,6 @@ def _allow_stripe_redirects(response):
     return response
 
 
-def _plan_choices(include_current: bool = False) -> list[tuple[str, str]]:
-    return [(p.code, p.name) for p in plans.listed(active_only=True) if not p.is_free]
-
-
 def summary(org) -> dict:
     """What the billing page shows, read from the database (and Stripe's
     upcoming invoice, when there is a subscription)."""
@@ -85,16 +82,10 @@ def summary(org) -> dict:
         "events_percent": min(100, round(100 * events / allowance)) if allowance else 100,
         "over_plan": events > allowance,
         "seats_used": accounts.seats_used(org), "seats_allowed": accounts.seats_allowed(org, account),
-        "plans": plans.listed(active_only=True), "FEATURES": billing_features(),
+        "plans": plans.listed(active_only=True), "FEATURES": FEATURES,
         "invoices": list(Invoice.in_org(org).order_by(Invoice.issued_at.desc(), Invoice.id.desc()).limit(24)),
         "upcoming": upcoming, "upcoming_error": upcoming_error, "INTERVALS": plans.INTERVALS,
     }
-
-
-def billing_features():
-    from costguardian.models.billing import FEATURES
-
-    return FEATURES
 
 
 def _upcoming(account):
@@ -121,13 +112,13 @@ def _page(status: int = 200, checkout_form=None, change_form=None, preview=None,
     context = summary(org)
     account = context["account"]
     if checkout_form is None:
-        checkout_form = PlanForm(_plan_choices(), formdata=None)
+        checkout_form = PlanForm(plans.paid_choices(), formdata=None)
         team = next((p for p in context["plans"] if not p.is_free), None)
         if team is not None:
             checkout_form.plan.data = team.code
             checkout_form.seats.data = subscriptions.default_seats(org, team)
     if change_form is None:
-        change_form = ChangeForm(_plan_choices(), formdata=None)
+        change_form = ChangeForm(plans.paid_choices(), formdata=None)
         change_form.plan.data = account.plan.code if account.plan else None
         change_form.interval.data = account.interval
         change_form.seats.data = account.seats or context["seats_used"]
@@ -149,7 +140,7 @@ def index():
 @enabled_only
 @require_permission("billing:manage")
 def checkout():
-    form = PlanForm(_plan_choices())
+    form = PlanForm(plans.paid_choices())
     if form.validate():
         try:
             url = subscriptions.start_checkout(
@@ -199,7 +190,7 @@ def portal():
 
 
 def _change_form() -> tuple[ChangeForm, subscriptions.Change | None]:
-    form = ChangeForm(_plan_choices())
+    form = ChangeForm(plans.paid_choices())
     change = None
     if form.validate():
         try:

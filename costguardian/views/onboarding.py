@@ -8,7 +8,7 @@ post answered with a redirect. Every step validates on the server: 422 and
 the step with its field errors, nothing saved."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, make_response, redirect, request, url_for
+from flask import Blueprint, abort, g, make_response, redirect, request, url_for
 from flask_login import current_user
 
 from costguardian import permissions
@@ -371,7 +371,7 @@ def _plan_context(org: Organization, extra: dict) -> dict:
     listed = plans.listed(active_only=True)
     form = extra.get("form")
     if form is None:
-        form = PlanForm([(p.code, p.name) for p in listed if not p.is_free], formdata=None)
+        form = PlanForm(plans.paid_choices(), formdata=None)
         paid = next((p for p in listed if not p.is_free), None)
         if paid is not None:
             form.plan.data, form.seats.data = paid.code, subscriptions.default_seats(org, paid)
@@ -392,7 +392,7 @@ def _submit_plan(step):
         return _go(_next(step))
     if not can("billing:manage"):  # an admin sets up the organization, but the subscription is billing's
         abort(403, "Only owners and billing members can subscribe; choose Free for now or ask them.")
-    form = PlanForm([(p.code, p.name) for p in plans.listed(active_only=True) if not p.is_free])
+    form = PlanForm(plans.paid_choices())
     if form.validate():
         try:
             url = subscriptions.start_checkout(
@@ -585,5 +585,3 @@ def _detail(org: Organization, key: str, data: dict) -> str:
 SUBMIT = {"organization": _submit_organization, "domain": _submit_domain, "provider": _submit_provider,
           "first-call": _submit_first_call, "plan": _submit_plan, "budget": _submit_budget,
           "notifications": _submit_notifications, "team": _submit_team}
-
-__all__ = ["bp", "current_app"]

@@ -59,6 +59,11 @@ def listed(active_only: bool = False) -> list[Plan]:
     return list(query)
 
 
+def paid_choices() -> list[tuple[str, str]]:
+    """(code, name) of the plans on sale that cost something, for plan pickers."""
+    return [(p.code, p.name) for p in listed(active_only=True) if not p.is_free]
+
+
 def free() -> Plan:
     ensure_defaults()
     return Plan.select().where(Plan.is_free == True).order_by(Plan.position, Plan.id).first()  # noqa: E712
