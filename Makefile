@@ -7,7 +7,7 @@ PORT ?= 5000
 DEMO_EVENTS ?= 30000
 export FLASK_APP := app
 
-.PHONY: run test test-dated setup setup-dev vendor chromium lock migrate clean
+.PHONY: run test test-dated setup setup-dev vendor chromium pgclient lock migrate clean
 
 # Links in emails built by the task consumer (no request to take the host from)
 # point at this server unless CG_BASE_URL says otherwise.
@@ -20,7 +20,7 @@ run: setup
 	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
 	$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
-test: setup-dev chromium
+test: setup-dev chromium pgclient
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest --backend=sqlite --cov --cov-report=
 	@if [ -n "$$TEST_DATABASE_URL" ] || [ -n "$$TEST_REDIS_URL" ]; then \
@@ -85,6 +85,14 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  (apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); \
 	else echo "no system Chromium: the browser tests fall back to Playwright's own browser"; fi
+
+# The PostgreSQL pass's restore drill runs pg_dump / pg_restore / psql.
+pgclient:
+	@if [ -z "$$TEST_DATABASE_URL" ] || command -v pg_dump >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql-client for the restore drill"; \
+	  (apt-get install -y -q postgresql-client >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q postgresql-client >/dev/null)); \
+	else echo "no pg_dump: the PostgreSQL backup tests will fail; install the PostgreSQL client tools"; fi
 
 # Re-pin the dependencies after editing requirements*.in.
 lock: $(VENV)/.installed-dev

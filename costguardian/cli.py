@@ -12,7 +12,7 @@ from playhouse.migrations import template
 from playhouse.schema_diff import diff_models
 
 from costguardian import clock
-from costguardian import cli_billing, permissions
+from costguardian import cli_billing, cli_ops, permissions
 from costguardian.db import connected, migrate as apply_migrations, migration_runner
 from costguardian.extensions import db
 from costguardian.models import ALL_MODELS, Organization, User
@@ -27,6 +27,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(verify_domain)
     app.cli.add_command(rotate_encryption)
     cli_billing.register(app)
+    cli_ops.register(app)
 
 
 def _fail(message: str):
@@ -88,18 +89,20 @@ def rotate_encryption():
 @click.option("--password", help="Set this password (default: a generated one, printed).")
 @click.option("--name", default="", help="Display name.")
 @click.option("--superadmin", is_flag=True, help="Make the user a platform superadmin.")
-def create_user(email: str, password: str | None, name: str, superadmin: bool):
-    """Create a user (the only way to make a superadmin)."""
+@click.option("--support", is_flag=True, help="Make the user a platform support admin (reads, impersonates).")
+def create_user(email: str, password: str | None, name: str, superadmin: bool, support: bool):
+    """Create a user (the first superadmin is made here; later ones in the console)."""
     generated = password is None
     password = password or secrets.token_urlsafe(12)
     try:
         user = accounts.sign_up(email, name, password, Actor.system())
     except ServiceError as exc:
         _fail(exc.message)
-    if superadmin:
-        user.is_superadmin = True
-        user.save(only=[User.is_superadmin])
-    click.echo(f"created {user.email}" + (" (superadmin)" if superadmin else ""))
+    role = "superadmin" if superadmin else "support" if support else ""
+    if role:
+        user.platform_role = role
+        user.save(only=[User.platform_role])
+    click.echo(f"created {user.email}" + (f" ({role})" if role else ""))
     if generated:
         click.echo(f"password: {password}")
 

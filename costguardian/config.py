@@ -27,7 +27,12 @@ DEFAULTS: dict[str, object] = {
     "OIDC_SERVER_METADATA_URL": GOOGLE_METADATA_URL,
     "OIDC_PROVIDER_NAME": "Google",
     "MAIL_URL": "console://",
-    "MAIL_FROM": "Cost Guardian <no-reply@localhost>",
+    "MAIL_FROM": None,  # unset: the console's "Email sender" (default "Cost Guardian <no-reply@localhost>")
+    # Platform settings the console also sets; set here, they win (services/platform/settings.py).
+    "CG_SIGNUPS": None,  # open | invite_only | closed
+    "CG_SIGNUP_DOMAINS": None,  # comma-separated domains allowed to sign up
+    "CG_DEFAULT_PLAN": None,  # plan code for new organizations
+    "CG_IMPERSONATION": None,  # 1/0: may platform admins act as users
     "RATELIMIT_STORAGE_URI": "memory://",
     "LOGIN_LIMIT_PER_IP": "20 per minute",
     "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
@@ -56,14 +61,20 @@ DEFAULTS: dict[str, object] = {
     "STRIPE_WEBHOOK_TOLERANCE": 300,  # seconds a webhook's signed timestamp may be old
     "STRIPE_METER_EVENT_NAME": "cg_tracked_events",  # the Billing Meter's event_name
     "BILLING_GRACE_DAYS": 14,  # days past_due keeps the plan before Free limits apply
+    # Error reports to Sentry (optional): unset, sentry-sdk is not even imported.
+    "SENTRY_DSN": None,
     # Domain verification's DNS resolver: "host:port,host:port"; unset = the system's.
     "CG_DNS_NAMESERVERS": None,
+    # Scheduled backups (services/ops/backup.py; docs/OPERATIONS.md "Backups"): off while unset.
+    "CG_BACKUP_SCHEDULE": None,  # crontab "minute hour day month weekday" in UTC, e.g. "30 2 * * *"
+    "CG_BACKUP_DIR": None,  # where scheduled archives go; unset: <instance>/backups
+    "CG_BACKUP_KEEP": 14,  # newest scheduled archives kept; older ones are deleted
 }
 
 # Settings whose environment value is an integer.
 INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES", "CG_WEBHOOK_TIMEOUT",
                     "CG_WEBHOOK_DISABLE_AFTER", "CG_PROVIDER_TIMEOUT", "CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS",
-                    "CG_GATEWAY_RESERVATION_TTL", "STRIPE_WEBHOOK_TOLERANCE", "BILLING_GRACE_DAYS"}
+                    "CG_GATEWAY_RESERVATION_TTL", "STRIPE_WEBHOOK_TOLERANCE", "BILLING_GRACE_DAYS", "CG_BACKUP_KEEP"}
 FLOAT_SETTINGS = {"CG_RETRY_SCALE", "CG_GATEWAY_CONNECT_TIMEOUT", "CG_GATEWAY_READ_TIMEOUT"}
 BOOLEAN_SETTINGS = {"CG_ALLOW_PRIVATE_WEBHOOKS", "CG_GATEWAY_FAIL_OPEN", "BILLING_ENABLED"}
 

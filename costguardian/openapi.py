@@ -638,7 +638,173 @@ BILLING_PATHS = {
 _SUMMARY_DAY = {"type": "string", "format": "date", "pattern": "^(?:20[0-9]{2}|2100)-"}
 
 
-_ANSWERS = {"Member", "Invitation", "Budget", "BudgetStatus", "Subscription", "BillingInvoice"}
+# --- the platform admin API (a platform token: scopes platform:read / platform:write) -----------
+_PLATFORM = [{"platformToken": []}]
+_ADMIN_PAGING = [{**_PAGING[0]}, {"name": "per_page", "in": "query", "schema": {
+    "type": "integer", "minimum": 1, "maximum": 100, "default": 50}}]
+_ADMIN_READ_ERRORS = {
+    "401": _problem("Missing, malformed, unknown, revoked or expired platform token."),
+    "403": _problem("The token lacks `platform:read`, or its owner is disabled or no longer a platform admin."),
+    "422": _problem("A query parameter is not valid; 'errors' maps each to its message."),
+}
+_ADMIN_WRITE_ERRORS = {
+    **_ADMIN_READ_ERRORS,
+    "403": _problem("The token lacks `platform:write`, or its owner is not a superadmin now (a support admin's "
+                    "token never writes), is disabled, or the rules refuse."),
+    "415": _problem("The body is not sent as application/json."),
+    "422": _problem("A field is not valid; 'errors' maps each field to its message."),
+}
+_USER_ID = [{"name": "user_id", "in": "path", "required": True, "schema": ID}]
+_TRUE_FALSE = {"enum": ["true", "false"]}
+_WHEN = {"type": ["string", "null"], "format": "date-time"}
+ADMIN_SCHEMAS = {
+    "AdminUser": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"},
+        "platform_role": {"enum": ["", "support", "superadmin"], "description": "\"\": no platform role."},
+        "disabled": {"type": "boolean"}, "email_verified": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"}, "last_login_at": _WHEN, "last_seen_at": _WHEN,
+        "organizations": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "role": _ROLES}}}}},
+    "AdminOrganization": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"},
+        "plan": {"type": "string", "description": "The name of the plan whose limits apply now."},
+        "plan_code": {"type": "string"}, "members": {"type": "integer"},
+        "events_month": {"type": "integer", "description": "Requests this UTC calendar month."},
+        "spend_month_usd": {**_USD, "description": "Cost of this UTC calendar month's usage."},
+        "status": {"enum": ["active", "suspended", "deletion"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "delete_after": {**_WHEN, "description": "When a scheduled deletion happens; null when none is."}}},
+    "AdminUsageTotals": {"type": "object", "properties": {
+        **{name: {"type": "integer"} for name in ("requests", "input_tokens", "cache_read_tokens",
+                                                   "cache_write_tokens", "output_tokens", "unpriced_requests")},
+        "cost_usd": _USD}},
+}
+_ADMIN_USAGE_ROW = {"allOf": [{"$ref": "#/components/schemas/AdminUsageTotals"}, {
+    "type": "object", "required": ["key", "label"], "properties": {
+        "key": {"type": ["string", "integer"], "description": "The day (YYYY-MM-DD), provider, model, or "
+                                                             "organization id."},
+        "label": {"type": "string"},
+        "provider": {"type": "string", "description": "group_by=model: a model is counted per provider."},
+        "slug": {"type": ["string", "null"], "description": "group_by=organization."}}}]}
+_CREATE_ORG = {
+    "summary": "Create an organization",
+    "description": "Needs `platform:write` (a superadmin's token). The owner must be an existing, enabled "
+                   "account (otherwise 422 on owner_email). The seed's `POST /api/organizations` is the same "
+                   "operation.",
+    "security": _PLATFORM,
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["name", "owner_email"], "properties": {
+            "name": text(120, non_blank=True), "owner_email": text(254, non_blank=True),
+            "time_zone": {"enum": time_zones(), "default": "UTC"}}}}}},
+    "responses": {"201": _json({"type": "object", "required": ["id", "name", "slug", "time_zone", "created_at"],
+                                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                               "slug": {"type": "string"}, "time_zone": {"type": "string"},
+                                               "created_at": {"type": "string", "format": "date-time"}}},
+                               "The new organization."), **_ADMIN_WRITE_ERRORS},
+}
+ADMIN_PATHS = {
+    "/api/v1/admin/users": {"get": {
+        "summary": "Search users (platform)",
+        "description": "Every account, newest first. Needs `platform:read`. `q` matches the email or name "
+                       "(case-insensitive substring); `active_days` keeps people seen within that many days "
+                       "(\"never\": never seen); `org` keeps the members of one organization.",
+        "security": _PLATFORM,
+        "parameters": [
+            {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200, "pattern": NO_NUL}},
+            {"name": "role", "in": "query", "schema": {"enum": ["none", "support", "superadmin"]}},
+            {"name": "disabled", "in": "query", "schema": _TRUE_FALSE},
+            {"name": "unconfirmed", "in": "query", "schema": _TRUE_FALSE,
+             "description": "true: only people who have not confirmed their email address."},
+            {"name": "active_days", "in": "query", "schema": {"anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 3650}, {"const": "never"}]}},
+            {"name": "org", "in": "query", "schema": ID, "description": "An organization's id."},
+            *_ADMIN_PAGING],
+        "responses": {"200": _json({"type": "object", "required": ["users", "page", "per_page", "total"],
+                                    "properties": {"users": {"type": "array", "items": {
+                                        "$ref": "#/components/schemas/AdminUser"}},
+                                        "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                                        "total": {"type": "integer"}}}, "One page of users."),
+                      **_ADMIN_READ_ERRORS}}},
+    "/api/v1/admin/users/{user_id}": {
+        "put": {
+            "summary": "Change a user (platform)",
+            "description": "Needs `platform:write`. Send only what changes. A new email is marked unconfirmed, "
+                           "ends the user's sessions and gets a confirmation link. Nobody changes their own "
+                           "platform role, and the last active superadmin keeps theirs (422 on platform_role); "
+                           "an address another account uses is refused (422 on email).",
+            "security": _PLATFORM, "parameters": _USER_ID,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "name": text(120), "email": text(254, non_blank=True),
+                    "platform_role": {"enum": ["", "support", "superadmin"],
+                                      "description": "\"\" removes the platform role."}}}}}},
+            "responses": {"200": _json({"$ref": "#/components/schemas/AdminUser"}, "The user as changed."),
+                          **_ADMIN_WRITE_ERRORS, "404": _problem("No user with this id.")}},
+        "delete": {
+            "summary": "Delete a user (platform)",
+            "description": "Needs `platform:write`. `confirm` must be the user's email address (422 otherwise). "
+                           "Memberships, sessions, sign-in identities, reset and platform tokens go with the "
+                           "account; API keys they created keep working; audit rows stay. Refused (409) for "
+                           "yourself, the last owner of an organization (transfer ownership first) and the last "
+                           "active superadmin.",
+            "security": _PLATFORM,
+            "parameters": [*_USER_ID, {"name": "confirm", "in": "query", "required": True,
+                                       "schema": text(254, non_blank=True)}],
+            "responses": {"204": {"description": "Deleted."}, **_ADMIN_WRITE_ERRORS,
+                          "404": _problem("No user with this id."),
+                          "409": _problem("The rules refuse: yourself, a last owner, the last superadmin.")}},
+    },
+    "/api/v1/admin/organizations": {
+        "get": {
+            "summary": "Search organizations (platform)",
+            "description": "Every organization, newest first, with its plan, members and this UTC month's "
+                           "usage. Needs `platform:read`. `q` matches the name or slug; a plan nobody is on "
+                           "matches nothing.",
+            "security": _PLATFORM,
+            "parameters": [
+                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200, "pattern": NO_NUL}},
+                {"name": "status", "in": "query", "schema": {"enum": ["active", "suspended", "deletion"]}},
+                {"name": "plan", "in": "query", "schema": _PLAN_CODE},
+                *_ADMIN_PAGING],
+            "responses": {"200": _json({"type": "object", "required": ["organizations", "page", "per_page", "total"],
+                                        "properties": {"organizations": {"type": "array", "items": {
+                                            "$ref": "#/components/schemas/AdminOrganization"}},
+                                            "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                                            "total": {"type": "integer"}}}, "One page of organizations."),
+                          **_ADMIN_READ_ERRORS}},
+        "post": _CREATE_ORG,
+    },
+    "/api/organizations": {"post": {**_CREATE_ORG, "summary": "Create an organization (alias)"}},
+    "/api/v1/admin/usage": {"get": {
+        "summary": "System-wide usage (platform)",
+        "description": "Spend and events of every organization for the UTC days start..end (default: the last "
+                       "30 days), grouped by UTC day (in order) or by provider, model or organization (biggest "
+                       "cost first), from the hourly rollups. At most three years (1,098 days). Needs "
+                       "`platform:read`. `total` counts the rows; `totals` sums the whole range.",
+        "security": _PLATFORM,
+        "parameters": [
+            {"name": "start", "in": "query", "schema": _SUMMARY_DAY, "description": "First UTC day, inclusive."},
+            {"name": "end", "in": "query", "schema": _SUMMARY_DAY,
+             "description": "Last UTC day, inclusive; not before `start`, at most three years after it."},
+            {"name": "group_by", "in": "query", "schema": {"enum": ["day", "provider", "model", "organization"],
+                                                             "default": "day"}},
+            *_ADMIN_PAGING],
+        "responses": {"200": _json({"type": "object", "required": [
+            "start", "end", "group_by", "currency", "time_zone", "rows", "page", "per_page", "total", "totals"],
+            "properties": {"start": {"type": "string", "format": "date"}, "end": {"type": "string", "format": "date"},
+                           "group_by": {"type": "string"}, "currency": {"const": "USD"},
+                           "time_zone": {"const": "UTC"}, "rows": {"type": "array", "items": _ADMIN_USAGE_ROW},
+                           "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                           "total": {"type": "integer"},
+                           "totals": {"$ref": "#/components/schemas/AdminUsageTotals"}}}, "Rows and totals."),
+            **_ADMIN_READ_ERRORS,
+            "422": _problem("A query parameter is not valid, or `end` is before `start` or more than three "
+                            "years after it.")}}},
+}
+
+
+_ANSWERS = {"Member", "Invitation", "Budget", "BudgetStatus", "Subscription", "BillingInvoice", "AdminUser",
+            "AdminOrganization", "AdminUsageTotals"}
 
 
 def spec() -> dict:
@@ -646,15 +812,22 @@ def spec() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Cost Guardian API", "version": "1",
                  "description": "Send AI API usage and read spend. Authenticate with an organization API key: "
-                                "`Authorization: Bearer cg_live_…`. Errors are RFC 9457 problem documents."},
+                                "`Authorization: Bearer cg_live_…`. The platform admin API "
+                                "(/api/v1/admin/…) takes a platform admin's personal token instead: "
+                                "`Authorization: Bearer cgp_…`. Errors are RFC 9457 problem documents."},
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "An organization API key (cg_<env>_<prefix>_<secret>)."}},
+                                           "description": "An organization API key (cg_<env>_<prefix>_<secret>)."},
+                                "platformToken": {"type": "http", "scheme": "bearer",
+                                                  "description": "A platform admin's personal token "
+                                                                 "(cgp_<prefix>_<secret>), made on the account "
+                                                                 "page; the admin API (/api/v1/admin/…) only."}},
             "schemas": {"UsageEvent": EVENT, "Totals": _every_field_given(TOTALS), "Problem": PROBLEM,
                         "Department": _every_field_given(DEPARTMENT),
                         **{name: _every_field_given(schema) if name in _ANSWERS else schema
-                           for name, schema in {**TEAM_SCHEMAS, **BUDGET_SCHEMAS, **BILLING_SCHEMAS}.items()}},
+                           for name, schema in {**TEAM_SCHEMAS, **BUDGET_SCHEMAS, **BILLING_SCHEMAS,
+                                                    **ADMIN_SCHEMAS}.items()}},
         },
         "security": [{"apiKey": []}],
         "paths": {
@@ -662,6 +835,7 @@ def spec() -> dict:
             **TEAM_PATHS,
             **BUDGET_PATHS,
             **BILLING_PATHS,
+            **ADMIN_PATHS,
             "/api/v1/usage": {"post": {
                 "summary": "Record usage events",
                 "description": f"One event, or up to {MAX_EVENTS:,} as {{\"events\": [...]}}. Each is accepted "
@@ -691,10 +865,48 @@ def spec() -> dict:
                                 "cost_usd": {"type": ["string", "null"]}, "priced": {"type": "boolean"},
                                 "errors": {"type": "object"}}}}}}}}},
                     **AUTH_ERRORS,
+                    "403": _problem("The key lacks the `ingest` scope, or a platform administrator suspended "
+                                    "the organization (type …/organization-suspended; the detail gives the "
+                                    "reason; nothing is recorded until it is reinstated)."),
                     "413": _problem("The body is larger than 4 MB."),
                     "415": _problem("The body is not sent as application/json."),
                     "422": _problem("Malformed JSON, a batch of the wrong shape or size, or (for a single "
                                     "event) an event that was rejected."),
+                },
+            }},
+            "/api/v1/reconciliation/{provider}": {"get": {
+                "summary": "Recorded usage against what the provider reports",
+                "description": "By day (the organization's time zone) and model: tokens and cost Cost Guardian "
+                               "recorded beside the provider's own usage report (pulled with the admin key "
+                               "connected on the Reconciliation page), with the drift; and the provider keys "
+                               "or projects seen, known or shadow. At most 92 days, by default the last 14. "
+                               "Amounts are decimal strings in USD. Needs the `read` scope.",
+                "parameters": [
+                    {"name": "provider", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["openai", "anthropic"]}},
+                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+                ],
+                "responses": {
+                    "200": {"description": "The reconciliation.", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["provider", "time_zone", "from", "to", "days", "keys"],
+                        "properties": {
+                            "provider": {"type": "string"}, "time_zone": {"type": "string"},
+                            "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                            "tolerance_pct": {"type": "string"},
+                            "days": {"type": "array", "items": {"type": "object", "properties": {
+                                "day": {"type": "string"}, "model": {"type": "string"},
+                                "recorded": {"type": "object"}, "reported": {"type": "object"},
+                                "token_drift": {"type": "integer"}, "token_drift_pct": {"type": ["string", "null"]},
+                                "cost_drift_usd": {"type": "string"}, "cost_drift_pct": {"type": ["string", "null"]},
+                                "flagged": {"type": "boolean"}}}},
+                            "keys": {"type": "array", "items": {"type": "object", "properties": {
+                                "key": {"type": "string"}, "known": {"type": "boolean"},
+                                "label": {"type": "string"}, "tokens": {"type": "integer"},
+                                "cost_usd": {"type": "string"}}}}}}}}},
+                    **AUTH_ERRORS,
+                    "404": _problem("No admin key of this provider is connected."),
+                    "422": _problem("`from` or `to` is not a date, or the range is not 1 to 92 days."),
                 },
             }},
             "/api/v1/usage/summary": {"get": {

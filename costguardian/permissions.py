@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, str] = {
     "budgets:write": "Create, change, raise and delete budgets.",
     "providers:manage": "Add, check, change and delete the organization's AI provider keys (the gateway's vault).",
     "billing:manage": "See the plan and invoices, subscribe, change plan or seats, open the payment portal.",
+    "chat:use": "Chat with the organization's models through the gateway (your own conversations only).",
 }
 
 # A permission here must guard at least one route (a test checks).
@@ -34,8 +35,8 @@ _READ = {"usage:read", "members:read", "budgets:read"}
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     OWNER: frozenset(PERMISSIONS),
     ADMIN: frozenset(set(PERMISSIONS) - {"billing:manage"}),  # the subscription is the owner's and billing's
-    BILLING: frozenset(_READ | {"budgets:write", "billing:manage"}),
-    MEMBER: frozenset(_READ),
+    BILLING: frozenset(_READ | {"budgets:write", "billing:manage", "chat:use"}),
+    MEMBER: frozenset(_READ | {"chat:use"}),
     VIEWER: frozenset(_READ),
 }
 

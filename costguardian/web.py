@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, make_response, render_template, request
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -75,8 +75,12 @@ def init_app(app: Flask) -> None:
         if not g.pop("db_was_open", True) and not db.is_closed():
             db.close()
 
+    app.after_request(_count_server_error)
     app.before_request(authz.require_sign_in)
+    app.before_request(authz.check_session)
+    app.before_request(authz.apply_impersonation)
     app.before_request(authz.load_organization)
+    app.after_request(authz.audit_impersonated_request)
 
     @app.after_request
     def _security_headers(response):
@@ -110,6 +114,16 @@ def init_app(app: Flask) -> None:
             return ""
         return banner(g.org)
 
+    def _maintenance_banner():
+        from costguardian.services.platform import settings
+
+        return settings.maintenance_banner()
+
+    def _admin_nav():
+        """The console's sections this platform admin may open: (endpoint, label)."""
+        return [(endpoint, label) for endpoint, label, level in ADMIN_NAV
+                if endpoint in app.view_functions and authz.platform_can(level)]
+
     @app.context_processor
     def _globals():
         return {
@@ -123,6 +137,10 @@ def init_app(app: Flask) -> None:
             "bell_unread": _bell_unread,
             "billing_enabled": bool(app.config.get("BILLING_ENABLED")),
             "billing_banner": _billing_banner,
+            "impersonation": g.get("impersonation"),
+            "platform_can": authz.platform_can,
+            "maintenance_banner": _maintenance_banner,
+            "admin_nav": _admin_nav,
         }
 
     app.jinja_env.filters["usd"] = format_usd
@@ -137,6 +155,20 @@ def init_app(app: Flask) -> None:
 
 def _format_datetime(value, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
     return value.strftime(fmt) if value else ""
+
+
+# The platform console's sections, in order: (endpoint, label, platform level).
+ADMIN_NAV = [
+    ("admin_overview.index", "Overview", "read"),
+    ("admin_users.index", "Users", "read"),
+    ("admin_orgs.index", "Organizations", "read"),
+    ("admin_usage.index", "Usage", "read"),
+    ("admin_health.index", "System health", "read"),
+    ("admin_audit.index", "Audit log", "read"),
+    ("admin_config.index", "Configuration", "write"),
+    ("admin_billing.index", "Billing health", "read"),
+    ("admin_outbox.index", "Outbox", "write"),
+]
 
 
 # Path prefixes whose errors another format answers: the gateway's
@@ -188,4 +220,27 @@ def _unexpected_error(exc: Exception):
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     log.exception("unhandled error on %s %s", request.method, request.path)
+    g.server_error = f"{type(exc).__name__}: {exc}"  # for _count_server_error
+    if current_app.config.get("SENTRY_DSN"):
+        # This handler catches every exception, so Flask never signals one
+        # to Sentry's integration: report it here.
+        import sentry_sdk
+
+        sentry_sdk.capture_exception(exc)
     return error_response(500, "An unexpected error occurred. It has been logged; please try again.")
+
+
+def _count_server_error(response):
+    """after_request: a 5xx answer (an unexpected exception included) counts
+    for its route and minute on the system health page. Never raises: the
+    error being counted may be the database's own."""
+    if response.status_code < 500 or request.endpoint in _NO_DATABASE:
+        return response
+    try:
+        from costguardian.services.platform import health
+
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        health.count_error(f"{request.method} {rule}", response.status_code, g.pop("server_error", ""))
+    except Exception:
+        log.warning("could not count a server error", exc_info=True)
+    return response

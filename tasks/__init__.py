@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from urllib.parse import urlparse
 
@@ -61,13 +62,44 @@ def app_task(**task_options):
     return decorate
 
 
-def app_periodic_task(validate_datetime):
-    """`huey.periodic_task`, in an app context like `app_task`."""
+def app_periodic_task(validate_datetime, recorded_as: str | None = None):
+    """`huey.periodic_task`, in an app context like `app_task`; every run is
+    recorded in TaskRun under `recorded_as` (default: the task's name) for
+    the console's system health page."""
 
     def decorate(fn):
-        return huey.periodic_task(validate_datetime, name=fn.__name__)(_in_app(fn))
+        name = recorded_as or fn.__name__
+        task = huey.periodic_task(validate_datetime, name=fn.__name__)(_in_app(_recorded(name, fn)))
+        task.task_class.recorded_as = name
+        return task
 
     return decorate
+
+
+def _recorded(name: str, fn):
+    """Run `fn`, noting its start, end and any error in TaskRun. The note
+    never stops the task: a failure to write it is only logged."""
+
+    def note(step: str, *args):
+        from costguardian.services.platform import health
+
+        try:
+            getattr(health, step)(name, *args)
+        except Exception:
+            logging.getLogger(__name__).warning("could not record task run %s", name, exc_info=True)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        note("task_started")
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            note("task_finished", exc)
+            raise
+        note("task_finished")
+        return result
+
+    return run
 
 
 def _with_connection(fn, args, kwargs):
@@ -100,6 +132,16 @@ def sweep_deliveries() -> None:
     from costguardian.services.notifications import deliveries
 
     deliveries.sweep()
+
+
+@app_periodic_task(crontab(minute="*"), recorded_as="consumer.heartbeat")
+def consumer_heartbeat() -> None:
+    """Every minute: the consumer's heartbeat (its TaskRun row, read by the
+    system health page); also notes the queue's oldest pending tasks and
+    purges server-error counts older than two days."""
+    from costguardian.services.platform import health
+
+    health.heartbeat()
 
 
 @app_periodic_task(crontab(minute="*/5"))
@@ -173,6 +215,15 @@ def recheck_domains() -> None:
     domain_verification.recheck_all()
 
 
+@app_periodic_task(crontab(minute="40", hour="2"))
+def purge_deleted_organizations() -> None:
+    """Daily: delete the organizations whose deletion grace period is over
+    (scheduled in the platform console), each with an audit row."""
+    from costguardian.services.platform import orgs
+
+    orgs.purge_due()
+
+
 @app_periodic_task(crontab(minute="50", hour="3"))
 def sync_billing() -> None:
     """Nightly (billing on): re-read every subscription, payment method and
@@ -189,3 +240,44 @@ def reprice_model(org_id: int, provider: str, model: str) -> None:
     from costguardian.services.usage import repricing
 
     repricing.reprice_by_id(org_id, provider, model)
+
+
+def _backup_due(moment) -> bool:
+    """The scheduled backup's minutes: CG_BACKUP_SCHEDULE (a UTC crontab); never while unset."""
+    from flask import current_app
+
+    from costguardian.services.ops import backup
+
+    config = current_app.config if has_app_context() else _app().config
+    try:
+        return backup.schedule_due(config.get("CG_BACKUP_SCHEDULE"), moment)
+    except Exception:  # a malformed schedule: System health shows it; the scheduler goes on
+        logging.getLogger(__name__).warning("CG_BACKUP_SCHEDULE is not a valid crontab", exc_info=True)
+        return False
+
+
+@app_periodic_task(_backup_due, recorded_as="ops.backup")
+def scheduled_backup() -> None:
+    """As CG_BACKUP_SCHEDULE says (off when unset): a backup archive into
+    CG_BACKUP_DIR, the oldest beyond CG_BACKUP_KEEP deleted, the success recorded."""
+    from costguardian.services.ops import backup
+
+    backup.run_scheduled()
+
+
+@app_periodic_task(crontab(minute="12"))
+def sync_provider_usage() -> None:
+    """Hourly: pull what OpenAI and Anthropic report through their admin APIs
+    (incremental, from each connection's cursors) and check for shadow usage."""
+    from costguardian.services.provider_sync import sync
+
+    sync.sync_all()
+
+
+@app_task()
+def sync_provider_connection(connection_id: int) -> None:
+    """One connection's sync now: the 30-day backfill after connecting, or
+    "Sync now"; it resumes from the cursors if stopped."""
+    from costguardian.services.provider_sync import sync
+
+    sync.sync_by_id(connection_id)

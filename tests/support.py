@@ -18,10 +18,10 @@ SYSTEM = Actor.system()
 
 
 def make_user(email: str = "user@example.com", password: str = PASSWORD, name: str = "",
-              superadmin: bool = False) -> User:
+              superadmin: bool = False, platform_role: str = "") -> User:
     user = accounts.sign_up(email, name, password, SYSTEM)
-    if superadmin:
-        user.is_superadmin = True
+    if superadmin or platform_role:
+        user.platform_role = platform_role or "superadmin"
         user.save()
     return user
 

@@ -53,11 +53,11 @@ def test_a_superadmin_sees_billing_off_and_empty_tables(superadmin):
     assert "No account is on a metered plan." in html
 
 
-def test_owners_and_everyone_else_get_404(owner, billing_on):
+def test_owners_and_everyone_else_get_403(owner, billing_on):
     client, user, org = owner
 
-    assert client.get(PAGE).status_code == 404
-    assert client.post(f"{PAGE}retry/{org.id}").status_code == 404
+    assert client.get(PAGE).status_code == 403
+    assert client.post(f"{PAGE}retry/{org.id}").status_code == 403
 
 
 def test_the_page_shows_failed_reports_events_and_reconciliation(superadmin, owner, live, traveller):

@@ -215,6 +215,12 @@ def test_seed_demo_creates_the_demo_org_once(cli, demo_credentials_file):
     for person in roles:  # everyone signs in with the printed password
         assert accounts.authenticate(person, password, SYSTEM) is not None, person
         assert person in first.output
+    # two platform admins, members of no organization, see it through the console
+    platform = {u.email: u.platform_role for u in User.select().where(User.platform_role != "")}
+    assert platform == {"root@example.com": "superadmin", "support@example.com": "support"}
+    for person in platform:
+        assert accounts.authenticate(person, password, SYSTEM) is not None, person
+        assert f"{person} (platform {platform[person]})" in first.output
     assert Department.in_org(org).count() == 5
     research = Department.get(Department.name == "Research")
     assert research.parent.name == "Engineering"
@@ -228,7 +234,7 @@ def test_seed_demo_creates_the_demo_org_once(cli, demo_credentials_file):
     assert second.exit_code == 0, second.output
     assert DEMO_SIGN_IN.search(second.output).groups() == (email, password)
     assert Organization.select().count() == 1
-    assert User.select().count() == 5
+    assert User.select().count() == 7
     assert Membership.select().count() == 5
     assert Department.select().count() == 5
 
@@ -242,7 +248,7 @@ def test_seed_demo_without_the_saved_credentials_creates_nothing_new(cli, demo_c
     assert again.exit_code == 0, again.output
     assert "set on an earlier run" in again.output
     assert Organization.select().count() == 1
-    assert User.select().count() == 5
+    assert User.select().count() == 7
 
 
 def test_make_migration_writes_nothing_when_the_migrations_build_the_models(app):

@@ -90,17 +90,30 @@ def test_missing_messages_are_404(superadmin_client):
     assert superadmin_client.get(f"/admin/outbox/{plain.id}/html").status_code == 404
 
 
-def test_the_account_menu_links_it_for_superadmins_only(superadmin_client, owner_client):
-    assert "/admin/outbox/" in superadmin_client.get("/account/").get_data(as_text=True)
+def test_the_console_links_it_for_superadmins_only(superadmin_client, owner_client, make_user):
+    from tests.support import Client
+
+    assert 'data-testid="console-link"' in superadmin_client.get("/account/").get_data(as_text=True)
+    assert "/admin/outbox/" in superadmin_client.get("/admin/billing/").get_data(as_text=True)
+    support = Client(superadmin_client.app)
+    support.sign_in(make_user("help@example.com", platform_role="support").email)
+    console = support.get("/admin/billing/").get_data(as_text=True)
+    assert "/admin/billing/" in console and "/admin/outbox/" not in console
     client, _, _ = owner_client
-    assert "/admin/outbox/" not in client.get("/account/").get_data(as_text=True)
+    account = client.get("/account/").get_data(as_text=True)
+    assert "/admin/outbox/" not in account and 'data-testid="console-link"' not in account
 
 
-def test_everyone_else_gets_404_even_organization_owners(owner_client):
+def test_everyone_else_gets_403_even_organization_owners_and_support(owner_client, make_user):
+    from tests.support import Client
+
     client, _, _ = owner_client
+    support = Client(client.app)
+    support.sign_in(make_user("help@example.com", platform_role="support").email)
     message = _message()
     for path in ("/admin/outbox/", f"/admin/outbox/{message.id}", f"/admin/outbox/{message.id}/html"):
-        assert client.get(path).status_code == 404
+        assert client.get(path).status_code == 403
+        assert support.get(path).status_code == 403  # reset links in mails: superadmins only
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(app):

@@ -6,7 +6,9 @@ import pytest
 from costguardian import permissions
 from costguardian.permissions import ADMIN, BILLING, MEMBER, OWNER, PERMISSIONS, ROLE_PERMISSIONS, ROLES, VIEWER
 
-WRITES = {p for p in PERMISSIONS if not p.endswith(":read")}
+# Using the organization's models for oneself (the chat) changes nothing of the organization's.
+PERSONAL_USE = {"chat:use"}
+WRITES = {p for p in PERMISSIONS if not p.endswith(":read")} - PERSONAL_USE
 
 
 def test_every_role_has_a_permission_set_and_no_more():
@@ -41,6 +43,10 @@ def test_the_subscription_is_for_owners_and_billing_members_only():
 
 def test_member_is_read_only_too():
     assert not ROLE_PERMISSIONS[MEMBER] & WRITES
+
+
+def test_everyone_but_viewers_may_chat():
+    assert [role for role in ROLES if permissions.role_can(role, "chat:use")] == [OWNER, ADMIN, BILLING, MEMBER]
 
 
 def test_roles_are_ordered_by_power():

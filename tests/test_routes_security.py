@@ -132,13 +132,16 @@ def test_every_signed_in_route_declares_its_permission(app):
         view = app.view_functions[rule.endpoint]
         if getattr(view, "api_key_auth", False):
             from costguardian.services.keys import SCOPES
+            from costguardian.services.platform.tokens import SCOPES as PLATFORM_SCOPES
 
-            assert view.required_scope in SCOPES, rule.endpoint
+            # an organization API key's scope, or (the platform admin API) a platform token's
+            scopes = PLATFORM_SCOPES if getattr(view, "platform_api", False) else SCOPES
+            assert view.required_scope in scopes, rule.endpoint
             continue
         if not hasattr(view, "required_permission"):
             undeclared.append(rule.endpoint)
-        elif view.required_permission is None:  # the user's own account, or a platform (superadmin) page
-            assert getattr(view, "personal", False) or getattr(view, "superadmin", False), rule.endpoint
+        elif view.required_permission is None:  # the user's own account, or a platform console page
+            assert getattr(view, "personal", False) or getattr(view, "platform", False), rule.endpoint
         else:
             assert view.required_permission in PERMISSIONS, rule.endpoint
     assert undeclared == []

@@ -1,6 +1,9 @@
 """Every model, importable from one place; ALL_MODELS is what migrations must produce."""
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
+from costguardian.models.chat import ChatMessage, Conversation
+from costguardian.models.provider_sync import (KnownProviderKey, ProviderCostBucket, ProviderSyncConnection,
+                                               ProviderUsageBucket)
 from costguardian.models.billing import BillingAccount, Invoice, MeterReport, Plan, StripeEvent
 from costguardian.models.domains import DomainVerification
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
@@ -12,6 +15,8 @@ from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notifi
                                                NotificationPreference, NotificationSettings, TemplateOverride, WebhookEndpoint)
 from costguardian.models.org import Department, Membership, Organization, TenantModel
 from costguardian.models.onboarding import OnboardingProgress
+from costguardian.models.platform import (ErrorCount, GlobalPriceOverride, Impersonation, PlatformSetting,
+                                          PlatformToken, TaskRun, UserSession)
 from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, UsageDimension,
                                        UsageEvent, UsageRollup, UsageTagRollup)
 from costguardian.models.team import DomainJoin, Invitation
@@ -30,9 +35,15 @@ ALL_MODELS = [
     GatewayRequest, GatewayRequestBody,
     Plan, BillingAccount, StripeEvent, Invoice, MeterReport,
     OnboardingProgress, DomainVerification,
+    UserSession, Impersonation, PlatformSetting, GlobalPriceOverride, ErrorCount, TaskRun, PlatformToken,
+    Conversation, ChatMessage,
+    ProviderSyncConnection, ProviderUsageBucket, ProviderCostBucket, KnownProviderKey,
 ]
 
 __all__ = [
+    "ChatMessage", "Conversation",
+    "KnownProviderKey", "ProviderCostBucket", "ProviderSyncConnection", "ProviderUsageBucket",
+    "ErrorCount", "GlobalPriceOverride", "Impersonation", "PlatformSetting", "PlatformToken", "TaskRun", "UserSession",
     "BillingAccount", "DomainVerification", "Invoice", "MeterReport", "OnboardingProgress", "Plan", "StripeEvent",
     "Budget", "BudgetAlert", "BudgetIncrease", "BudgetSpend",
     "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",

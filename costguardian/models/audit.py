@@ -14,6 +14,8 @@ class AuditLog(BaseModel):
     # no single organization.
     organization = ForeignKeyField(Organization, null=True, on_delete="CASCADE")
     actor = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    # The platform admin who acted as `actor` (impersonation): both identities.
+    impersonator = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="audit_as_impersonator")
     action = CharField(max_length=64)
     target_type = CharField(max_length=32, default="")
     target_id = CharField(max_length=64, default="")
@@ -28,6 +30,7 @@ class AuditLog(BaseModel):
             # organization's log walk this index without sorting.
             (("organization", "id"), False),
             (("actor", "id"), False),
+            (("impersonator", "id"), False),
             # The activity feed's filters: its action list (DISTINCT over the
             # index, not the table) and a page of one action, newest first.
             (("organization", "action", "id"), False),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, JSONField, TextField
 
 from costguardian import clock
 from costguardian.models.base import BaseModel
@@ -31,6 +31,15 @@ class Organization(BaseModel):
     # (services/gateway/ratelimits.py): None = no limit.
     gateway_rpm_limit = IntegerField(null=True)  # requests per minute
     gateway_tpm_limit = IntegerField(null=True)  # tokens per minute
+    # Set by a platform admin: members see a notice, ingest and gateway answer
+    # 403; nothing is deleted. delete_after: deletion requested, done by the
+    # daily purge once this passes (unless cancelled).
+    suspended_at = DateTimeField(null=True)
+    suspended_reason = TextField(default="")
+    delete_after = DateTimeField(null=True)
+    # Feature flags a platform admin set for this organization, over its plan's:
+    # {"sso": true, ...} (services/platform/settings.py names the flags).
+    feature_overrides = JSONField(default=dict)
     created_at = DateTimeField(default=clock.now)
     updated_at = DateTimeField(default=clock.now)
 

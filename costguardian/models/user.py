@@ -12,7 +12,9 @@ class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over U
     email = CharField(max_length=254, unique=True)  # always stored lower-case
     name = CharField(max_length=120, default="")
     password_hash = CharField(max_length=255, null=True)  # None: signs in through OIDC only
-    is_superadmin = BooleanField(default=False)
+    # "" (none), "support" (reads everything in the console, impersonates
+    # non-admins) or "superadmin" (everything): models/platform.PLATFORM_ROLES.
+    platform_role = CharField(max_length=16, default="")
     is_disabled = BooleanField(default=False)
     # Bumped on password change/reset; part of the session id, so every older
     # session (and remember-me cookie) stops working at once.
@@ -34,6 +36,14 @@ class User(BaseModel, UserMixin):  # peewee's __eq__/__hash__ (by id) win over U
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
+
+    @property
+    def is_superadmin(self) -> bool:
+        return self.platform_role == "superadmin"
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.platform_role in ("support", "superadmin")
 
     @property
     def display_name(self) -> str:

@@ -10,6 +10,8 @@ class Actor:
     ip: str = ""
     user_agent: str = ""
     api_key: object | None = None  # an ApiKey when the JSON API acts (user is then None)
+    impersonator: object | None = None  # the platform admin acting as `user` (impersonation)
+    platform_token: object | None = None  # a PlatformToken when the admin JSON API acts (user is its owner)
 
     @classmethod
     def system(cls) -> "Actor":

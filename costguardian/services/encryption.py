@@ -18,12 +18,13 @@ from cryptography.fernet import InvalidToken
 
 from costguardian import crypto
 from costguardian.db import write_transaction
-from costguardian.models import ProviderCredential, WebhookEndpoint
+from costguardian.models import ProviderCredential, ProviderSyncConnection, WebhookEndpoint
 
 # Every encrypted column: (model, field name, what it is, for the report).
 ENCRYPTED_FIELDS = (
     (ProviderCredential, "secret_encrypted", "provider credentials"),
     (WebhookEndpoint, "secret_encrypted", "webhook signing secrets"),
+    (ProviderSyncConnection, "secret_encrypted", "provider admin keys"),
 )
 BATCH = 200
 

@@ -18,8 +18,18 @@ def register_blueprints(app: Flask) -> None:
     from costguardian.views import billing
     from costguardian.views import onboarding
     from costguardian.views import admin_billing
+    from costguardian.views import admin_impersonation, admin_overview, admin_users, admin_orgs, admin_usage
+    from costguardian.views import admin_health, admin_audit, admin_config, api_admin
 
-    for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api, invitations,
-                   notifications, departments, team, webhooks, notification_templates, unsubscribe, admin_outbox, budgets,
-                   providers, gateway, gateway_setup, request_log, billing, onboarding, admin_billing):
+    from costguardian.views import reconciliation
+
+    app.register_blueprint(reconciliation.api_bp)
+    for module in (health, auth, dashboard, orgs, settings, members, keys, usage, prices, audit, account, api,
+                   invitations, notifications, departments, team, webhooks, notification_templates, unsubscribe,
+                   admin_outbox, budgets, providers, gateway, gateway_setup, request_log, billing, onboarding,
+                   admin_billing,
+                   admin_impersonation, admin_overview, admin_users, admin_orgs, admin_usage, admin_health, admin_audit,
+                   admin_config, api_admin, reconciliation):
         app.register_blueprint(module.bp)
+    from costguardian.views import chat
+    app.register_blueprint(chat.bp)

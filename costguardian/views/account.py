@@ -2,14 +2,16 @@
 public page the emailed confirmation link opens."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, session
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user
 
-from costguardian.authz import current_actor, personal
+from costguardian import authz, clock
+from costguardian.authz import current_actor, personal, platform_required
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
-from costguardian.extensions import limiter
+from costguardian.extensions import htmx, limiter
 from costguardian.rendering import render, toast
-from costguardian.services.team import accounts
+from costguardian.services.platform import sessions, tokens
+from costguardian.services.team import accounts, audit
 from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.views.auth import verification_link
 
@@ -18,12 +20,58 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 PAGE = "account/index.html"
 PROFILE, PASSWORD = "partials/account/_profile_form.html", "partials/account/_password_form.html"
 EMAIL_STATUS = "partials/account/_email_status.html"
+PLATFORM_TOKENS = "partials/account/_platform_tokens.html"
 
 
 def _page(**forms):
     forms.setdefault("profile_form", ProfileForm(obj=current_user))
     forms.setdefault("password_form", ChangePasswordForm())
+    user = current_user._get_current_object()
+    forms["live_sessions"] = sessions.live(user)
+    forms["this_session"] = g.get("user_session")
+    forms["security_log"] = audit.security_log(user)
+    if authz.platform_can("read"):
+        forms.setdefault("token_form", {"values": {"scopes": tokens.READ}, "errors": {}})
+        forms["platform_tokens"] = tokens.tokens_of(user)
+        forms["token_scopes"] = tokens.SCOPES
+        forms["token_status"] = tokens.status
+        forms["now"] = clock.now()
     return forms
+
+
+@bp.post("/sessions/<int:session_id>/end")
+@personal
+def end_session(session_id: int):
+    """Sign one of your other browsers out (this one signs out with "Sign out")."""
+    user = current_user._get_current_object()
+    row = sessions.get_for(user, session_id)
+    if row is None:
+        abort(404, "There is no such session.")
+    this = g.get("user_session")
+    if this is not None and row.id == this.id:
+        abort(409, "This is the session you are using: sign out instead.")
+    if sessions.end(row, "ended_by_user"):
+        audit.record(current_actor(), "user.session_ended", target=user, session=row.id)
+    flash("That session is signed out.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/sessions/end-others")
+@personal
+def end_other_sessions():
+    user = current_user._get_current_object()
+    this = g.get("user_session")
+    ended = 0
+    for row in sessions.live(user):
+        if this is None or row.id != this.id:
+            ended += sessions.end(row, "ended_by_user")
+    # Remember-me cookies name the session version: a new one ends them too,
+    # and this browser carries on under it.
+    sessions.bump_version(user)
+    login_user(user)
+    audit.record(current_actor(), "user.sessions_ended", target=user, reason="ended_by_user", sessions=ended)
+    flash(f"{ended} other session(s) signed out." if ended else "No other session was signed in.", "success")
+    return redirect(url_for("account.index"))
 
 
 @bp.get("/")
@@ -58,6 +106,7 @@ def change_password():
             apply_errors(form, exc)
         else:
             login_user(user)  # this session continues under the new session version
+            session[authz.SESSION_KEY] = sessions.start(user, current_actor(), "password")
             response = render(PAGE, PASSWORD, **_page(password_form=ChangePasswordForm(formdata=None)))
             return toast(response, "Password changed. Other sessions are signed out.")
     return render(PAGE, PASSWORD, status=422, **_page(password_form=form))
@@ -93,3 +142,32 @@ def verify_email(token: str):
         session["org_id"] = joined[0].organization_id  # show the organization they just joined
     return render_template("account/verify_email.html", user=user, joined=joined,
                            signed_in_as_them=signed_in_as_them)
+
+
+@bp.post("/platform-tokens")
+@platform_required("read")
+def create_platform_token():
+    """A personal token for the admin JSON API; its full text is in this answer only."""
+    values = {name: request.form.get(name, "") for name in ("name", "scopes", "expires_in_days")}
+    try:
+        new = tokens.create(current_user._get_current_object(), current_actor(), values["name"], values["scopes"],
+                            values["expires_in_days"])
+    except ValidationError as exc:
+        form = {"values": values, "errors": exc.errors}
+        return render(PAGE, PLATFORM_TOKENS, status=422, **_page(token_form=form))
+    response = render(PAGE, PLATFORM_TOKENS, revealed_token=new, **_page())
+    return toast(response, f"Platform token “{new.token.name}” created. Copy it now.")
+
+
+@bp.post("/platform-tokens/<int:token_id>/revoke")
+@platform_required("read")
+def revoke_platform_token(token_id: int):
+    token = tokens.get_for(current_user._get_current_object(), token_id)
+    if token is None:
+        abort(404, "There is no such token.")
+    tokens.revoke(token, current_actor())
+    message = f"Platform token “{token.name}” was revoked; requests with it are refused."
+    if htmx:
+        return toast(render(PAGE, PLATFORM_TOKENS, **_page()), message)
+    flash(message, "success")
+    return redirect(url_for("account.index", _anchor="platform-tokens"))

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, url_for
 from peewee import JOIN
 
 from costguardian import clock
-from costguardian.authz import superadmin_required
+from costguardian.authz import platform_required
 from costguardian.models import BillingAccount, MeterReport, Organization, StripeEvent
 from costguardian.rendering import redirect_to, render
 from costguardian.services import billing
@@ -44,13 +44,13 @@ def health(now) -> dict:
 
 
 @bp.get("/")
-@superadmin_required
+@platform_required("read")
 def index():
     return render(PAGE, PAGE, **health(clock.now()))
 
 
 @bp.post("/retry/<int:org_id>")
-@superadmin_required
+@platform_required("write")
 def retry(org_id: int):
     """Send the organization's pending and failed meter reports now."""
     account = BillingAccount.select().where(BillingAccount.organization == org_id).first()

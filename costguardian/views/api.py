@@ -15,6 +15,7 @@ from costguardian.extensions import csrf, limiter
 from costguardian.openapi import spec
 from costguardian.web import PROBLEM_BASE, PROBLEM_KINDS
 from costguardian.services import keys
+from costguardian.services.platform import orgs as platform_orgs
 from costguardian.services.usage import ingest, queries as usage_queries
 from costguardian.services.usage.ingest import BatchError, storable, usd_string
 
@@ -130,6 +131,8 @@ def openapi():
 @bp.post("/v1/usage")
 @api_key_required("ingest")
 def ingest_usage():
+    if g.org.suspended_at is not None:  # the organization row came with the key
+        return problem(403, "organization-suspended", platform_orgs.suspension_detail(g.org))
     try:
         events, single = ingest.events_from_body(_json_body())
     except BatchError as exc:

@@ -8,10 +8,13 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_user, logout_user
 
 from costguardian import oidc
+from costguardian import authz
 from costguardian.authz import current_actor, personal
 from costguardian.extensions import limiter
 from costguardian.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm, apply_errors
 from costguardian.rendering import external_url
+from costguardian.services.platform import sessions
+from costguardian.services.platform import settings as platform_settings
 from costguardian.services.team import accounts, audit, invitations
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
@@ -36,9 +39,10 @@ def _safe_next(target: str | None) -> str:
     return url_for("dashboard.index")
 
 
-def _start_session(user, remember: bool = False) -> None:
+def _start_session(user, remember: bool = False, method: str = "password") -> None:
     session.clear()  # nothing from before sign-in carries over
     login_user(user, remember=remember)
+    session[authz.SESSION_KEY] = sessions.start(user, current_actor(), method)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -64,14 +68,21 @@ def login():
 def signup():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
+    mode = platform_settings.signup_mode()
+    if mode != "open":  # closed, or only through an invitation's own page
+        return render_template("auth/signup_closed.html", mode=mode), 403 if request.method == "POST" else 200
     form = SignupForm()
+    domains = platform_settings.get("signup_domains")
+    if domains:
+        form.email.description = f"Only addresses at {', '.join(domains)} may create an account here."
     if form.validate_on_submit():
         try:
-            user = accounts.sign_up(form.email.data, form.name.data or "", form.password.data, current_actor())
+            user = accounts.sign_up(form.email.data, form.name.data or "", form.password.data, current_actor(),
+                                    channel="signup")
         except ValidationError as exc:
             apply_errors(form, exc)
         else:
-            _start_session(user)
+            _start_session(user, method="signup")
             accounts.send_verification_email(user, verification_link, current_actor())
             flash(f"Welcome to Cost Guardian. We sent a link to {user.email}: confirm your address to join "
                   "your company's organization if it lets colleagues join by email domain, or create your "
@@ -88,10 +99,13 @@ def verification_link(token: str) -> str:
 @bp.post("/logout")
 @personal
 def logout():
+    authz.end_impersonation("admin_signed_out")  # acting as someone: the admin signs out
     if current_user.is_authenticated:
         audit.record(current_actor(), "auth.signed_out", target=current_user._get_current_object())
+    sessions.end_by_key(session.get(authz.SESSION_KEY), "signed_out")
     logout_user()
     session.clear()
+    session["_remember"] = "clear"  # Flask-Login then deletes the remember-me cookie (clear() wiped its flag)
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -127,7 +141,7 @@ def reset_password(token: str):
         except RuleViolation:
             return render_template("auth/reset_password_invalid.html"), 410
         else:
-            _start_session(user)
+            _start_session(user, method="reset")
             flash("Your password is changed, and every other session is signed out.", "success")
             return redirect(url_for("dashboard.index"))
     status = 422 if request.method == "POST" else 200
@@ -164,7 +178,8 @@ def oidc_callback():
         return redirect(url_for("auth.login"))
     claims = token.get("userinfo") or {}
     try:
-        user = accounts.sign_in_with_oidc(client.load_server_metadata()["issuer"], dict(claims), current_actor())
+        user = accounts.sign_in_with_oidc(client.load_server_metadata()["issuer"], dict(claims), current_actor(),
+                                          invitation_email=_pending_invitation_email())
     except RuleViolation as exc:
         flash(exc.message, "error")
         return redirect(url_for("auth.login"))
@@ -172,10 +187,22 @@ def oidc_callback():
     # Sign-in started on an invitation's page: used once, whatever the outcome,
     # so that no later sign-in tries it again.
     invitation_token = session.pop(INVITATION_SESSION_KEY, None)
-    _start_session(user)
+    _start_session(user, method="oidc")
     if invitation_token and _accept_invitation(user, invitation_token):
         return redirect(url_for("dashboard.index"))
     return redirect(_safe_next(next_url))
+
+
+def _pending_invitation_email() -> str | None:
+    """The address of the usable invitation whose page started this sign-in,
+    if any: a first sign-in with that address counts as invited (the
+    sign-up policy's invite_only)."""
+    invitation = invitations.by_token(session.get(INVITATION_SESSION_KEY) or "")
+    try:
+        invitations.check_can_accept(invitation, None)
+    except RuleViolation:
+        return None
+    return invitation.email
 
 
 def _accept_invitation(user, token: str) -> bool:

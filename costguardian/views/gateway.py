@@ -23,7 +23,6 @@ from costguardian import web
 from costguardian.db import connected
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
-from costguardian.services.billing import limits
 from costguardian.services.gateway import models_list, proxy, ratelimits
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 
@@ -110,9 +109,11 @@ def gateway_key_required(wire: str):
                 return _send(proxy.error_reply(wire, exc.status, detail, g.gateway_request_id,
                                                code=exc.problem.replace("-", "_")))
             g.api_key, g.org = key, key.organization
-            refusal = limits.gateway_refusal(key.organization)  # billing on and a plan without the gateway
+            # Suspended, or a plan without the gateway (the organization row came with the key).
+            refusal = proxy.organization_refusal(key.organization)
             if refusal:
-                return _send(proxy.error_reply(wire, 403, refusal, g.gateway_request_id, code="plan_limit"))
+                code, message = refusal
+                return _send(proxy.error_reply(wire, 403, message, g.gateway_request_id, code=code))
             try:
                 g.gateway_limits = ratelimits.admit(key.organization, key)
             except ratelimits.Limited as exc:  # not forwarded, not recorded (ratelimits)

@@ -11,6 +11,7 @@ from costguardian.extensions import limiter
 from costguardian.forms import apply_errors
 from costguardian.forms.invitations import AcceptSigninForm, AcceptSignupForm, InviteForm
 from costguardian.rendering import render, toast
+from costguardian.services.platform import settings as platform_settings
 from costguardian.services.team import accounts, departments, invitations, members, orgs
 from costguardian.services.billing import limits
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
@@ -144,6 +145,9 @@ def accept(token: str):
     signup, signin = AcceptSignupForm(prefix="signup"), AcceptSigninForm(prefix="signin")
     if request.method == "GET":
         session[SESSION_KEY] = token  # picked up after an OIDC sign-in
+        refusal = platform_settings.signup_refusal(invitation.email, "invitation") if existing is None else None
+        if refusal:  # said before anyone fills the form in (the sign-up refuses it too)
+            signup.form_errors.append(refusal)
     else:
         try:
             if user is not None:
@@ -151,11 +155,11 @@ def accept(token: str):
             if existing is None and signup.validate_on_submit():
                 try:
                     new_user = accounts.sign_up(invitation.email, signup.name.data or "", signup.password.data,
-                                                current_actor())
+                                                current_actor(), channel="invitation")
                 except ValidationError as exc:
                     apply_errors(signup, exc)
                 else:
-                    _start_session(new_user)
+                    _start_session(new_user, method="signup")
                     # Accepting does not prove the mailbox (the link may have leaked); the
                     # confirmation email does, and only that lets domain join happen later.
                     accounts.send_verification_email(new_user, verification_link, current_actor())

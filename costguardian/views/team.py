@@ -81,6 +81,8 @@ def _links(kind: str, target_id):
             if endpoint in views:
                 return url_for(endpoint, budget_id=int(budget_id))
         return None
+    if kind == "reconciliation" and target_id in ("openai", "anthropic") and can("usage:read"):
+        return url_for("reconciliation.provider", provider=target_id)
     if kind == "billing" and current_app.config.get("BILLING_ENABLED") and can("billing:manage"):
         return url_for("billing.index")
     if kind == "invitations" and can("members:read"):

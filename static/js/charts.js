@@ -9,6 +9,8 @@
   var PALETTE = ["#0f766e", "#2563eb", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#64748b"];
   var money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
   var compactMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", notation: "compact" });
+  var count = new Intl.NumberFormat("en-US");
+  var compactCount = new Intl.NumberFormat("en-US", { notation: "compact" });
 
   function shortDay(iso) {
     var day = new Date(iso + "T00:00:00Z");
@@ -16,7 +18,10 @@
     return day.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
   }
 
+  // Data: {labels, datasets: [{label, data}], unit}; unit "count" (events,
+  // sign-ups) shows plain numbers, anything else dollars.
   function config(data) {
+    var counts = data.unit === "count";
     var datasets = (data.datasets || []).map(function (set, i) {
       return {
         label: set.label,
@@ -45,7 +50,10 @@
           },
           y: {
             stacked: true, beginAtZero: true,
-            ticks: { callback: function (value) { return value >= 1000 ? compactMoney.format(value) : money.format(value); } }
+            ticks: { callback: function (value) {
+              if (counts) { return value >= 1000 ? compactCount.format(value) : count.format(value); }
+              return value >= 1000 ? compactMoney.format(value) : money.format(value);
+            } }
           }
         },
         plugins: {
@@ -53,7 +61,9 @@
           tooltip: {
             callbacks: {
               title: function (items) { return items.length ? shortDay(items[0].label) : ""; },
-              label: function (item) { return item.dataset.label + ": " + money.format(item.parsed.y); }
+              label: function (item) {
+                return item.dataset.label + ": " + (counts ? count : money).format(item.parsed.y);
+              }
             }
           }
         }

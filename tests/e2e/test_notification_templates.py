@@ -58,7 +58,8 @@ def test_template_editor_live_preview_error_save_and_outbox(page, make_user, mak
     notifications.notify(org, "budget.threshold", dict(notification_types.get("budget.threshold").example),
                          recipients=[owner], webhooks=False)
     page.locator("details.user-menu summary").click()
-    page.get_by_role("link", name="Outbox (superadmin)").click()
+    page.get_by_role("link", name="Platform console").click()
+    page.locator("nav.console-nav").get_by_role("link", name="Outbox").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Outbox")
     shot(page, "4-outbox")
     page.get_by_role("link", name="[Acme Analytics] Heads up: ENGINEERING MONTHLY at 81%").click()

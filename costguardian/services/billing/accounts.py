@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from peewee import IntegrityError, fn
+from peewee import JOIN, IntegrityError, fn
 
 from costguardian import clock
 from costguardian.extensions import db
 from costguardian.models import BillingAccount, Invitation, Membership, Organization, Plan, UsageRollup
 from costguardian.services.billing import plans
 
-# Stripe's subscription status -> (the subscribed plan's limits apply, what owners and billing members read).
+# Stripe's subscription status (or "comped") -> (the subscribed plan's limits apply,
+# what owners and billing members read).
 # "past_due" keeps the plan for BILLING_GRACE_DAYS after the first failed payment, then Free limits apply.
 ACCESS: dict[str, tuple[str, str]] = {
     "": ("Free", ""),
@@ -28,6 +29,8 @@ ACCESS: dict[str, tuple[str, str]] = {
     "incomplete_expired": ("Free", ""),
     "canceled": ("Free", ""),
     "paused": ("Free", "The subscription to {plan} is paused, so Free limits apply."),
+    # Not Stripe's: a platform admin granted the plan (set_manual_plan); no Stripe subscription.
+    "comped": ("plan", ""),
 }
 
 
@@ -55,9 +58,20 @@ def account_for(org: Organization) -> BillingAccount:
 
 def access(org: Organization, account: BillingAccount | None = None, now: datetime | None = None) -> Access:
     """Which plan's limits apply to `org` now, and what to tell its owners."""
-    account = account or account_for(org)
+    return _decide(account or account_for(org), plans.free(), now or clock.now())
+
+
+def access_many(orgs: list[Organization], now: datetime | None = None) -> dict[int, Access]:
+    """access() of each organization (by id) in two queries, for lists; an
+    organization without a billing account is on Free (none is created)."""
     now = now or clock.now()
     free = plans.free()
+    found = {a.organization_id: a for a in BillingAccount.select(BillingAccount, Plan)
+             .join(Plan, JOIN.LEFT_OUTER).where(BillingAccount.organization.in_([o.id for o in orgs]))}
+    return {o.id: _decide(found.get(o.id) or BillingAccount(organization=o), free, now) for o in orgs}
+
+
+def _decide(account: BillingAccount, free: Plan, now: datetime) -> Access:
     status = account.status or ""
     subscribed = account.plan if account.plan_id and status not in ("", "canceled", "incomplete_expired") else None
     rule, message = ACCESS.get(status, ("Free", ""))
@@ -125,4 +139,44 @@ def seats_allowed(org: Organization, account: BillingAccount | None = None) -> i
     now_access = access(org, account)
     if now_access.plan.is_free:
         return now_access.plan.seats_included
+    if account.status == "comped":  # no subscription to add seats to: at least the plan's own
+        return max(account.seats or 0, now_access.plan.seats_included)
     return max(account.seats or 0, 1)
+
+
+def set_manual_plan(org: Organization, plan_code: str, actor) -> BillingAccount:
+    """A platform grant (a comped plan): `plan_code`'s limits apply with no
+    Stripe subscription (status "comped", monthly allowance); the free plan
+    removes the grant. Refused while a live Stripe subscription decides the
+    plan. The nightly sync leaves a comped account alone until a live
+    subscription replaces it (sync.store)."""
+    from costguardian.db import locked
+    from costguardian.services.billing import sync
+    from costguardian.services.errors import RuleViolation, ValidationError
+    from costguardian.services.team import audit
+
+    plan = plans.by_code(plan_code) if isinstance(plan_code, str) and plans.CODE.fullmatch(plan_code) else None
+    if plan is None:
+        raise ValidationError({"plan": "Choose one of the plans: " + ", ".join(p.code for p in plans.listed()) + "."})
+    account = account_for(org)
+    with locked(account):
+        account = BillingAccount.get_by_id(account.id)
+        if account.stripe_subscription_id and account.status in sync.LIVE:
+            raise RuleViolation(f"{org.name} pays through a Stripe subscription ({account.status}); cancel it "
+                                "before granting a plan by hand.")
+        before = account.plan.code if account.plan_id and account.status == "comped" else None
+        if plan.is_free:
+            if account.status != "comped":
+                return account  # nothing granted, nothing to remove
+            account.status, account.plan, account.seats = "", None, 0
+        else:
+            account.status, account.plan, account.interval = "comped", plan, "month"
+            account.seats = max(plan.seats_included, seats_used(org))
+            account.stripe_subscription_id = account.seat_item_id = account.metered_item_id = None
+            account.period_start = account.period_end = account.trial_end = None
+            account.cancel_at, account.cancel_at_period_end, account.past_due_since = None, False, None
+        account.updated_at = clock.now()
+        account.save()
+    audit.record(actor, "billing.plan_granted" if not plan.is_free else "billing.grant_removed", org=org,
+                 target=account, plan=plan.code, before=before)
+    return account

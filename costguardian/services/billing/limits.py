@@ -64,25 +64,44 @@ def check_seats(org: Organization, adding: int) -> None:
     raise SeatLimit(message, url)
 
 
+def forced_feature(org: Organization, feature: str) -> bool | None:
+    """A platform admin's override of the plan for this organization
+    (Organization.feature_overrides): True or False, None when the plan decides."""
+    value = (org.feature_overrides or {}).get(feature)
+    return value if isinstance(value, bool) else None
+
+
+def _label(feature: str) -> str:
+    from costguardian.models.billing import FEATURES
+
+    label = FEATURES[feature]
+    return label if label[:2].isupper() else label[0].lower() + label[1:]  # "LLM gateway", "webhooks"
+
+
 def has_feature(org: Organization, feature: str) -> bool:
-    """Whether the plan that applies now includes `feature` (always, with billing off)."""
+    """Whether `org` has `feature`: a platform admin's override, else the plan
+    that applies now (always, with billing off)."""
+    forced = forced_feature(org, feature)
+    if forced is not None:
+        return forced
     if not billing.enabled():
         return True
     return accounts.access(org).plan.has(feature)
 
 
 def feature_refusal(org: Organization, feature: str) -> str | None:
-    """Why `feature` cannot be turned on under the plan that applies now (None: it can)."""
+    """Why `feature` cannot be turned on for `org` now (None: it can): a
+    platform admin turned it off, or the plan that applies lacks it."""
+    forced = forced_feature(org, feature)
+    if forced is not None:
+        return None if forced else (f"The platform's administrators turned off {_label(feature)} for {org.name}; "
+                                    "contact them to have it back.")
     if not billing.enabled():
         return None
     plan = accounts.access(org).plan
     if plan.has(feature):
         return None
-    from costguardian.models.billing import FEATURES
-
-    label = FEATURES[feature]
-    label = label if label[:2].isupper() else label[0].lower() + label[1:]  # "LLM gateway", "webhooks"
-    return (f"The {plan.name} plan does not include {label}. An owner or billing member "
+    return (f"The {plan.name} plan does not include {_label(feature)}. An owner or billing member "
             "can upgrade on the billing page.")
 
 
@@ -93,9 +112,13 @@ GATEWAY_ANSWER_SECONDS = 30.0
 
 
 def gateway_refusal(org: Organization) -> str | None:
-    """Why the gateway refuses `org`'s calls (its plan leaves the gateway out),
-    or None. Nothing is read with billing off; with it on, the answer is kept
-    for GATEWAY_ANSWER_SECONDS, so a plan change reaches the gateway within that."""
+    """Why the gateway refuses `org`'s calls (a platform admin's override, or
+    its plan leaves the gateway out), or None. The override is read from the
+    organization row the key brought; the plan only with billing on, and its
+    answer is kept for GATEWAY_ANSWER_SECONDS, so a plan change reaches the
+    gateway within that."""
+    if forced_feature(org, "gateway") is not None:
+        return feature_refusal(org, "gateway")
     if not billing.enabled():
         return None
     now = clock.monotonic()

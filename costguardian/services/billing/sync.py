@@ -93,6 +93,8 @@ def store(account: BillingAccount, sub, customer=None, method=None, *, read_at=N
         account = BillingAccount.get_by_id(account.id)
         if account.synced_at is not None and read_at < account.synced_at:
             return account
+        if sub is not None and account.status == "comped" and sub.status not in LIVE:
+            sub = None  # a platform grant (accounts.set_manual_plan) stands until a live subscription replaces it
         if sub is not None:
             plan, interval, seat_item, metered_item = _plan_of(sub)
             account.stripe_subscription_id = sub.id

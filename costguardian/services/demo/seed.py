@@ -23,6 +23,9 @@ PEOPLE = [  # email, name, role, department
     ("member@example.com", "Mo Member", permissions.MEMBER, "Research"),
     ("viewer@example.com", "Vi Viewer", permissions.VIEWER, "Marketing"),
 ]
+# Platform admins of the demo installation: members of no organization, they
+# see it through the console (/admin/) only.
+PLATFORM_PEOPLE = [("root@example.com", "Root Admin", "superadmin"), ("support@example.com", "Sam Support", "support")]
 DEPARTMENTS = [("Engineering", None), ("Platform", "Engineering"), ("Research", "Engineering"),
                ("Marketing", None), ("Support", None)]
 
@@ -49,8 +52,12 @@ def seed(instance_path: Path) -> dict:
         if department:
             membership.department = departments[department]
             membership.save(only=[Membership.department])
+    for email, name, role in PLATFORM_PEOPLE:
+        user = accounts.sign_up(email, name, password, actor)
+        user.platform_role = role
+        user.save(only=[User.platform_role])
     credentials = {"email": OWNER_EMAIL, "password": password, "org": DEMO_ORG,
-                   "others": ", ".join(p[0] for p in PEOPLE)}
+                   "others": ", ".join([p[0] for p in PEOPLE] + [f"{p[0]} (platform {p[2]})" for p in PLATFORM_PEOPLE])}
     instance_path.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(credentials))
     saved.chmod(0o600)

@@ -16,6 +16,7 @@ reached. `finish`, run after the answer was sent, records the call
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -77,8 +78,27 @@ def error_reply(wire: str, status: int, message: str, request_id: str, *, code: 
     return Reply(status, json.dumps(body).encode(), {"X-CG-Request-Id": request_id, **(headers or {})})
 
 
-def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[str, str], request_id: str) -> Reply:
+def organization_refusal(org) -> tuple[str, str] | None:
+    """(code, message) when the organization may not call through the gateway
+    at all now: suspended by the platform's administrators, or on a plan (or a
+    feature override) without the gateway. Every caller of `handle` asks this
+    first: the SDK endpoints, the onboarding test call, the chat."""
+    from costguardian.services.billing import limits
+    from costguardian.services.platform import orgs as platform_orgs
+
+    if org.suspended_at is not None:
+        return "organization_suspended", platform_orgs.suspension_detail(org)
+    refusal = limits.gateway_refusal(org)
+    return ("plan_limit", refusal) if refusal else None
+
+
+def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[str, str], request_id: str,
+           extra_tags: tuple[str, ...] = ()) -> Reply:
+    """One call through the gateway. `extra_tags`: tags the product itself
+    adds (the chat's `source:chat`; a caller's headers may not set `source:`),
+    counted by admission and recorded like the caller's."""
     exchange = _Exchange(org, api_key, routing.ENDPOINTS[endpoint_name], headers, request_id)
+    exchange.extra_tags = tuple(extra_tags)
     try:
         reply = exchange.run(raw_body)
         reply.record = exchange.record
@@ -113,6 +133,7 @@ class _Exchange:
         self.started = clock.monotonic()
         self.record = CallRecord(request_id, org, api_key, endpoint.name, clock.now())
         self.admission: admission.Admission | None = None
+        self.extra_tags: tuple[str, ...] = ()
         self.body: dict = {}
         self.route: routing.Route | None = None
         self.relay: streams.Relay | None = None
@@ -144,6 +165,8 @@ class _Exchange:
             who = attribution.from_request(self.org, self.api_key, self.headers, body)
         except attribution.AttributionError as exc:
             return self.refuse(exc.status, exc.message, exc.code)
+        if self.extra_tags:
+            who = dataclasses.replace(who, tags=[*who.tags, *(t for t in self.extra_tags if t not in who.tags)])
         self.record.user, self.record.department, self.record.tags = who.user, who.department, who.tags
         try:
             self.route = route = routing.resolve(self.org, self.endpoint, body.get("model"))

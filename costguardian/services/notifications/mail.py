@@ -71,8 +71,15 @@ def transmit(message: OutboxMessage) -> None:
     message.save()
 
 
+def _sender() -> str:
+    """MAIL_FROM when the environment sets it, else the console's setting, else the default."""
+    from costguardian.services.platform import settings
+
+    return settings.get("mail_from")
+
+
 def _build(message: OutboxMessage) -> EmailMessage:
-    sender = current_app.config["MAIL_FROM"]
+    sender = _sender()
     email = EmailMessage()
     email["From"] = sender
     email["To"] = message.to_address
@@ -123,7 +130,7 @@ class MailApiError(RuntimeError):
 
 
 def _resend(key: str, message: OutboxMessage, headers: dict) -> tuple[str, dict]:
-    body = {"from": current_app.config["MAIL_FROM"], "to": [message.to_address], "subject": message.subject,
+    body = {"from": _sender(), "to": [message.to_address], "subject": message.subject,
             "text": message.text_body}
     if message.html_body:
         body["html"] = message.html_body
@@ -133,7 +140,7 @@ def _resend(key: str, message: OutboxMessage, headers: dict) -> tuple[str, dict]
 
 
 def _sendgrid(key: str, message: OutboxMessage, headers: dict) -> tuple[str, dict]:
-    name, address = parseaddr(current_app.config["MAIL_FROM"])
+    name, address = parseaddr(_sender())
     sender = {"email": address, **({"name": name} if name else {})}
     content = [{"type": "text/plain", "value": message.text_body}]
     if message.html_body:

@@ -92,6 +92,16 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "Add a price so they are counted.",
         "/prices/", {"provider": "acme-ai", "model": "rocket-1", "requests": 12}),
     EventType(
+        "provider.shadow_usage", "Shadow usage at a provider",
+        "A provider reported spend in a day from keys or projects Cost Guardian has no record of.",
+        WARNING, _MONEY, _MONEY,
+        "${{ spent_usd }} of {{ provider }} usage on {{ day }} from unknown keys",
+        "{{ provider }} reports ${{ spent_usd }} on {{ day }} from {{ count }} key(s) or project(s) that never "
+        "appear in Cost Guardian's records ({{ keys }}); the alert threshold is ${{ threshold_usd }}. Mark the "
+        "ones that are yours as known, or find out who uses them.",
+        "/reconciliation/{{ provider }}", {"provider": "openai", "day": "2026-11-30", "spent_usd": "42.10",
+                                           "threshold_usd": "10.00", "keys": "key_abc123", "count": 1}),
+    EventType(
         "member.invited", "Invitation to join", "Someone was invited to the organization (email to the invited address).",
         INFO, _MANAGERS, (),
         "{{ inviter }} invited you to {{ org.name }}",

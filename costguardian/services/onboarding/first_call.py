@@ -47,6 +47,9 @@ def test_call(org: Organization, key: ApiKey, model: str, wire: str = "openai") 
     make it; answers {"status", "model", "text"} once it is recorded."""
     from costguardian.services.gateway import proxy
 
+    refusal = proxy.organization_refusal(org)
+    if refusal:
+        raise RuleViolation(f"The test call was not made: {refusal[1]}")
     if wire == "anthropic":
         endpoint, body = "messages", {"model": model, "max_tokens": 16,
                                       "messages": [{"role": "user", "content": "Say hello in three words."}]}

@@ -20,6 +20,7 @@ from costguardian import clock
 from costguardian.extensions import db
 from costguardian.models import ExternalIdentity, PasswordResetToken, User
 from costguardian.services.notifications import mail
+from costguardian.services.platform import settings as platform_settings
 from costguardian.services.team import audit, orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
@@ -77,8 +78,16 @@ def _check_password(user: User | None, password: str) -> bool:
     return True
 
 
-def sign_up(email: str, name: str, password: str, actor: Actor) -> User:
+def sign_up(email: str, name: str, password: str, actor: Actor, channel: str | None = None) -> User:
+    """A new account with a password. `channel` says how a person asked for it
+    ("signup": the sign-up page; "invitation": accepting one), and the
+    platform's sign-up policy then applies; None is an operator creating it
+    (the CLI, the demo seed), which the policy does not restrict."""
     email = normalize_email(email)
+    if channel is not None:
+        refusal = platform_settings.signup_refusal(email, channel)
+        if refusal:
+            raise ValidationError({"email": refusal})
     problem = password_problem(password, email)
     if problem:
         raise ValidationError({"password": problem})
@@ -278,9 +287,14 @@ def change_password(user: User, current: str, new_password: str, actor: Actor) -
 
 
 def _set_password(user: User, password: str) -> None:
+    from costguardian.models import UserSession  # models/platform imports this package's models
+
     user.password_hash = hash_password(password)
     user.session_version += 1  # signs out every other session
     user.save(only=[User.password_hash, User.session_version])
+    # ... and their rows say so (the caller starts or keeps this browser's own).
+    UserSession.update(ended_at=clock.now(), ended_reason="password_changed").where(
+        UserSession.user == user, UserSession.ended_at.is_null()).execute()
 
 
 def update_profile(user: User, name: str, actor: Actor) -> User:
@@ -295,10 +309,12 @@ def update_profile(user: User, name: str, actor: Actor) -> User:
 
 # --- sign-in through an OIDC provider ----------------------------------------
 
-def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor) -> User:
+def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor, invitation_email: str | None = None) -> User:
     """The user for these ID-token claims: the linked one, an existing account
     with the same verified email (then linked; if that account never proved
-    its address, its password and sessions end first), or a new account."""
+    its address, its password and sessions end first), or a new account if
+    the sign-up policy allows it (`invitation_email`: the address of a usable
+    invitation the sign-in started from, which counts as invited)."""
     subject = str(claims.get("sub") or "")
     if not subject:
         raise RuleViolation("The identity provider did not say who you are (no subject).")
@@ -307,7 +323,7 @@ def sign_in_with_oidc(issuer: str, claims: dict, actor: Actor) -> User:
     if identity is not None:
         user = identity.user
     else:
-        user = _user_for_new_identity(issuer, subject, claims, actor)
+        user = _user_for_new_identity(issuer, subject, claims, actor, invitation_email)
     if user.is_disabled:
         raise RuleViolation("This account is disabled. Contact your administrator.")
     mark_signed_in(user, actor, "oidc")
@@ -321,7 +337,8 @@ def _email_verified(claims: dict) -> bool:
     return claims.get("email_verified") is True or claims.get("email_verified") == "true"
 
 
-def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor) -> User:
+def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor,
+                           invitation_email: str | None = None) -> User:
     try:
         email = normalize_email(str(claims.get("email") or ""))
     except ValidationError as exc:
@@ -339,6 +356,10 @@ def _user_for_new_identity(issuer: str, subject: str, claims: dict, actor: Actor
                 raise RuleViolation("This account is disabled. Contact your administrator.")
             created = user is None
             if created:
+                refusal = platform_settings.signup_refusal(
+                    email, "invitation" if invitation_email == email else "signup")
+                if refusal:
+                    raise RuleViolation(f"There is no account for {email} here. {refusal}")
                 user = User.create(email=email, name=str(claims.get("name") or "")[:120])
             ExternalIdentity.create(user=user, issuer=issuer, subject=subject, email=email)
             unproven = not created and user.email_verified_at is None

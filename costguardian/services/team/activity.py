@@ -278,6 +278,63 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
         case "onboarding.step_done" | "onboarding.step_skipped":
             verb = "finished" if action.endswith("done") else "skipped"
             return [(f"{verb} the setup step “{d.get('step', '')}”", None)]
+        # The platform console and its administrators (services/platform).
+        case "org.suspended":
+            again = " (new reason)" if d.get("updated") else ""
+            return [(f"suspended the organization{again}: {d.get('reason', '')}", None)]
+        case "org.unsuspended":
+            return [("reinstated the organization", None)]
+        case "org.deletion_scheduled":
+            return [(f"scheduled the organization's deletion for {str(d.get('delete_after', ''))[:10]}", None)]
+        case "org.deletion_cancelled":
+            return [("cancelled the organization's deletion", None)]
+        case "org.deleted":
+            return [(f"deleted the organization {_quoted(d.get('name', ''))}", None)]
+        case "org.ownership_transferred":
+            return [("made ", None), user, (" the organization's owner (the previous owners are admins now)", None)]
+        case "org.features_changed":
+            return [("changed the organization's features", None), (_changes(d.get("changes")), None)]
+        case "billing.plan_granted":
+            plan = str(d.get("plan", "")).title()
+            return [(f"granted the {plan} plan (no subscription)", ctx.links("billing", None))]
+        case "billing.grant_removed":
+            return [("removed the granted plan", ctx.links("billing", None))]
+        case "platform.viewed":
+            return [("viewed the organization in the platform console", None)]
+        case "impersonation.started":
+            return [(f"began acting as {d.get('user_email', 'a user')}: {d.get('reason', '')}", None)]
+        case "impersonation.ended":
+            return [(f"stopped acting as a user ({d.get('reason', '')})", None)]
+        case "impersonation.request":
+            return [(f"opened {d.get('method', 'GET')} {d.get('path', '')} ({d.get('status', '')})", None)]
+        case "platform.setting_changed":
+            return [(f"changed the platform setting “{d.get('setting', '')}”", None)]
+        case "platform.global_price_created" | "platform.global_price_updated" | "platform.global_price_deleted":
+            verb = {"created": "added", "updated": "changed", "deleted": "deleted"}[action.rsplit("_", 1)[1]]
+            return [(f"{verb} the global price of {d.get('provider', '')} {d.get('model', '')}", None)]
+        case "platform.audit_exported" | "platform.users_exported" | "platform.usage_exported":
+            what = action.split(".")[1].removesuffix("_exported")
+            return [(f"exported the platform's {what} as CSV", None)]
+        case "platform.delivery_retried":
+            return [("sent a failed delivery again from the platform console", None)]
+        case "platform_token.created":
+            return [(f"created the platform API token {d.get('prefix', '')}", None)]
+        case "platform_token.revoked":
+            return [(f"revoked the platform API token {d.get('prefix', '')}", None)]
+        # Provider usage sync (services/provider_sync).
+        case "provider_sync.connected" | "provider_sync.key_replaced":
+            verb = "connected" if action.endswith("connected") else "replaced"
+            return [(f"{verb} the {d.get('provider', '')} admin key (…{d.get('last4', '')}) for usage sync",
+                     ctx.links("reconciliation", d.get("provider")))]
+        case "provider_sync.disconnected":
+            return [(f"disconnected the {d.get('provider', '')} admin key (…{d.get('last4', '')})", None)]
+        case "provider_sync.settings_changed":
+            return [(f"changed the {d.get('provider', '')} reconciliation settings", None),
+                    (_changes(d.get("changes")), None)]
+        case "provider_sync.key_known" | "provider_sync.key_forgotten":
+            what = "marked" if action.endswith("known") else "unmarked"
+            return [(f"{what} the {d.get('provider', '')} key {d.get('key_id', '')} as one of the organization's own",
+                     None)]
     if action.startswith("billing.") and d.get("event"):  # a Stripe event applied (services.billing.webhooks)
         return [(f"applied Stripe's {action[len('billing.'):]} (subscription {d.get('status') or 'none'})",
                  ctx.links("billing", None))]
@@ -303,7 +360,9 @@ def describe(org, rows: list[AuditLog], links) -> list[Entry]:
     ctx = _Context(names, memberships, key_names, departments, links)
     entries = []
     for row in rows:
-        if row.actor_id:
+        if row.actor_id and row.impersonator_id:  # a platform admin acting as the person
+            actor = f"{row.impersonator.display_name} (platform admin, acting as {row.actor.display_name})"
+        elif row.actor_id:
             actor = row.actor.display_name
         elif isinstance(row.detail, dict) and row.detail.get("api_key"):
             actor = f"API key {row.detail['api_key']}"

@@ -68,8 +68,23 @@ def create_organization(name: str, owner: User, actor: Actor, time_zone: str = "
             continue
         audit.record(actor, "org.created", org=org, target=org, name=name, slug=slug)
         audit.record(actor, "member.added", org=org, target=membership, user=owner.email, role=permissions.OWNER)
+        _grant_default_plan(org, actor)
         return org
     raise RuleViolation("Could not find a free address for this organization; choose another name.")
+
+
+def _grant_default_plan(org: Organization, actor: Actor) -> None:
+    """The platform's default plan for new organizations (the `default_plan`
+    setting), when it is not Free: granted as a comped plan, no subscription."""
+    from costguardian.services.billing import accounts, plans
+    from costguardian.services.platform import settings
+
+    code = settings.get("default_plan")
+    if not code or code == "free":
+        return
+    plan = plans.by_code(code) if isinstance(code, str) else None
+    if plan is not None and not plan.is_free:
+        accounts.set_manual_plan(org, plan.code, actor)
 
 
 def update_settings(org: Organization, actor: Actor, name: str, time_zone: str, currency: str) -> Organization:

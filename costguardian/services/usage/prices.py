@@ -24,7 +24,7 @@ MAX_DECIMALS = 9  # so that a price is a whole number of nano-dollars per millio
 EARLIEST_DATE = date(2015, 1, 1)
 LATEST_DATE = date(2100, 1, 1)
 PRICE_FIELDS = ("input_price", "cache_read_price", "cache_write_price", "output_price")
-_COLUMN = {"input_price": "input_nanos_per_mtok", "cache_read_price": "cache_read_nanos_per_mtok",
+PRICE_COLUMNS = {"input_price": "input_nanos_per_mtok", "cache_read_price": "cache_read_nanos_per_mtok",
            "cache_write_price": "cache_write_nanos_per_mtok", "output_price": "output_nanos_per_mtok"}
 
 
@@ -96,11 +96,15 @@ def _name(value: str, field: str, limit: int, missing: str, errors: dict) -> str
     return value
 
 
-def _validated_override(org, provider, model, effective_from, prices: dict, note) -> dict:
+def validated_price_input(provider, model, effective_from, prices: dict, note,
+                          model_limit: int = 200) -> tuple[str, str, dict, str]:
+    """The checks every price override shares (an organization's and a global
+    one): (provider, model as typed, {price column: nanos per Mtok or None},
+    note), or ValidationError with a message per field."""
     errors: dict[str, str] = {}
     provider = _name(catalog.normalize_provider(provider or ""), "provider", 64, "Enter the provider, e.g. openai.",
                      errors)
-    model = _name((model or "").strip(), "model", 200, "Enter the model, e.g. gpt-4o.", errors)
+    model = _name((model or "").strip(), "model", model_limit, "Enter the model, e.g. gpt-4o.", errors)
     if not isinstance(effective_from, date) or isinstance(effective_from, datetime):
         errors["effective_from"] = "Enter a date, e.g. 2026-01-31."
     elif not EARLIEST_DATE <= effective_from < LATEST_DATE:
@@ -116,11 +120,15 @@ def _validated_override(org, provider, model, effective_from, prices: dict, note
         errors["note"] = "At most 200 characters."
     if errors:
         raise ValidationError(errors)
-    fields = {"provider": provider, "model": event_model_name(org, provider, model),
-              "effective_from": local_midnight_utc(org, effective_from), "note": note}
-    for name, price in parsed.items():
-        fields[_COLUMN[name]] = None if price is None else usd_per_mtok_to_nanos(price)
-    return fields
+    columns = {PRICE_COLUMNS[name]: None if price is None else usd_per_mtok_to_nanos(price)
+               for name, price in parsed.items()}
+    return provider, model, columns, note
+
+
+def _validated_override(org, provider, model, effective_from, prices: dict, note) -> dict:
+    provider, model, columns, note = validated_price_input(provider, model, effective_from, prices, note)
+    return {"provider": provider, "model": event_model_name(org, provider, model),
+            "effective_from": local_midnight_utc(org, effective_from), "note": note, **columns}
 
 
 def _duplicate(org, fields: dict) -> ValidationError:
@@ -238,7 +246,7 @@ def override_form_data(org: Organization, override: PriceOverride) -> dict:
     """An override's values in the shape the form takes (prices in USD per MTok, "" when unset)."""
     return {"provider": override.provider, "model": override.model,
             "effective_from": local_date(org, override.effective_from),
-            **{name: usd_per_mtok(getattr(override, column)) for name, column in _COLUMN.items()},
+            **{name: usd_per_mtok(getattr(override, column)) for name, column in PRICE_COLUMNS.items()},
             "note": override.note}
 
 

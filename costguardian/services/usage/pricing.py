@@ -4,7 +4,9 @@ the model has no known price (never a silent $0).
 Prices come from the `genai-prices` catalog (historical prices by the call's
 own time, cache read and write prices, tiered long-context prices, batch and
 service-tier variants), unless the organization set its own price for the
-model from a date on (a PriceOverride), which then wins.
+model from a date on (a PriceOverride), which then wins; else the platform's
+price for it (a GlobalPriceOverride, set in the console for every
+organization), which wins over the catalog.
 
 The catalog costs about 80 µs a call, so it is consulted once per (provider,
 model, price period) and its prices kept as a small `Rates` record; each event
@@ -24,6 +26,7 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from genai_prices import types as gp_types
+from peewee import SQL
 
 from costguardian import clock
 from costguardian.prepared import Prepared
@@ -148,7 +151,7 @@ def _rates_from_catalog(info: gp_types.ModelInfo, when: datetime, context: dict 
                  output=price.output_mtok, per_request=per_request)
 
 
-# --- an organization's own prices ------------------------------------------------
+# --- an organization's own prices, and the platform's ---------------------------
 
 @dataclass(frozen=True)
 class OverrideRates:
@@ -156,35 +159,55 @@ class OverrideRates:
     rates: Rates
 
 
-class OrgPrices:
-    """Everything needed to price one organization's events: its overrides,
-    loaded once (per ingest batch, or per repricing run)."""
+def _by_model(rows) -> tuple[dict, dict]:
+    by_model: dict[tuple[str, str], list[OverrideRates]] = {}
+    for row in sorted(rows, key=lambda r: r.effective_from):
+        by_model.setdefault((row.provider, row.model), []).append(
+            OverrideRates(row.effective_from, override_rates(row)))
+    return by_model, {k: [o.effective_from for o in v] for k, v in by_model.items()}
 
-    def __init__(self, overrides):
-        by_model: dict[tuple[str, str], list[OverrideRates]] = {}
-        for row in sorted(overrides, key=lambda r: r.effective_from):
-            by_model.setdefault((row.provider, row.model), []).append(
-                OverrideRates(row.effective_from, override_rates(row)))
-        self._overrides = by_model
-        self._starts = {k: [o.effective_from for o in v] for k, v in by_model.items()}
+
+def _in_effect(by_model: dict, starts: dict, provider: str, model: str, when: datetime) -> Rates | None:
+    model_starts = starts.get((provider, model))
+    if not model_starts:
+        return None
+    index = bisect_right(model_starts, when) - 1
+    return by_model[(provider, model)][index].rates if index >= 0 else None
+
+
+class OrgPrices:
+    """Everything needed to price one organization's events: its overrides
+    and the platform's (global) ones, loaded once (per ingest batch, gateway
+    call or repricing run). Precedence per (provider, model): the
+    organization's own override in effect at the call's time, else the
+    global one in effect then, else the catalog."""
+
+    def __init__(self, overrides, global_overrides=()):
+        self._overrides, self._starts = _by_model(overrides)
+        self._global, self._global_starts = _by_model(global_overrides)
 
     @classmethod
     def for_org(cls, org) -> "OrgPrices":
-        return cls(_OVERRIDES.execute(getattr(org, "id", org)))
+        own, platform = [], []
+        for row in _OVERRIDES.execute(getattr(org, "id", org)):
+            (own if row.organization is not None else platform).append(row)
+        return cls(own, platform)
 
     def override_for(self, provider: str, model: str, when: datetime) -> Rates | None:
-        starts = self._starts.get((provider, model))
-        if not starts:
-            return None
-        index = bisect_right(starts, when) - 1
-        return self._overrides[(provider, model)][index].rates if index >= 0 else None
+        return _in_effect(self._overrides, self._starts, provider, model, when)
+
+    def global_override_for(self, provider: str, model: str, when: datetime) -> Rates | None:
+        return _in_effect(self._global, self._global_starts, provider, model, when)
 
     def price(self, provider: str, model: str, when: datetime, tokens: Tokens, batch: bool = False,
               service_tier: str = "") -> tuple[int | None, str]:
-        """(cost in nano-dollars or None, "override" | "catalog" | "")."""
+        """(cost in nano-dollars or None, "override" | "global" | "catalog" | "")."""
         rates = self.override_for(provider, model, when)
         if rates is not None:
             return to_nanos(rates.cost_usd(tokens)), "override"
+        rates = self.global_override_for(provider, model, when)
+        if rates is not None:
+            return to_nanos(rates.cost_usd(tokens)), "global"
         rates = catalog_rates(provider, model, when, batch, service_tier)
         if rates is not None:
             return to_nanos(rates.cost_usd(tokens)), "catalog"
@@ -213,10 +236,21 @@ def describe_catalog_price(provider: str, model: str, when: date | None = None) 
     return str(info.get_prices(moment))
 
 
-def _overrides_of(org_id: int):
-    from costguardian.models import PriceOverride  # models import this module
+_PRICE_COLUMNS = ("provider", "model", "effective_from", "input_nanos_per_mtok", "cache_read_nanos_per_mtok",
+                  "cache_write_nanos_per_mtok", "output_nanos_per_mtok")
 
-    return PriceOverride.select().where(PriceOverride.organization == org_id)
+
+def _overrides_of(org_id: int):
+    """The organization's overrides and the platform's, in one statement (one
+    round trip): `organization` is None on the platform's rows."""
+    from costguardian.models import GlobalPriceOverride, PriceOverride  # models import this module
+
+    own = PriceOverride.select(*(getattr(PriceOverride, name) for name in _PRICE_COLUMNS),
+                               PriceOverride.organization.alias("organization")).where(
+        PriceOverride.organization == org_id)
+    platform = GlobalPriceOverride.select(*(getattr(GlobalPriceOverride, name) for name in _PRICE_COLUMNS),
+                                          SQL("NULL").alias("organization"))
+    return (own + platform).namedtuples()  # UNION ALL
 
 
 _OVERRIDES = Prepared(_overrides_of)  # read by every ingest batch and gateway call: SQL built once
