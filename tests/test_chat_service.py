@@ -183,3 +183,24 @@ def test_a_hard_budget_on_the_chat_tag_blocks_before_the_call(chat_org):
     answer = chat_org.say(chat_org.conversation(), "Hello?")
     assert answer.status == BLOCKED and 'hard budget "Chat only"' in answer.error
     assert chat_org.upstream.requests == [] and UsageEvent.select().count() == 0
+
+
+def test_a_failing_provider_is_a_readable_error_in_the_conversation(chat_org):
+    from costguardian.models.chat import ERROR
+
+    chat_org.upstream.fail_with = 503
+    answer = chat_org.say(chat_org.conversation(), "Hello?")
+    assert answer.status == ERROR and answer.error
+    assert "503" in answer.error or "unavailable" in answer.error.lower() or "provider" in answer.error.lower()
+    assert answer.cost_nanos in (None, 0)
+
+
+def test_a_provider_dropping_the_stream_keeps_what_was_said_and_records_it(chat_org):
+    chat_org.upstream.reply = " ".join(f"word{i}" for i in range(40))
+    chat_org.upstream.disconnect_after = 5
+    answer = chat_org.say(chat_org.conversation(), "Write a long answer.")
+    assert answer.status != OK
+    assert answer.content and answer.content == "".join(answer.pieces)
+    [event] = UsageEvent.in_org(chat_org.org)
+    assert event.output_tokens > 0 and answer.output_tokens == event.output_tokens
+    assert answer.cost_nanos == event.cost_nanos

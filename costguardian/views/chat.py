@@ -160,6 +160,7 @@ def say(conversation_id):
 def stream(message_id):
     answer = _answer_or_404(message_id)
     org, user = g.org, _user()
+    thread_held_a_connection = g.get("db_was_open", True)  # before this request (web._open_db)
 
     def events():
         try:
@@ -172,8 +173,10 @@ def stream(message_id):
                                                             **_totals(conversation))})
         finally:
             # A browser that went away (Stop) may leave the server never
-            # closing the response: the pooled connection goes back here.
-            if not db.is_closed():
+            # closing the response, so the request's teardown never runs: the
+            # connection the request opened goes back to the pool here
+            # (web._close_db's rule; one the thread held before stays its own).
+            if not thread_held_a_connection and not db.is_closed():
                 db.close()
 
     return Response(stream_with_context(events()), mimetype="text/event-stream",

@@ -200,7 +200,12 @@ class _Turn:
         message = error.get("message") if isinstance(error, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
         self.outcome = BLOCKED if code == "budget_exceeded" else ERROR
-        self.seen.error = message or f"The call failed (HTTP {reply.status})."
+        if self.outcome == BLOCKED or reply.status < 500:
+            self.seen.error = message or f"The call failed (HTTP {reply.status})."
+        else:  # the provider (or the way to it) failed: say so, then what it said
+            provider = self.answer.model.partition("/")[0] or "The provider"
+            self.seen.error = (f"{provider} could not answer (HTTP {reply.status}); nothing was charged. "
+                               f"Try again in a moment. {message or ''}").strip()
 
     def finish(self) -> None:
         """Record the call (the gateway's own finish: usage event, request
