@@ -11,7 +11,7 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import csrf
 from costguardian.rendering import render
 from costguardian.services.errors import ValidationError
-from costguardian.services.provider_sync import connections, reconcile, sync
+from costguardian.services.provider_sync import connections, price_fix, reconcile, sync
 from costguardian.services.queue import enqueue
 from costguardian.views.api import api_key_required, problem
 
@@ -24,11 +24,12 @@ HOURS = "partials/reconciliation/_hours.html"
 MAX_DAYS = 92
 
 
-def _range(org) -> tuple[date, date, dict]:
+def _range(org, source=None) -> tuple[date, date, dict]:
     errors, today = {}, clock.today(org)
     values = {}
+    source = request.args if source is None else source
     for name, default in (("from", today - timedelta(days=13)), ("to", today)):
-        raw = request.args.get(name, "")
+        raw = source.get(name, "")
         try:
             values[name] = date.fromisoformat(raw) if raw else default
         except ValueError:
@@ -92,7 +93,8 @@ def settings(provider):
         connections.update_settings(conn, current_actor(), tolerance_pct=request.form.get("tolerance_pct", ""),
                                     shadow_alert_usd=request.form.get("shadow_alert_usd", ""))
     except ValidationError as exc:
-        flash(" ".join(exc.errors.values()), "error")
+        first, last, _ = _range(g.org)
+        return _page(conn, first, last, {}, status=422, settings_errors=exc.errors)
     return redirect(url_for("reconciliation.provider", provider=provider), 303)
 
 
@@ -108,14 +110,39 @@ def mark_known(provider):
     return redirect(url_for("reconciliation.provider", provider=provider), 303)
 
 
+def _page(conn, first, last, errors, status=200, fix_errors=None, settings_errors=None):
+    return render(PAGE, PAGE, status=status, conn=conn, label=connections.LABELS[conn.provider], first=first,
+                  last=last, errors=errors, days=reconcile.by_day(g.org, conn, first, last),
+                  keys=reconcile.keys(g.org, conn, first, last),
+                  checks=reconcile.cost_check(g.org, conn, first, last), progress=sync.progress(conn),
+                  fixes=price_fix.suggestions(g.org, conn, first, last), fix_errors=fix_errors or {},
+                  settings_errors=settings_errors or {})
+
+
 @bp.get("/<provider>")
 @require_permission("usage:read")
 def provider(provider):
     conn = _connection_or_404(provider)
     first, last, errors = _range(g.org)
-    return render(PAGE, PAGE, conn=conn, label=connections.LABELS[provider], first=first, last=last, errors=errors,
-                  days=reconcile.by_day(g.org, conn, first, last), keys=reconcile.keys(g.org, conn, first, last),
-                  checks=reconcile.cost_check(g.org, conn, first, last), progress=sync.progress(conn))
+    return _page(conn, first, last, errors)
+
+
+@bp.post("/<provider>/price-fix")
+@require_permission("prices:manage")
+def apply_price_fix(provider):
+    """The cost check's one-click organization price override."""
+    conn = _connection_or_404(provider)
+    first, last, errors = _range(g.org, request.form)
+    model = request.form.get("model", "")[:200]
+    try:
+        if errors:
+            raise ValidationError(errors)
+        row = price_fix.apply(g.org, current_actor(), conn, model, first, last)
+    except ValidationError as exc:
+        return _page(conn, first, last, {}, status=422, fix_errors={model: " ".join(exc.errors.values())})
+    flash(f"Price for {row.provider}/{row.model} saved; its usage is being repriced.", "success")
+    return redirect(url_for("reconciliation.provider", provider=provider, **{"from": first.isoformat(),
+                                                                             "to": last.isoformat()}), 303)
 
 
 @bp.get("/<provider>/hours")
