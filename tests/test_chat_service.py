@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from costguardian.models import ChatMessage, GatewayRequest, UsageEvent
 from costguardian.models.chat import BLOCKED, OK, STOPPED
 from costguardian.services.budgets import budgets
@@ -204,3 +206,28 @@ def test_a_provider_dropping_the_stream_keeps_what_was_said_and_records_it(chat_
     [event] = UsageEvent.in_org(chat_org.org)
     assert event.output_tokens > 0 and answer.output_tokens == event.output_tokens
     assert answer.cost_nanos == event.cost_nanos
+
+
+def test_the_organizations_request_limit_counts_chat_calls(chat_org, app):
+    """Chat calls share the organization's gateway requests-per-minute limit
+    with every key (services/gateway/ratelimits.py, no key: the organization's)."""
+    import time_machine
+
+    from costguardian.models import Organization
+    from costguardian.models.chat import ERROR
+    from costguardian.services.gateway import ratelimits
+
+    if not str(app.config["RATELIMIT_STORAGE_URI"]).startswith("memory"):
+        pytest.skip("Redis keeps its windows by its own clock, which time-machine does not move")
+    ratelimits.reset(app)
+    Organization.update(gateway_rpm_limit=2).where(Organization.id == chat_org.org.id).execute()
+    chat_org.org.gateway_rpm_limit = 2
+    try:
+        with time_machine.travel("2026-12-02 10:00:20", tick=False):  # mid-minute: one window for all three
+            conversation = chat_org.conversation()
+            answers = [chat_org.say(conversation, f"Question {n}") for n in range(3)]
+        assert [a.status for a in answers[:2]] == [OK, OK]
+        assert answers[2].status == ERROR and "requests per minute" in answers[2].error
+        assert len(chat_org.upstream.requests) == 2
+    finally:
+        ratelimits.reset(app)

@@ -30,7 +30,7 @@ from costguardian.models.chat import (ASSISTANT, BLOCKED, COMPARE, ERROR, OK, PE
                                       STREAMING, USER)
 from costguardian.services.budgets import budgets
 from costguardian.services.chat import choices, context, conversations
-from costguardian.services.gateway import proxy
+from costguardian.services.gateway import proxy, ratelimits
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class _Turn:
     def __init__(self, org, user, answer: ChatMessage, should_stop: Callable[[], bool]):
         self.org, self.user, self.answer, self.should_stop = org, user, answer, should_stop
         self.reply: proxy.Reply | None = None
+        self.limits: ratelimits.Admitted | None = None
         self.seen = _Seen([])
         self.stopped = False
         self.outcome = OK
@@ -148,6 +149,11 @@ class _Turn:
         refusal = proxy.organization_refusal(self.org)
         if refusal:
             self.outcome, self.seen.error = ERROR, refusal[1]
+            return
+        try:  # the organization's gateway limits count chat calls too (all keys and the chat together)
+            self.limits = ratelimits.admit(self.org, None)
+        except ratelimits.Limited as exc:
+            self.outcome, self.seen.error = ERROR, exc.message
             return
         request_id = proxy.new_request_id()
         self.answer.request_id = request_id
@@ -219,6 +225,8 @@ class _Turn:
                 reply.finish()
             except Exception:
                 log.exception("recording chat answer %s failed", answer.id)
+        if self.limits is not None and self.limits.token_limits and reply is not None:
+            self.limits.charge(ratelimits.tokens_of(reply.record))
         if self.outcome == OK and (self.stopped or (reply is not None and _cut_short(reply))):
             self.outcome = STOPPED
         answer.content = "".join(self.seen.text)

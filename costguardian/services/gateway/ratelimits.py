@@ -144,10 +144,13 @@ def reset(app=None) -> None:
 
 
 def limits_for(org, api_key) -> list[Limit]:
-    """The limits that apply to a call with this key, the key's first."""
+    """The limits that apply to a call with this key, the key's first; with no
+    key (the chat), the organization's alone."""
     found = []
-    for scope, identity, rpm, tpm in ((KEY, f"key:{api_key.prefix}", api_key.rpm_limit, api_key.tpm_limit),
-                                      (ORGANIZATION, f"org:{org.id}", org.gateway_rpm_limit, org.gateway_tpm_limit)):
+    scopes = [(ORGANIZATION, f"org:{org.id}", org.gateway_rpm_limit, org.gateway_tpm_limit)]
+    if api_key is not None:
+        scopes.insert(0, (KEY, f"key:{api_key.prefix}", api_key.rpm_limit, api_key.tpm_limit))
+    for scope, identity, rpm, tpm in scopes:
         if rpm:
             found.append(Limit(scope, REQUESTS, int(rpm), f"{identity}:{REQUESTS}"))
         if tpm:
