@@ -14,16 +14,14 @@ docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import p95, scratch_app, timed  # noqa: E402
+from bench.scratch import p95, scratch_app, seeded_demo, signed_in, timed  # noqa: E402
 
 
 def main() -> None:
@@ -43,17 +41,11 @@ def main() -> None:
     from costguardian.extensions import db
     from costguardian.models import AuditLog, Organization, UsageEvent, UsageRollup, User
     from costguardian.services.actor import Actor
-    from costguardian.services.demo import seed as demo, usage as demo_usage
+    from costguardian.services.demo import usage as demo_usage
     from costguardian.services.team import accounts, orgs
 
     with app.app_context(), db.connection_context():
-        credentials = demo.seed(instance)
-        org = Organization.get(Organization.name == demo.DEMO_ORG)
-        have = UsageEvent.in_org(org).count()
-        if have < args.events:
-            started = time.monotonic()
-            demo_usage.generate(org, args.events - have, seed=len(str(have)) + have)
-            print(f"seeded {args.events - have:,} events in {time.monotonic() - started:.0f} s")
+        credentials, _ = seeded_demo(instance, args.events)
         root = User.by_email("root@example.com")
         if root is None:  # an instance seeded before the demo had platform admins
             root = accounts.sign_up("root@example.com", "Root Admin", credentials["password"], Actor.system())
@@ -69,12 +61,7 @@ def main() -> None:
         organizations = Organization.select().count()
         audit_rows = AuditLog.select().count()
 
-    client = app.test_client()
-    html = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-    response = client.post("/login", data={"email": "root@example.com", "password": credentials["password"],
-                                           "csrf_token": token})
-    assert response.status_code == 302, "sign-in failed"
+    client = signed_in(app, "root@example.com", credentials["password"])
 
     today = clock.now().date()
     pages = {

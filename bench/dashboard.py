@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import p95, scratch_app, timed  # noqa: E402
+from bench.scratch import p95, scratch_app, seeded_demo, signed_in, timed  # noqa: E402
 
 
 def main() -> None:
@@ -38,29 +36,17 @@ def main() -> None:
     from peewee import fn
 
     from costguardian.extensions import db
-    from costguardian.models import Organization, UsageEvent, UsageRollup
-    from costguardian.services.demo import seed as demo, usage as demo_usage
+    from costguardian.models import UsageEvent, UsageRollup
     from costguardian.services.usage import queries as usage_queries
 
     # Seeding sends budget notifications, which need the app; the timed
     # requests below get an app context of their own each.
     with app.app_context(), db.connection_context():
-        credentials = demo.seed(instance)
-        org = Organization.get(Organization.name == demo.DEMO_ORG)
-        have = UsageEvent.in_org(org).count()
-        if have < args.events:
-            started = time.monotonic()
-            demo_usage.generate(org, args.events - have, seed=len(str(have)) + have)
-            print(f"seeded {args.events - have:,} events in {time.monotonic() - started:.0f} s")
+        credentials, org = seeded_demo(instance, args.events)
         events = UsageEvent.in_org(org).count()
         rollups = UsageRollup.select().where(UsageRollup.organization == org).count()
 
-    client = app.test_client()
-    html = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-    response = client.post("/login", data={"email": credentials["email"], "password": credentials["password"],
-                                           "csrf_token": token})
-    assert response.status_code == 302, "sign-in failed"
+    client = signed_in(app, credentials["email"], credentials["password"])
 
     with db.connection_context():
         today = usage_queries.today(org)

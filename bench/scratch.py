@@ -49,3 +49,32 @@ def timed(fn, repeat: int) -> list[float]:
 
 def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[18] if len(samples) > 1 else samples[0]
+
+
+def seeded_demo(instance: Path, events: int):
+    """(sign-in credentials, organization): the demo organization, seeded on
+    first use and topped up to `events` usage events through the ingest
+    service. Call it inside an app context with a database connection."""
+    from costguardian.models import Organization, UsageEvent
+    from costguardian.services.demo import seed as demo, usage as demo_usage
+
+    credentials = demo.seed(instance)
+    org = Organization.get(Organization.name == demo.DEMO_ORG)
+    have = UsageEvent.in_org(org).count()
+    if have < events:
+        started = time.monotonic()
+        demo_usage.generate(org, events - have, seed=len(str(have)) + have)
+        print(f"seeded {events - have:,} events in {time.monotonic() - started:.0f} s")
+    return credentials, org
+
+
+def signed_in(app, email: str, password: str):
+    """A test client of `app` signed in through the login form."""
+    import re
+
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    assert response.status_code == 302, "sign-in failed"
+    return client
