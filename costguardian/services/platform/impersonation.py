@@ -105,17 +105,7 @@ def stop(row: Impersonation, actor: Actor, reason: str = "stopped") -> bool:
     return _end(row, reason, actor)
 
 
-def end_for_admin_key(admin: User, key: str | None, reason: str, actor: Actor) -> None:
-    row = Impersonation.get_or_none(Impersonation.key_hash == _hash(key)) if key else None
-    if row is not None and row.admin_id == admin.id:
-        _end(row, reason, actor)
-
-
 def history_for(user: User, limit: int = 50) -> list[Impersonation]:
     """Impersonations of this user (for their security log and the console)."""
     return list(Impersonation.select().where(Impersonation.user == user)
                 .order_by(Impersonation.id.desc()).limit(limit))
-
-
-def minutes_left(row: Impersonation) -> int:
-    return max(0, int((row.expires_at - clock.now()).total_seconds() // 60))

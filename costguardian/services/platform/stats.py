@@ -96,13 +96,6 @@ def daily(start: date, end: date) -> list[Figures]:
     return [_figures(d, d.isoformat(), rows.get(d, ())) for d in days]
 
 
-def totals(start: date, end: date) -> Figures:
-    total = Figures(None, "Total")
-    for row in daily(start, end):
-        total = Figures(None, "Total", *(getattr(total, m) + getattr(row, m) for m in _MEASURES))
-    return total
-
-
 @dataclass
 class Table:
     """The biggest rows of one dimension and the rest summed."""
