@@ -12,7 +12,7 @@ from costguardian.authz import current_actor, platform_required
 from costguardian.models.billing import FEATURES
 from costguardian.models.org import Organization
 from costguardian.rendering import redirect_to, render
-from costguardian.services.billing import accounts, plans
+from costguardian.services.billing import plans
 from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.services.platform import orgs
 from costguardian.services.team import orgs as team_orgs
@@ -107,7 +107,7 @@ def unsuspend(org_id: int):
 @platform_required("write")
 def change_plan(org_id: int):
     return _act(org_id, "plan",
-                lambda org: accounts.set_manual_plan(org, request.form.get("plan", ""), current_actor()),
+                lambda org: orgs.set_plan(org, request.form.get("plan", ""), current_actor()),
                 "{name}'s plan was changed.")
 
 

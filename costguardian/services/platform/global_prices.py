@@ -17,6 +17,7 @@ from peewee import IntegrityError
 from costguardian.extensions import db
 from costguardian.models import GlobalPriceOverride, Organization, UsageRollup
 from costguardian.services.actor import Actor
+from costguardian.services.platform.guards import require_superadmin
 from costguardian.services.errors import ValidationError
 from costguardian.services.team import audit
 from costguardian.services.usage import catalog
@@ -74,6 +75,7 @@ def reprice_everywhere(provider: str, model: str) -> int:
 
 def create(actor: Actor, *, provider: str, model: str, effective_from: date, input_price, output_price,
            cache_read_price=None, cache_write_price=None, note: str = "") -> GlobalPriceOverride:
+    require_superadmin(actor)
     fields = _validated(provider, model, effective_from, {
         "input_price": input_price, "cache_read_price": cache_read_price,
         "cache_write_price": cache_write_price, "output_price": output_price}, note)
@@ -90,6 +92,7 @@ def create(actor: Actor, *, provider: str, model: str, effective_from: date, inp
 
 def update(row: GlobalPriceOverride, actor: Actor, *, provider: str, model: str, effective_from: date, input_price,
            output_price, cache_read_price=None, cache_write_price=None, note: str = "") -> GlobalPriceOverride:
+    require_superadmin(actor)
     fields = _validated(provider, model, effective_from, {
         "input_price": input_price, "cache_read_price": cache_read_price,
         "cache_write_price": cache_write_price, "output_price": output_price}, note)
@@ -114,6 +117,7 @@ def update(row: GlobalPriceOverride, actor: Actor, *, provider: str, model: str,
 
 
 def delete(row: GlobalPriceOverride, actor: Actor) -> None:
+    require_superadmin(actor)
     described = _described(row)
     row.delete_instance()
     audit.record(actor, "platform.global_price_deleted", target=row, **described)

@@ -21,7 +21,7 @@ from costguardian.models.org import MAX_ID
 from costguardian.services.actor import Actor
 from costguardian.services.billing import accounts, plans
 from costguardian.services.errors import RuleViolation, ValidationError
-from costguardian.services.platform.users import require_superadmin
+from costguardian.services.platform.guards import require_superadmin
 from costguardian.services.team import audit, orgs as team_orgs
 
 log = logging.getLogger(__name__)
@@ -378,6 +378,13 @@ def transfer_ownership(org: Organization, membership_id, actor: Actor) -> Member
     audit.record(actor, "org.ownership_transferred", org=org, target=target, user=target.user.email,
                  old_role=old_role, previous_owners=[m.user.email for m in previous])
     return Membership.get_by_id(target.id)
+
+
+def set_plan(org: Organization, plan_code: str, actor: Actor):
+    """A comped plan granted from the console (or the free plan, which ends
+    the grant): billing.accounts.set_manual_plan under the platform's rule."""
+    require_superadmin(actor)  # the console checks too; the API and any other caller get the same rule
+    return accounts.set_manual_plan(org, plan_code, actor)
 
 
 def set_features(org: Organization, choices: dict, actor: Actor) -> Organization:

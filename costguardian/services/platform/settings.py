@@ -15,6 +15,7 @@ from flask import current_app, g, has_request_context
 from costguardian import clock
 from costguardian.models import PlatformSetting
 from costguardian.services.actor import Actor
+from costguardian.services.platform.guards import require_superadmin
 from costguardian.services.errors import ValidationError
 from costguardian.services.team import audit
 
@@ -179,6 +180,7 @@ def put(key: str, value, actor: Actor):
     takes effect once that is unset. Returns the stored value."""
     if key not in SETTINGS:
         raise KeyError(key)
+    require_superadmin(actor)
     value = _clean(key, value)
     row = PlatformSetting.get_or_none(PlatformSetting.key == key)
     before = row.value if row is not None else None

@@ -17,8 +17,9 @@ from costguardian.models import (ApiKey, AuditLog, Department, Membership, Organ
 from costguardian.models.org import MAX_ID
 from costguardian.models.platform import PLATFORM_ROLES
 from costguardian.services.actor import Actor
-from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
+from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.services.platform import sessions
+from costguardian.services.platform.guards import require_superadmin
 from costguardian.services.team import accounts, audit
 
 PER_PAGE = 50
@@ -237,15 +238,6 @@ def export_csv(filters: dict, chunk: int = EXPORT_CHUNK):
 
 
 # --- changing -----------------------------------------------------------------
-
-def require_superadmin(actor: Actor) -> None:
-    """Console writes: a superadmin (or the CLI, with no user), never from
-    inside an impersonation."""
-    if actor.impersonator is not None:
-        raise NotPermitted("Not while acting as someone else.")
-    if actor.user is not None and not actor.user.is_superadmin:
-        raise NotPermitted("Only a superadmin can do this.")
-
 
 def _other_active_superadmins(user: User) -> int:
     return (User.select().where(User.platform_role == "superadmin", User.is_disabled == False,  # noqa: E712
