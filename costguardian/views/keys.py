@@ -135,8 +135,9 @@ def detail(key_id: int):
 @bp.get("/<int:key_id>/latency")
 @require_permission("usage:read")
 def latency(key_id: int):
-    """Latency by model over the last 7 days (traffic.latency_by_model sorts
-    every call of the range, so the key's page loads it after itself)."""
+    """Latency by model over the last 7 days, from the key's latest calls
+    (traffic.latency_by_model's sample); the key's page loads it after itself
+    so that the page never waits for the percentiles."""
     key = _key_or_404(key_id)
     end = clock.now()
     start = end - key_traffic.WINDOWS[-1][2]

@@ -22,12 +22,11 @@ from typing import Mapping
 
 from costguardian.models import Department
 from costguardian.models.org import caseless
-from costguardian.services.usage.ingest import storable
+from costguardian.services.usage.ingest import RESERVED_TAG_KEYS, storable  # the gateway's own tags
 
 MAX_USER = 200
 MAX_TAG = 100
 MAX_CALLER_TAGS = 17  # the event holds 20: the gateway adds source:, status: and usage: tags
-RESERVED_TAG_KEYS = ("source", "status", "usage")  # the gateway's own tags
 
 
 OVERRIDE_HEADERS = ("x-cg-user", "x-cg-department", "x-cg-tags")
