@@ -20,11 +20,17 @@ run: setup
 	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
 	$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist; 0: in this one),
+# each with its own instance folder, database, queue and rate-limit keys
+# (tests/conftest.py); a test file stays on one worker (--dist loadfile).
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+
 test: setup-dev chromium pgclient
 	rm -f .coverage .coverage.*
-	$(BIN)/pytest --backend=sqlite --cov --cov-report=
+	$(BIN)/pytest $(PYTEST_PARALLEL) --backend=sqlite --cov --cov-report=
 	@if [ -n "$$TEST_DATABASE_URL" ] || [ -n "$$TEST_REDIS_URL" ]; then \
-	  $(BIN)/pytest --backend=postgres --cov --cov-append --cov-report= ; \
+	  $(BIN)/pytest $(PYTEST_PARALLEL) --backend=postgres --cov --cov-append --cov-report= ; \
 	else echo "TEST_DATABASE_URL/TEST_REDIS_URL not set: the PostgreSQL + Redis pass is skipped"; fi
 	$(BIN)/coverage report --fail-under=85
 
@@ -46,7 +52,7 @@ DATED_INSTANTS ?= \
 test-dated: setup-dev
 	@failed=""; for spec in $(DATED_INSTANTS); do \
 	  echo "== dated run: $${spec%@*} in $${spec#*@}"; \
-	  $(BIN)/pytest -q -m dated --today=$${spec%@*} --tz=$${spec#*@} \
+	  $(BIN)/pytest -q $(PYTEST_PARALLEL) -m dated --today=$${spec%@*} --tz=$${spec#*@} \
 	    || failed="$$failed $$spec"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "dated runs failed at:$$failed"; exit 1; fi
@@ -67,7 +73,8 @@ $(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # htmx and Pico CSS come from the npm registry, pinned in package-lock.json,
-# and are served from static/vendor/ (never a CDN).
+# and are served from static/vendor/ (never a CDN). axe-core (a devDependency)
+# stays in node_modules/: only the browser tests read it.
 vendor: static/vendor/.installed
 static/vendor/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error

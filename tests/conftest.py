@@ -64,7 +64,23 @@ def pytest_report_header(config):
         return f"Cost Guardian clock: {today or 'real date'} in {zone_name or 'UTC'}"
 
 
+def _is_xdist_controller(config) -> bool:
+    """True in the process that hands the tests to pytest-xdist workers (`-n N`,
+    N > 0): it runs no test, so it needs no clock, instance, database or queue
+    of its own. Each worker runs pytest_configure itself and gets all of them."""
+    return (not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+            and bool(getattr(config.option, "tx", None)) and not config.getoption("collectonly"))
+
+
 def pytest_configure(config):
+    if _is_xdist_controller(config):
+        if config.getoption("--backend") == "postgres":  # fail once, early, not in every worker
+            database_url, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+            if not database_url or not redis_url:
+                raise pytest.UsageError("--backend=postgres needs TEST_DATABASE_URL and TEST_REDIS_URL")
+            _require_reachable(database_url, redis_url)
+        config.cg_backend = config.getoption("--backend")
+        return
     _travel(config)
     backend = config.getoption("--backend")
     instance = tempfile.mkdtemp(prefix="cg-test-")
@@ -145,8 +161,13 @@ def app(oidc_provider):
     from costguardian.db import migrate
     from costguardian.extensions import db
 
-    app = create_app({**TEST_CONFIG, **oidc_provider.app_config(),
-                      "RATELIMIT_KEY_PREFIX": f"cgtest-{uuid.uuid4().hex[:8]}"})
+    # Keys of its own on a shared Redis (xdist workers, parallel runs): the
+    # gateway's limits use the prefix as their storage's; Flask-Limiter puts it
+    # in its keys, and its storage's own prefix (default "LIMITS", which
+    # limiter.reset() wipes) is made distinct too.
+    prefix = f"cgtest-{uuid.uuid4().hex[:8]}"
+    app = create_app({**TEST_CONFIG, **oidc_provider.app_config(), "RATELIMIT_KEY_PREFIX": prefix,
+                      "RATELIMIT_STORAGE_OPTIONS": {"key_prefix": f"{prefix}-limiter"}})
     from tests.support import reset_schema
 
     reset_schema(db.obj)

@@ -47,9 +47,18 @@ class FakeDNS:
     def start(self) -> "FakeDNS":
         resolver, logger = _Resolver(self), DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data",
                                                      prefix=False)
-        udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
-        self.port = udp.server.server_address[1]
-        tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+        # The UDP port is free; the TCP port of that number may not be (another
+        # process's connection, e.g. a parallel test worker's): try another.
+        for attempt in range(20):
+            udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
+            self.port = udp.server.server_address[1]
+            try:
+                tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+                break
+            except OSError:
+                udp.server.server_close()
+                if attempt == 19:
+                    raise
         self._servers = [udp, tcp]
         for server in self._servers:
             server.start_thread()
