@@ -21,8 +21,15 @@ Every setting can be changed from the environment:
   GUNICORN_TIMEOUT   seconds a worker may be unresponsive before it is
                      restarted (120; with gthread a long request does not count)
   GUNICORN_ACCESS_LOG  "-" for stdout, a path, or empty for none (empty)
+  PROMETHEUS_MULTIPROC_DIR  where the workers keep their metrics, so that a
+                     scrape of any worker adds up all of them (with several
+                     workers and none set: a new temporary directory)
+
+Cost Guardian writes its own line per request (JSON in production, with the
+request id), so gunicorn's access log stays off unless asked for.
 """
 import os
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 worker_class = "gthread"
@@ -37,3 +44,18 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # a second server on the same machine (a test, a benchmark) would take it
 # over; Cost Guardian does not use it.
 control_socket_disable = True
+
+# Metrics of several workers (costguardian/observability/metrics.py): each
+# worker writes its values to files in one directory, read together at each
+# scrape; prometheus-client reads the variable when first imported, i.e. in
+# the workers, which inherit it from here.
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cg-prometheus-")
+
+
+def child_exit(server, worker):
+    """A worker ended: its live gauges stop counting (its counters stay in the sums)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -8,7 +8,7 @@ from flask import Flask
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from costguardian import clock, config as settings
+from costguardian import clock, config as settings, signing
 from costguardian.db import connect_database
 from costguardian.extensions import csrf, db, htmx, limiter, login_manager
 
@@ -28,9 +28,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings.finalize(config, app.instance_path)
     app.config.update(config)
     app.extensions["costguardian.started_at"] = clock.now()  # uptime on the system health page
-    if app.config.get("SENTRY_DSN"):
-        _init_sentry(app)
     _configure_security(app)
+    signing.init_app(app)  # CSRF tokens honour SECRET_KEY_FALLBACKS
 
     # Pages live in templates/, htmx fragments in partials/<area>/_name.html.
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(PACKAGE_DIR / "templates")),
@@ -44,48 +43,16 @@ def create_app(test_config: dict | None = None) -> Flask:
         n = app.config["CG_TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
 
-    from costguardian import cli, oidc, web
+    from costguardian import cli, observability, oidc, web
     from costguardian.views import register_blueprints
 
+    observability.init_app(app)  # logs, request ids, metrics, Sentry (before web: its request hook runs last)
     web.init_app(app)  # first: the sign-in guard runs before CSRF and the views
     csrf.init_app(app)
     oidc.init_app(app)
     register_blueprints(app)
     cli.init_app(app)
     return app
-
-
-def _init_sentry(app: Flask) -> None:
-    """Unexpected exceptions to Sentry (SENTRY_DSN): no personal data, and
-    neither cookies nor credentials leave with an event."""
-    import sentry_sdk
-    from sentry_sdk.integrations.flask import FlaskIntegration
-
-    from costguardian.services.platform.health import version
-
-    # No personal data: send_default_pii is left unset, which means off (setting it at
-    # all is deprecated since sentry-sdk 2.7x in favour of data_collection).
-    # Only the Flask integration (and the defaults: logging, threads, ...): the
-    # auto-enabled Huey one would add a `sentry_headers` argument to every task
-    # enqueued, which a consumer without Sentry passes on to the task function.
-    sentry_sdk.init(dsn=app.config["SENTRY_DSN"], integrations=[FlaskIntegration()],
-                    auto_enabling_integrations=False, before_send=scrub_sentry_event,
-                    release=f"costguardian@{version()}", environment=str(app.config.get("CG_ENV") or "development"))
-
-
-# Request headers that carry credentials (ours, the gateway's and the providers').
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "x-csrftoken", "proxy-authorization"}
-
-
-def scrub_sentry_event(event: dict, hint=None) -> dict:
-    """Sentry's before_send: drop the request's cookies and credential headers."""
-    request = event.get("request")
-    if isinstance(request, dict):
-        request.pop("cookies", None)
-        headers = request.get("headers")
-        if isinstance(headers, dict):
-            request["headers"] = {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
-    return event
 
 
 def _database_for(url: str):

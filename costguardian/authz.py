@@ -25,18 +25,22 @@ PUBLIC_ENDPOINTS = frozenset({
     "auth.oidc_start",
     "auth.oidc_callback",
     "api.openapi",
+    "docs.api",  # the API reference and error types document the public API; nothing of any organization
+    "docs.problems",
+    "docs.problem",
     "invitations.accept",  # shows the invitation; joining needs the invited account
     "unsubscribe.confirm",  # the signed token in the URL is the authorization
     "unsubscribe.apply",
     "account.verify_email",  # the signed token in the URL is the authorization
     "billing.stripe_webhook",  # Stripe's signature is the authorization
+    "observability.scrape",  # /metrics: its own bearer token (CG_METRICS_TOKEN), else direct private callers only
 })
 
 
 # Endpoints that never look at the session's user (nor load the organization):
 # static files and the probes, which a load balancer calls with whatever
 # cookies it has and which must not depend on the user rows.
-SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
+SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz", "observability.scrape"})
 
 
 def wants_json() -> bool:

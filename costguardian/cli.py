@@ -12,7 +12,8 @@ from playhouse.migrations import template
 from playhouse.schema_diff import diff_models
 
 from costguardian import clock
-from costguardian import cli_billing, cli_ops, permissions
+from costguardian import cli_billing, cli_ops, migrations_batched, permissions
+from costguardian import cli_deploy
 from costguardian.db import connected, migrate as apply_migrations, migration_runner
 from costguardian.extensions import db
 from costguardian.models import ALL_MODELS, Organization, User
@@ -28,6 +29,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(rotate_encryption)
     cli_billing.register(app)
     cli_ops.register(app)
+    cli_deploy.register(app)
 
 
 def _fail(message: str):
@@ -35,10 +37,30 @@ def _fail(message: str):
 
 
 @click.command("migrate")
-def migrate():
-    """Apply pending database migrations."""
+@click.option("--backfills", is_flag=True,
+              help="Also run the data backfills too big to run at once, to their end (resumable; the app can "
+                   "serve meanwhile).")
+@click.option("--batch-rows", type=click.IntRange(1), default=migrations_batched.BATCH_ROWS, show_default=True,
+              help="Rows per backfill batch (one short transaction each).")
+@click.option("--pause", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds between backfill batches (leaves room to other writers on a busy SQLite).")
+def migrate(backfills: bool, batch_rows: int, pause: float):
+    """Apply pending database migrations (and the data backfills of small tables)."""
     applied = apply_migrations(db.obj)
     click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
+    with connected(db.obj):
+        for progress in migrations_batched.pending(db.obj):
+            if not backfills:
+                left = migrations_batched.rows_left(db.obj, progress)
+                click.echo(f"backfill {progress.name} pending: about {left:,} rows of {progress.table} left; "
+                           "run `flask migrate --backfills`")
+                continue
+            click.echo(f"backfill {progress.name}: from {progress.table}.id > {progress.last_id:,}")
+            done = migrations_batched.run(
+                db.obj, progress.name, batch_rows, pause=pause,
+                report=lambda p: click.echo(f"  {p.table}.id ≤ {p.last_id:,}: {p.rows_done:,} rows changed in "
+                                            f"{p.batches:,} batches" + (" — finished" if p.finished else "")))
+            click.echo(f"backfill {done.name} finished")
 
 
 @click.command("make-migration")

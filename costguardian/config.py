@@ -19,6 +19,9 @@ GOOGLE_METADATA_URL = "https://accounts.google.com/.well-known/openid-configurat
 DEFAULTS: dict[str, object] = {
     "CG_ENV": "development",
     "SECRET_KEY": None,
+    # Old keys that still verify (never sign) sessions, remember-me cookies, CSRF tokens and
+    # emailed links while SECRET_KEY is rotated: comma-separated (costguardian/signing.py).
+    "SECRET_KEY_FALLBACKS": None,
     "DATABASE_URL": "sqlite:///instance/costguardian.db",
     "HUEY_URL": "sqlite:///instance/huey.db",
     "CG_ENCRYPTION_KEYS": None,
@@ -63,6 +66,10 @@ DEFAULTS: dict[str, object] = {
     "BILLING_GRACE_DAYS": 14,  # days past_due keeps the plan before Free limits apply
     # Error reports to Sentry (optional): unset, sentry-sdk is not even imported.
     "SENTRY_DSN": None,
+    # Logs and metrics (costguardian/observability; docs/OPERATIONS.md "Observability"):
+    "CG_LOG_FORMAT": None,  # json | text; unset: json in production, text elsewhere
+    "CG_LOG_LEVEL": "INFO",
+    "CG_METRICS_TOKEN": None,  # bearer token for GET /metrics; unset: only direct loopback/private callers
     # Domain verification's DNS resolver: "host:port,host:port"; unset = the system's.
     "CG_DNS_NAMESERVERS": None,
     # Scheduled backups (services/ops/backup.py; docs/OPERATIONS.md "Backups"): off while unset.
@@ -129,6 +136,12 @@ def huey_url() -> str:
     return resolve_sqlite_url(os.environ.get("HUEY_URL") or str(DEFAULTS["HUEY_URL"]))
 
 
+def key_list(value) -> list[str]:
+    """A comma-separated setting (or a list already) as a list of its non-empty entries."""
+    entries = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(entry).strip() for entry in entries if str(entry).strip()]
+
+
 def is_production(config) -> bool:
     return config.get("CG_ENV") == "production"
 
@@ -137,6 +150,7 @@ def finalize(config: dict, instance_path: str) -> None:
     """Fill generated development secrets and refuse unsafe production set-ups."""
     config["DATABASE_URL"] = resolve_sqlite_url(str(config["DATABASE_URL"]))
     config["HUEY_URL"] = resolve_sqlite_url(str(config["HUEY_URL"]))
+    config["SECRET_KEY_FALLBACKS"] = key_list(config.get("SECRET_KEY_FALLBACKS"))
     if config.get("BILLING_ENABLED"):
         missing = [k for k in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET") if not config.get(k)]
         if missing:

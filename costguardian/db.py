@@ -56,10 +56,18 @@ def connected(database: Database):
     return nullcontext() if not database.is_closed() else database.connection_context()
 
 
-def migrate(database: Database) -> list[str]:
-    """Apply pending migrations in order; returns the names applied."""
+def migrate(database: Database, backfill_inline_rows: int | None = None) -> list[str]:
+    """Apply pending migrations in order, then the data backfills they
+    registered whose tables have at most `backfill_inline_rows` rows left
+    (default migrations_batched.INLINE_ROWS; bigger ones wait for
+    `flask migrate --backfills`). Returns the migration names applied."""
+    from costguardian import migrations_batched
+
     with connected(database):
-        return migration_runner(database).up()
+        applied = migration_runner(database).up()
+        limit = migrations_batched.INLINE_ROWS if backfill_inline_rows is None else backfill_inline_rows
+        migrations_batched.run_pending(database, inline_limit=limit)
+        return applied
 
 
 def pending_migrations(database: Database) -> list[str]:

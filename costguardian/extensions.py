@@ -5,12 +5,13 @@ by name across apps, so each app gets its own, in `costguardian.oidc`."""
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from peewee import DatabaseProxy
 
+from costguardian.signing import RotatingLoginManager
+
 db = DatabaseProxy()
-login_manager = LoginManager()
+login_manager = RotatingLoginManager()  # remember-me cookies honour SECRET_KEY_FALLBACKS
 csrf = CSRFProtect()
 htmx = HTMX()
 limiter = Limiter(get_remote_address)

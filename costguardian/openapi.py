@@ -405,7 +405,12 @@ BUDGET_SCHEMAS = {
                     "if": {"required": ["period"], "properties": {"period": {"const": "custom"}}},
                     "then": {"required": ["custom_start", "custom_end"],
                              "properties": {"custom_start": {"type": "string"}, "custom_end": {"type": "string"}}},
-                    "properties": _BUDGET_FIELDS},
+                    "properties": {**_BUDGET_FIELDS, "confirm_scope": {
+                        "type": "boolean", "default": False,
+                        "description": "A provider or model that matches neither the price catalog nor anything "
+                                       "this organization recorded, priced or aliased is refused (422, with a "
+                                       "suggestion such as \"did you mean openai?\") unless this is true. A value "
+                                       "the budget already has is not asked about again."}}},
     "BudgetStatus": {"type": "object", "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"},
         "scope": {"type": "object", "properties": {
@@ -878,8 +883,11 @@ def spec() -> dict:
                 "summary": "Recorded usage against what the provider reports",
                 "description": "By day (the organization's time zone) and model: tokens and cost Cost Guardian "
                                "recorded beside the provider's own usage report (pulled with the admin key "
-                               "connected on the Reconciliation page), with the drift; and the provider keys "
-                               "or projects seen, known or shadow. At most 92 days, by default the last 14. "
+                               "connected on the Reconciliation page), with the drift; the provider keys "
+                               "or projects seen, known or shadow; and `by_key`: the same comparison per "
+                               "provider key, recorded through the vault keys matched to it, with one "
+                               "`not_matched` row (key null) for usage recorded under no provider key, so "
+                               "the totals equal the days'. At most 92 days, by default the last 14. "
                                "Amounts are decimal strings in USD. Needs the `read` scope.",
                 "parameters": [
                     {"name": "provider", "in": "path", "required": True,
@@ -902,8 +910,18 @@ def spec() -> dict:
                                 "flagged": {"type": "boolean"}}}},
                             "keys": {"type": "array", "items": {"type": "object", "properties": {
                                 "key": {"type": "string"}, "known": {"type": "boolean"},
+                                "matched": {"type": "boolean"},
                                 "label": {"type": "string"}, "tokens": {"type": "integer"},
-                                "cost_usd": {"type": "string"}}}}}}}}},
+                                "cost_usd": {"type": "string"}}}},
+                            "by_key": {"type": "array", "items": {"type": "object", "properties": {
+                                "key": {"type": ["string", "null"]},
+                                "status": {"enum": ["matched", "known", "shadow", "not_matched"]},
+                                "name": {"type": "string"}, "hint": {"type": "string"},
+                                "credentials": {"type": "array", "items": {"type": "string"}},
+                                "recorded": {"type": "object"}, "reported": {"type": "object"},
+                                "token_drift": {"type": "integer"}, "token_drift_pct": {"type": ["string", "null"]},
+                                "cost_drift_usd": {"type": "string"}, "cost_drift_pct": {"type": ["string", "null"]},
+                                "flagged": {"type": "boolean"}}}}}}}}},
                     **AUTH_ERRORS,
                     "404": _problem("No admin key of this provider is connected."),
                     "422": _problem("`from` or `to` is not a date, or the range is not 1 to 92 days."),
@@ -913,7 +931,9 @@ def spec() -> dict:
                 "summary": "Spend grouped by a dimension and period",
                 "description": "From the hourly rollups, in the organization's time zone. Days between "
                                "2000-01-01 and 2100-12-31; one summary covers at most three years (1,098 days). "
-                               "Needs the `read` scope.",
+                               "Needs the `read` scope. A key bound to a member, in an organization where "
+                               "members see only department totals and their own usage (the default), "
+                               "cannot group by `user` or `api_key` (403, not-permitted).",
                 "parameters": [
                     {"name": "from", "in": "query", "schema": _SUMMARY_DAY,
                      "description": "First day, inclusive (default: the first of this month)."},

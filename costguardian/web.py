@@ -3,17 +3,19 @@ security headers, error pages and template globals."""
 from __future__ import annotations
 
 import logging
+from datetime import timezone
 
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from costguardian import authz, permissions
+from costguardian import authz, clock, permissions
 from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
+from costguardian.problems import type_url
 from costguardian.rendering import toast
-from costguardian.money import format_usd
+from costguardian.money import format_percent, format_usd
 from costguardian.services.errors import NotFound
 from costguardian.services.team import accounts
 
@@ -37,7 +39,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
 # loads the signed-in user either (authz.SESSIONLESS_ENDPOINTS).
 _NO_DATABASE = authz.SESSIONLESS_ENDPOINTS
 
-PROBLEM_BASE = "https://costguardian.dev/problems/"
 # The stable `type` of HTTP errors in the JSON API, whether a view or routing raised them.
 PROBLEM_KINDS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 429: "rate-limited"}
 
@@ -131,7 +132,7 @@ def init_app(app: Flask) -> None:
             "current_org": g.get("org"),
             "current_membership": g.get("membership"),
             "memberships": g.get("memberships", []),
-            "ROLES": permissions.ROLES,
+            "ROLES": permissions.roles_described(bool(app.config.get("BILLING_ENABLED"))),
             "oidc_enabled": bool(app.config.get("GOOGLE_CLIENT_ID")),
             "oidc_provider_name": app.config.get("OIDC_PROVIDER_NAME", "Google"),
             "bell_unread": _bell_unread,
@@ -144,7 +145,9 @@ def init_app(app: Flask) -> None:
         }
 
     app.jinja_env.filters["usd"] = format_usd
+    app.jinja_env.filters["percent"] = format_percent
     app.jinja_env.filters["datetime"] = _format_datetime
+    app.jinja_env.filters["org_time"] = format_org_time
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -155,6 +158,17 @@ def init_app(app: Flask) -> None:
 
 def _format_datetime(value, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
     return value.strftime(fmt) if value else ""
+
+
+def format_org_time(value, fmt: str = "%Y-%m-%d %H:%M", zone: str | None = None) -> str:
+    """A stored (naive UTC) time in the current organization's time zone,
+    the zone named after it: `2026-12-05 19:04 CET`. Lists use it so that
+    every time on a page reads in the zone the charts and budgets follow."""
+    if not value:
+        return ""
+    org = g.get("org")
+    local = value.replace(tzinfo=timezone.utc).astimezone(clock.zone(zone or (org.time_zone if org else None)))
+    return f"{local.strftime(fmt)} {local.strftime('%Z')}"
 
 
 # The platform console's sections, in order: (endpoint, label, platform level).
@@ -184,7 +198,7 @@ def error_response(status: int, detail: str):
             return render(status, detail)
     title = ERROR_TITLES.get(status, "Error")
     if authz.wants_json():
-        response = jsonify(type=PROBLEM_BASE + PROBLEM_KINDS.get(status, f"http-{status}"), title=title,
+        response = jsonify(type=type_url(PROBLEM_KINDS.get(status, f"http-{status}")), title=title,
                            status=status, detail=detail)
         response.status_code = status
         response.mimetype = "application/problem+json"

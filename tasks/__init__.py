@@ -28,6 +28,49 @@ def make_huey(url: str, name: str | None = None):
 
 huey = make_huey(huey_url())
 
+
+@huey.on_startup()
+def _consumer_started() -> None:
+    """In each consumer worker, before its first task: logs in the configured
+    format with request ids, and Sentry (with its Huey integration) from the
+    same settings as the web process."""
+    from costguardian import config as settings
+    from costguardian.observability import logs, sentry
+
+    config = settings.from_environ()
+    logs.configure_consumer(config)
+    sentry.init(config)
+
+
+@huey.pre_execute()
+def _take_request_id(task) -> None:
+    """The request id carried with the message (services/queue.py) is the
+    task's while it runs; the task function never sees the argument, nor
+    Sentry's trace headers when this consumer runs without Sentry."""
+    from costguardian.observability import context
+
+    task.kwargs.pop("sentry_headers", None)
+    carried = task.kwargs.pop(context.TASK_KWARG, None)
+    task.cg_context = (carried, context.request_id.get(), context.task_name.get())
+    if carried:
+        context.request_id.set(carried)
+    context.task_name.set(task.name)
+
+
+@huey.post_execute()
+def _restore_request_id(task, task_value, exc) -> None:
+    """Count the run; put the id back on the message (a retry carries it
+    again) and the previous one back in place (immediate mode: the request's)."""
+    from costguardian.observability import context, metrics
+
+    metrics.task_run(task.name, exc is None)
+    carried, previous_id, previous_task = getattr(task, "cg_context", (None, None, None))
+    if carried:
+        task.kwargs[context.TASK_KWARG] = carried
+    context.request_id.set(previous_id)
+    context.task_name.set(previous_task)
+
+
 _worker_app = None
 
 
@@ -222,6 +265,15 @@ def purge_deleted_organizations() -> None:
     from costguardian.services.platform import orgs
 
     orgs.purge_due()
+
+
+@app_periodic_task(crontab(minute="30", hour="2"))
+def prune_usage_events() -> None:
+    """Daily: delete raw usage events and gateway request rows older than their
+    organization's retention (or its plan's), in batches; rollups are kept."""
+    from costguardian.services.ops import retention
+
+    retention.prune_all()
 
 
 @app_periodic_task(crontab(minute="50", hour="3"))

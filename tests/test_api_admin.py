@@ -86,7 +86,7 @@ def _problem(response, status: int, *fields) -> dict:
     assert response.status_code == status, (response.status_code, response.data)
     assert response.mimetype == PROBLEM
     body = response.json
-    assert body["type"].startswith("https://costguardian.dev/problems/") and body["detail"]
+    assert body["type"].startswith("http://localhost/docs/problems/") and body["detail"]
     assert set(fields) <= set(body.get("errors") or {}), body
     return body
 

@@ -158,7 +158,7 @@ def test_key_attribution_defaults_and_event_overrides(api, org, make_user):
 def test_bad_single_event_is_422_problem_with_field_errors(api, ingest_key, fields, errors):
     response = api("POST", "/api/v1/usage", ingest_key, event(**fields))
     assert response.status_code == 422 and response.mimetype == PROBLEM
-    assert response.json["type"] == "https://costguardian.dev/problems/invalid-event"
+    assert response.json["type"] == "http://localhost/docs/problems/invalid-event"
     assert response.json["errors"] == errors
     assert UsageEvent.select().count() == 0
 

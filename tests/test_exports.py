@@ -72,7 +72,7 @@ def test_event_rows(acme, usage_data):
     by_id = {r["event_id"]: r for r in rows}
     assert set(by_id) == {"ev-1", "ev-2", "ev-3", "ev-4", "ev-5", "ev-7"}  # April in Los Angeles
     one = by_id["ev-1"]
-    assert one["occurred_at"] == "2025-04-01T17:00:00Z"
+    assert one["occurred_at_utc"] == "2025-04-01T17:00:00Z"
     assert (one["provider"], one["model"], one["api_key"], one["user"]) == \
         ("openai", "gpt-4o", "search-prod", "alice@acme.com")
     assert one["department"] == "Engineering › Platform"
@@ -152,7 +152,7 @@ def test_the_generator_reads_in_chunks(usage_data):
     """Pieces come out as chunks are read, not all at the end."""
     flt = UsageFilter(date(2025, 3, 1), date(2025, 5, 31))
     pieces = list(exports.events_csv(usage_data.org, flt, chunk=2))
-    assert pieces[0].startswith("occurred_at,event_id,")
+    assert pieces[0].startswith("occurred_at_utc,event_id,")
     data_pieces = [p for p in pieces[1:] if p]
     assert len(data_pieces) >= 4  # 8 events, 2 per chunk
     assert sum(p.count("\r\n") for p in data_pieces) == 8
@@ -171,7 +171,7 @@ def test_keyset_pages_never_skip_or_repeat_rows_with_equal_times(usage_data):
     ids = [r["event_id"] for r in csv.DictReader(io.StringIO(text))]
     assert sorted(i for i in ids if i.startswith("tie-")) == [f"tie-{i}" for i in range(7)]
     assert len(ids) == len(set(ids)) == 6 + 7
-    times = [r["occurred_at"] for r in csv.DictReader(io.StringIO(text))]
+    times = [r["occurred_at_utc"] for r in csv.DictReader(io.StringIO(text))]
     assert times == sorted(times)
     focus = "".join(exports.focus_csv(usage_data.org, flt, chunk=2))
     rows = list(csv.DictReader(io.StringIO(focus)))

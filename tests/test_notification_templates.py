@@ -30,6 +30,9 @@ def test_index_lists_every_event_type_and_which_are_customized(admin_client):
     html = client.get("/notifications/templates/").get_data(as_text=True)
 
     for etype in notification_types.REGISTRY.values():
+        if etype.key.startswith("billing."):  # billing is off in the tests: its notifications are not offered
+            assert f'/notifications/templates/{etype.key}"' not in html
+            continue
         assert etype.label in html and f"/notifications/templates/{etype.key}" in html
     assert html.count("Customized") == 1
     assert "by Olga Owner" in html

@@ -41,8 +41,9 @@ def test_the_subscription_is_for_owners_and_billing_members_only():
     assert not permissions.role_can(BILLING, "members:manage")
 
 
-def test_member_is_read_only_too():
-    assert not ROLE_PERMISSIONS[MEMBER] & WRITES
+def test_member_writes_only_their_own_keys_and_viewer_nothing():
+    assert ROLE_PERMISSIONS[MEMBER] & WRITES == {"keys:own"}
+    assert not ROLE_PERMISSIONS[VIEWER] & WRITES
 
 
 def test_everyone_but_viewers_may_chat():

@@ -185,5 +185,5 @@ def test_405_problems_name_the_allowed_methods(app):
 def test_api_405_from_routing_has_the_same_problem_type_as_from_a_view(client):
     response = client.http.delete("/api/v1/usage")
     assert response.status_code == 405 and response.mimetype == "application/problem+json"
-    assert response.json["type"] == "https://costguardian.dev/problems/method-not-allowed"
+    assert response.json["type"] == "http://localhost/docs/problems/method-not-allowed"
     assert "POST" in response.headers["Allow"]

@@ -53,7 +53,7 @@ def test_the_ingest_api_refuses_a_suspended_organization_with_a_problem_document
     assert answer.status_code == 403
     assert answer.mimetype == "application/problem+json"
     problem = answer.get_json()
-    assert problem["type"] == "https://costguardian.dev/problems/organization-suspended"
+    assert problem["type"] == "http://localhost/docs/problems/organization-suspended"
     assert problem["status"] == 403
     assert "Acme is suspended" in problem["detail"] and REASON in problem["detail"]
     assert "nothing was deleted" in problem["detail"]

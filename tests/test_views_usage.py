@@ -48,7 +48,8 @@ def _rows(html: str) -> dict[str, tuple[int, str]]:
     for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
         label = re.sub(r"<[^>]+>", "", re.search(r'<th scope="row">(.*?)</th>', tr, re.S).group(1)).strip()
         cells = re.findall(r"<td>(.*?)</td>", tr, re.S)
-        cost = re.search(r'<data value="([^"]*)"', tr).group(1)
+        data = re.search(r'<data value="([^"]*)"', tr)
+        cost = data.group(1) if data else re.search(r'data-testid="unpriced-cost">([^<]*)<', tr).group(1)
         rows[label] = (int(cells[0].replace(",", "")), cost)
     return rows
 
@@ -65,7 +66,7 @@ def test_full_page_groups_by_model_with_exact_totals(acme, usage_data):
     rows = _rows(html)
     assert rows["gpt-4o"] == (2, usd_string(usage_data.cost(model="gpt-4o")))
     assert rows["claude-3-5-sonnet"] == (1, usd_string(usage_data.cost(model="claude-3-5-sonnet")))
-    assert rows["my-finetune-xyz"] == (1, "0")
+    assert rows["my-finetune-xyz"] == (1, "unpriced")  # never $0.00 (issue 18)
     assert set(rows) == {"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "gemini-2.0-flash", "my-finetune-xyz"}
     assert _total_cost(html) == usd_string(usage_data.cost())
     assert format_usd(usage_data.cost()) in html
@@ -122,7 +123,7 @@ def test_the_json_apis_name_for_keys_works_too(acme, usage_data):
 def test_filters(acme, usage_data):
     d = usage_data.departments
     cases = [
-        (f"provider=openai&model=gpt-4o", {"provider": "openai", "model": "gpt-4o"}),
+        ("provider=openai&model=gpt-4o", {"provider": "openai", "model": "gpt-4o"}),
         (f"department={d['Engineering'].id}", {"departments": {"Engineering", "Platform"}}),
         (f"department={d['Platform'].id}", {"department": "Platform"}),
         ("department=0", {"department": ""}),

@@ -74,12 +74,19 @@ class ApiKeyForm(FlaskForm):
                              description="Usage sent with this key counts for this department unless an event "
                                          "names another.")
 
-    def __init__(self, org, *args, **kwargs):
+    def __init__(self, org, *args, own_only: User | None = None, **kwargs):
+        """`own_only`: the form of someone who may make only keys bound to
+        themselves (a member): that person is the only choice, and the admin
+        scope is not offered."""
         super().__init__(*args, **kwargs)
         self.org = org
         self.user.choices = [SelectChoice("", "— Nobody in particular —")] + [
             SelectChoice(str(m.user_id), f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
             for m in orgs.members(org)]
+        if own_only is not None:
+            self.user.choices = [c for c in self.user.choices if c.value == str(own_only.id)]
+            self.user.data = str(own_only.id)
+            self.scopes.choices = [c for c in self.scopes.choices if c.value != "admin"]
         self.department.choices = [SelectChoice("", "— No department —")] + [
             SelectChoice(str(dept_id), label) for dept_id, label in department_paths(org)]
 

@@ -2,8 +2,8 @@
 from costguardian.models.audit import AuditLog
 from costguardian.models.base import BaseModel
 from costguardian.models.chat import ChatMessage, Conversation
-from costguardian.models.provider_sync import (KnownProviderKey, ProviderCostBucket, ProviderSyncConnection,
-                                               ProviderUsageBucket)
+from costguardian.models.provider_sync import (KnownProviderKey, ProviderCostBucket, ProviderKey, ProviderKeyMatch,
+                                               ProviderSyncConnection, ProviderUsageBucket)
 from costguardian.models.billing import BillingAccount, Invoice, MeterReport, Plan, StripeEvent
 from costguardian.models.domains import DomainVerification
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
@@ -38,11 +38,13 @@ ALL_MODELS = [
     UserSession, Impersonation, PlatformSetting, GlobalPriceOverride, ErrorCount, TaskRun, PlatformToken,
     Conversation, ChatMessage,
     ProviderSyncConnection, ProviderUsageBucket, ProviderCostBucket, KnownProviderKey,
+    ProviderKey, ProviderKeyMatch,
 ]
 
 __all__ = [
     "ChatMessage", "Conversation",
-    "KnownProviderKey", "ProviderCostBucket", "ProviderSyncConnection", "ProviderUsageBucket",
+    "KnownProviderKey", "ProviderCostBucket", "ProviderKey", "ProviderKeyMatch", "ProviderSyncConnection",
+    "ProviderUsageBucket",
     "ErrorCount", "GlobalPriceOverride", "Impersonation", "PlatformSetting", "PlatformToken", "TaskRun", "UserSession",
     "BillingAccount", "DomainVerification", "Invoice", "MeterReport", "OnboardingProgress", "Plan", "StripeEvent",
     "Budget", "BudgetAlert", "BudgetIncrease", "BudgetSpend",

@@ -31,6 +31,12 @@ class Organization(BaseModel):
     # (services/gateway/ratelimits.py): None = no limit.
     gateway_rpm_limit = IntegerField(null=True)  # requests per minute
     gateway_tpm_limit = IntegerField(null=True)  # tokens per minute
+    # Raw usage events and gateway request rows older than this many days are
+    # pruned (services/ops/retention.py); None keeps them. Rollups are kept forever.
+    usage_event_retention_days = IntegerField(null=True)
+    # Members see every person's spend and export events with every user's
+    # email (services/team/visibility.py); off: department totals and their own.
+    members_see_everyone = BooleanField(default=False)
     # Set by a platform admin: members see a notice, ingest and gateway answer
     # 403; nothing is deleted. delete_after: deletion requested, done by the
     # daily purge once this passes (unless cancelled).

@@ -104,3 +104,37 @@ class KnownProviderKey(TenantModel):
 
     class Meta:
         indexes = ((("organization", "provider", "key_id"), True),)
+
+
+class ProviderKey(TenantModel):
+    """A key in the provider's own list (OpenAI's project API keys, Anthropic's
+    API keys), pulled on every sync: its name and the redacted hint the
+    provider shows ("sk-proj-abc...wxyz"), never the secret. A key that left
+    the list keeps its row (`seen_at` says when it was last listed)."""
+
+    provider = CharField(max_length=32)
+    key_id = CharField(max_length=128)
+    name = CharField(max_length=200, default="")
+    hint = CharField(max_length=64, default="")  # OpenAI's redacted_value, Anthropic's partial_key_hint
+    project_id = CharField(max_length=128, default=NO_ID)  # OpenAI project, Anthropic workspace
+    status = CharField(max_length=32, default="")  # active, inactive, archived ("" when the provider says none)
+    seen_at = DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("organization", "provider", "key_id"), True),)
+
+
+class ProviderKeyMatch(TenantModel):
+    """A vault credential (ProviderCredential) whose secret fits exactly one
+    provider key's hint: usage recorded through that credential is that key's.
+    Recomputed on every sync; a credential deleted from the vault keeps its
+    last match, so the events it served still count for their key. No
+    foreign key, like usage_event.credential_id."""
+
+    provider = CharField(max_length=32)
+    credential_id = IntegerField()
+    key_id = CharField(max_length=128)
+    matched_at = DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("organization", "credential_id"), True),)

@@ -41,6 +41,10 @@ class UsageEvent(TenantModel):
     cost_nanos = BigIntegerField(null=True)  # None: no known price (never silently $0)
     priced_by = CharField(max_length=16, default="")  # catalog, override, or "" when unpriced
     tags = JSONField(default=list)
+    # The vault credential (ProviderCredential) that served a gateway call;
+    # None for ingest API events. No foreign key: deleting a credential must
+    # not touch the events it served (GatewayRequest keeps its id the same way).
+    credential_id = IntegerField(null=True)
 
     class Meta:
         indexes = (

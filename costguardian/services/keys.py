@@ -79,8 +79,16 @@ def _validated_scopes(scopes) -> str:
 
 def create_key(org: Organization, actor: Actor, name: str, scopes, *, env: str = "live",
                expires_at: datetime | None = None, user: User | None = None,
-               department: Department | None = None) -> NewKey:
+               department: Department | None = None, personal: bool = False) -> NewKey:
+    """A new key. `personal`: a member's own key, bound to them (their usage
+    attributed to them, events may not name someone else) and without the
+    admin scope, which acts beyond a member's role."""
     errors = {}
+    if personal:
+        user = actor.user
+        if "admin" in (scopes.split(",") if isinstance(scopes, str) else list(scopes or [])):
+            errors["scopes"] = ("Your own keys can send usage, call the gateway and read usage; the admin scope "
+                                "is for owners and admins.")
     name = (name or "").strip()
     if not name:
         errors["name"] = "Name the key after what uses it, e.g. \"search-service prod\"."
@@ -97,13 +105,13 @@ def create_key(org: Organization, actor: Actor, name: str, scopes, *, env: str =
     try:
         scope_text = _validated_scopes(scopes)
     except ValidationError as exc:
-        errors.update(exc.errors)
+        errors.setdefault("scopes", exc.errors["scopes"])
     if errors:
         raise ValidationError(errors)
     secret = _new_secret()
     key = ApiKey.create(organization=org, name=name, env=env, prefix=_new_prefix(), secret_hash=_hash(secret),
                         scopes=scope_text, user=user, department=department, created_by=actor.user,
-                        expires_at=expires_at)
+                        expires_at=expires_at, attribution_override=not personal)
     audit.record(actor, "key.created", org=org, target=key, name=name, scopes=scope_text, prefix=key.prefix)
     return NewKey(key, _plaintext(key, secret))
 

@@ -33,3 +33,5 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     from costguardian.views import chat
     app.register_blueprint(chat.bp)
+    from costguardian.views import docs
+    app.register_blueprint(docs.bp)

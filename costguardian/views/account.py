@@ -2,17 +2,19 @@
 public page the emailed confirmation link opens."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+from flask_login import current_user, login_user, logout_user
 
 from costguardian import authz, clock
 from costguardian.authz import current_actor, personal, platform_required
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
-from costguardian.extensions import htmx, limiter
+from costguardian.db import connected
+from costguardian.extensions import db, htmx, limiter
 from costguardian.rendering import render, toast
 from costguardian.services.platform import sessions, tokens
-from costguardian.services.team import accounts, audit
-from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.services.team import accounts, audit, data_export, self_service
+from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 from costguardian.views.auth import verification_link
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -30,6 +32,7 @@ def _page(**forms):
     forms["live_sessions"] = sessions.live(user)
     forms["this_session"] = g.get("user_session")
     forms["security_log"] = audit.security_log(user)
+    forms["deletion_refusal"] = self_service.account_deletion_refusal(user)
     if authz.platform_can("read"):
         forms.setdefault("token_form", {"values": {"scopes": tokens.READ}, "errors": {}})
         forms["platform_tokens"] = tokens.tokens_of(user)
@@ -171,3 +174,42 @@ def revoke_platform_token(token_id: int):
         return toast(render(PAGE, PLATFORM_TOKENS, **_page()), message)
     flash(message, "success")
     return redirect(url_for("account.index", _anchor="platform-tokens"))
+
+
+@bp.get("/export")
+@personal
+def export_data():
+    """Your own data as one JSON file (profile, memberships, keys' metadata,
+    chat conversations, audit trail), streamed."""
+    user = current_user._get_current_object()
+    try:
+        pieces = data_export.account_export(user, current_actor())
+    except NotPermitted as exc:
+        abort(403, exc.message)
+
+    def body():
+        with connected(db):  # the request's connection closes when the view returns
+            yield from pieces
+
+    response = Response(stream_with_context(body()), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="{data_export.account_filename(user)}"'
+    return response
+
+
+@bp.post("/delete")
+@personal
+def delete_account():
+    """Delete your own account (typed confirmation), then sign out."""
+    user = current_user._get_current_object()
+    try:
+        self_service.delete_own_account(user, current_actor(), request.form.get("confirm", ""))
+    except NotPermitted as exc:
+        abort(403, exc.message)
+    except (ValidationError, RuleViolation) as exc:
+        errors = getattr(exc, "errors", None) or {"confirm": exc.message}
+        return render(PAGE, PAGE, status=422, **_page(deletion_errors=errors))
+    logout_user()
+    session.clear()
+    session["_remember"] = "clear"  # Flask-Login then deletes the remember-me cookie
+    flash("Your account is deleted.", "info")
+    return redirect(url_for("auth.login"))

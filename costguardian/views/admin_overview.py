@@ -2,13 +2,12 @@
 and spend this month, failed deliveries and queue depth, with 30-day charts."""
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
 
 from flask import Blueprint
 
 from costguardian import clock
 from costguardian.authz import platform_required
-from costguardian.money import NANOS_PER_USD
+from costguardian.money import usd_decimal
 from costguardian.rendering import render
 from costguardian.services.platform import health, stats
 
@@ -18,7 +17,8 @@ PAGE = "admin/overview.html"
 
 
 def _dollars(nanos: int) -> str:
-    return str((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+    """Exact chart data ("0.0075"); static/js/charts.js formats it by the money rule."""
+    return usd_decimal(nanos)
 
 
 def charts(figures: stats.Overview) -> dict:

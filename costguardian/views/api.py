@@ -13,9 +13,11 @@ from werkzeug.exceptions import HTTPException
 
 from costguardian.extensions import csrf, limiter
 from costguardian.openapi import spec
-from costguardian.web import PROBLEM_BASE, PROBLEM_KINDS
+from costguardian.problems import type_url
+from costguardian.web import PROBLEM_KINDS
 from costguardian.services import keys
 from costguardian.services.platform import orgs as platform_orgs
+from costguardian.services.team import visibility
 from costguardian.services.usage import ingest, queries as usage_queries
 from costguardian.services.usage.ingest import BatchError, storable, usd_string
 
@@ -25,7 +27,7 @@ csrf.exempt(bp)
 
 def problem(status: int, kind: str, detail: str, **extensions):
     """An RFC 9457 problem document."""
-    body = {"type": PROBLEM_BASE + kind, "title": kind.replace("-", " ").capitalize(), "status": status,
+    body = {"type": type_url(kind), "title": kind.replace("-", " ").capitalize(), "status": status,
             "detail": detail}
     body.update(extensions)
     response = jsonify(body)
@@ -186,6 +188,10 @@ def usage_summary():
             raise BatchError("invalid-parameter", "Some query parameters are not valid; see 'errors'.", errors)
     except BatchError as exc:
         return problem(422, exc.problem, exc.detail, errors=exc.errors)
+    if group_by in ("user", "api_key") and not visibility.sees_everyone(org, visibility.key_holder_role(g.api_key)):
+        return problem(403, "not-permitted", f"This key belongs to a member, who sees only totals by department "
+                                             f"and their own usage: group_by={group_by} is not available. "
+                                             + visibility.LIMITED)
     flt = usage_queries.UsageFilter(start=start, end=end)
     rows = usage_queries.summarize(org, flt, group_by=group_by, interval=interval)
     overall = usage_queries.total(org, flt)

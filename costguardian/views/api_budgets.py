@@ -14,7 +14,7 @@ from costguardian import clock
 from costguardian import permissions
 from costguardian.models import Budget
 from costguardian.openapi import AMOUNT_PATTERN, THRESHOLDS_PATTERN
-from costguardian.services.budgets import budgets, periods as budget_periods
+from costguardian.services.budgets import budgets, periods as budget_periods, scope_check
 from costguardian.services.team import orgs
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted, ServiceError, ValidationError
@@ -41,13 +41,15 @@ FIELDS = {
     "provider": _TEXT,
     "model": _TEXT,
     "tag": _TEXT,
+    "confirm_scope": ((bool,), "true or false."),
 }
 
 
 # What the OpenAPI document states beyond JSON types (openapi._BUDGET_FIELDS);
 # the service's own rules (ids of this organization, dates in order, amounts in
 # range) still apply after these.
-NOT_NULL = ("name", "amount_usd", "period", "thresholds", "enforcement", "notify_resolved", "notify_roles")
+NOT_NULL = ("name", "amount_usd", "period", "thresholds", "enforcement", "notify_resolved", "notify_roles",
+            "confirm_scope")
 TEXT_LIMITS = {"name": 120, "user": 200, "provider": 64, "model": 128, "tag": 100, "reason": 200}
 AMOUNT = re.compile(AMOUNT_PATTERN)
 THRESHOLDS = re.compile(THRESHOLDS_PATTERN)
@@ -259,6 +261,22 @@ def _definition_body():
     return body, None
 
 
+API_CONFIRM_HINT = "Send \"confirm_scope\": true to keep it."
+
+
+def _unknown_scope(body: dict, budget: Budget | None = None):
+    """None, or the 422 for a provider or model that matches nothing known
+    (see services.budgets.scope_check) when `confirm_scope` is not true."""
+    if body.get("confirm_scope") is True:
+        return None
+    try:
+        fields = budgets.parse(g.org, body)
+    except ValidationError:
+        return None  # the service answers with every field's problem
+    errors = scope_check.unknown_scope(g.org, fields, budget, confirm_hint=API_CONFIRM_HINT)
+    return _invalid(errors) if errors else None
+
+
 @bp.post("/v1/budgets")
 @api_key_required("admin")
 @_guarded("budgets:write")
@@ -266,6 +284,9 @@ def create_budget():
     body, failed = _definition_body()
     if failed:
         return failed
+    refused = _unknown_scope(body)
+    if refused:
+        return refused
     try:
         budget = budgets.create(g.org, _actor(), body)
     except ServiceError as exc:
@@ -282,6 +303,9 @@ def replace_budget(budget: Budget):
     body, failed = _definition_body()
     if failed:
         return failed
+    refused = _unknown_scope(body, budget)
+    if refused:
+        return refused
     try:
         budget = budgets.update(budget, _actor(), body)
     except ServiceError as exc:

@@ -84,9 +84,10 @@ def signup():
         else:
             _start_session(user, method="signup")
             accounts.send_verification_email(user, verification_link, current_actor())
-            flash(f"Welcome to Cost Guardian. We sent a link to {user.email}: confirm your address to join "
-                  "your company's organization if it lets colleagues join by email domain, or create your "
-                  "organization to begin.", "success")
+            flash(f"Welcome to Cost Guardian: your account is ready and you are signed in. Next, name your "
+                  f"organization below; a short setup then helps you send your first usage. We also emailed a "
+                  f"link to {user.email}: open it to confirm the address (needed only to join a colleague's "
+                  f"organization by email domain).", "success")
             return redirect(url_for("orgs.new"))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/signup.html", form=form), status

@@ -4,6 +4,7 @@ limit for the rest of the period and sending a test alert. Routes on the
 budgets blueprint (views.budgets)."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from flask import Response, flash, g, request, url_for
@@ -11,8 +12,9 @@ from flask import Response, flash, g, request, url_for
 from costguardian import clock
 from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import htmx
+from costguardian.money import format_usd
 from costguardian.rendering import redirect_to, render, toast
-from costguardian.services.budgets import periods as budget_periods, budgets, reports
+from costguardian.services.budgets import periods as budget_periods, budgets, reports, scope_check
 from costguardian.services.usage import queries as usage_queries
 from costguardian.services.errors import RuleViolation, ValidationError
 from costguardian.views.budgets import bar, bp, budget_or_404, dollars
@@ -48,18 +50,34 @@ def chart_data(budget, st, projection, today: date) -> dict:
     }
 
 
+def _as_stored(projection, st):
+    """The page shows the forecast the list, the header and the alerts show:
+    the one stored on the counter (refreshed by the periodic check), not a
+    second projection a few minutes later that rounds a cent apart. The
+    fresh projection only draws the chart's path, ending on the stored figures."""
+    if projection is None or st.forecast is None:
+        return projection
+    path = list(projection.path)
+    if path:
+        path[-1] = (path[-1][0], st.forecast, st.forecast_low, st.forecast_high)
+    return dataclasses.replace(projection, total=st.forecast, low=st.forecast_low, high=st.forecast_high, path=path)
+
+
 def _show_context(budget, raise_values: dict | None = None, raise_errors: dict | None = None) -> dict:
     now = clock.now()
     st = budgets.status(budget, now)
     projection = None
     today = usage_queries.today(g.org)
     if st.period.first_day <= today <= st.period.last_day or today < st.period.first_day:
-        projection = budgets.forecast_for(budget, st, now)
+        projection = _as_stored(budgets.forecast_for(budget, st, now), st)
     period = st.period
+    if projection is not None and st.forecast is not None:
+        exceeds_on = st.forecast_exceeds_on if st.spend < st.limit else None
+    else:
+        exceeds_on = projection.crossing(st.limit) if projection and st.spend < st.limit < projection.total else None
     return {
-        "budget": budget, "st": st, "projection": projection,
-        "exceeds_on": (projection.crossing(st.limit) if projection and st.spend < st.limit < projection.total
-                       else None),
+        "budget": budget, "st": st, "projection": projection, "exceeds_on": exceeds_on,
+        "scope_quiet": budget.id in scope_check.quiet_budgets([budget], now),
         "scope_parts": budgets.scope_parts(budget), "scope_text": budgets.scope_text(budget),
         "chart": chart_data(budget, st, projection, today), "bar": bar(st),
         "alerts": budgets.alert_history(budget),
@@ -92,7 +110,7 @@ def raise_limit(budget_id: int):
         return render(SHOW, RAISE, status=422, **_show_context(budget, values, exc.errors))
     except RuleViolation as exc:
         return render(SHOW, RAISE, status=422, **_show_context(budget, values, {"increase_usd": exc.message}))
-    flash(f"“{budget.name}” raised by ${dollars(increase.amount_nanos)} for the rest of this period.", "success")
+    flash(f"“{budget.name}” raised by {format_usd(increase.amount_nanos)} for the rest of this period.", "success")
     return redirect_to(url_for("budgets.show", budget_id=budget.id))
 
 

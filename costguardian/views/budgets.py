@@ -6,19 +6,19 @@ views only read the request, call it and render."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from flask import Blueprint, abort, flash, g, request, url_for
 
 from costguardian import permissions
 from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import htmx
-from costguardian.money import NANOS_PER_USD
+from costguardian.money import NANOS_PER_USD, format_usd, usd_decimal
 from costguardian.rendering import redirect_to, render
 from costguardian.services import keys
-from costguardian.services.budgets import periods as budget_periods, budgets
+from costguardian.services.budgets import periods as budget_periods, budgets, scope_check
 from costguardian.services.team import departments
-from costguardian.services.usage import queries as usage_queries
+from costguardian.services.usage import catalog, queries as usage_queries
 from costguardian.services.errors import ValidationError
 
 bp = Blueprint("budgets", __name__, url_prefix="/budgets")
@@ -40,9 +40,8 @@ def budget_or_404(budget_id: int):
 
 
 def dollars(nanos: int | None) -> str | None:
-    if nanos is None:
-        return None
-    return str((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+    """The exact amount for chart data ("0.0075"); the chart formats it by the money rule."""
+    return usd_decimal(nanos)
 
 
 # --- the list ---------------------------------------------------------------------
@@ -120,14 +119,15 @@ def bar(st) -> dict:
     """Positions (0–100, in SVG user units) of a budget's progress bar: the
     bar's right edge is 100% of the limit, or more when spend, the forecast
     or a threshold goes beyond (up to 200%)."""
-    forecast = st.forecast_percent
+    forecast = float(st.forecast_percent) if st.forecast_percent is not None else None
+    percent = float(st.percent)
     thresholds = st.budget.threshold_list
-    domain = min(max([100.0, st.percent, forecast or 0.0] + [float(t) for t in thresholds]), 200.0)
+    domain = min(max([100.0, percent, forecast or 0.0] + [float(t) for t in thresholds]), 200.0)
 
     def x(percent: float) -> float:
         return round(min(max(percent, 0.0), domain) * 100 / domain, 2)
 
-    return {"spent": x(st.percent), "limit": x(100), "over_limit": domain > 100,
+    return {"spent": x(percent), "limit": x(100), "over_limit": domain > 100,
             "thresholds": [(t, x(t)) for t in thresholds if t <= domain],
             "forecast": x(forecast) if forecast is not None else None, "domain": domain}
 
@@ -138,6 +138,7 @@ def index():
     query = ListQuery.parse(request.args)
     rows, count = list_rows(g.org, query)
     response = render(INDEX, LIST, query=query, rows=rows, count=count, sorts=SORTS, bar=bar,
+                      quiet=scope_check.quiet_budgets([st.budget for st in rows]),
                       scope_text=budgets.scope_text, states=budgets.STATES, periods=budget_periods.PERIODS,
                       enforcement=budgets.ENFORCEMENT)
     if htmx and not htmx.boosted:
@@ -148,14 +149,15 @@ def index():
 
 # --- create, edit, delete ------------------------------------------------------------
 
-def _choices() -> dict:
+def _choices(values: dict | None = None) -> dict:
     choices = usage_queries.filter_choices(g.org)
+    provider = catalog.normalize_provider((values or {}).get("provider") or "") or None
     return {
         "owners": budgets.member_owner_choices(g.org),
         "departments": sorted(usage_queries.department_paths(g.org).items(), key=lambda c: c[1].lower()),
         "keys": keys.key_choices(g.org),
-        "users": choices["user"], "providers": [v for v, _ in choices["provider"]],
-        "models": [v for v, _ in choices["model"]], "tags": [v for v, _ in choices["tag"]],
+        "users": choices["user"], "providers": scope_check.provider_choices(g.org),
+        "models": scope_check.model_choices(g.org, provider), "tags": [v for v, _ in choices["tag"]],
         "periods": budget_periods.PERIODS, "enforcement": budgets.ENFORCEMENT, "roles": permissions.ROLES,
         "role_labels": ROLE_LABELS,
     }
@@ -182,7 +184,7 @@ def _values_of(budget) -> dict:
 
 
 FORM_FIELDS = ("name", "amount_usd", "period", "custom_start", "custom_end", "thresholds", "enforcement",
-               "owner_id", "department_id", "user", "api_key_id", "provider", "model", "tag")
+               "owner_id", "department_id", "user", "api_key_id", "provider", "model", "tag", "confirm_scope")
 
 
 def _submitted() -> dict:
@@ -201,7 +203,17 @@ def _form_values(data: dict) -> dict:
 
 def _form(budget, values: dict, errors: dict | None = None, status: int = 200):
     return render(FORM_PAGE, FORM, status=status, budget=budget, values=values, errors=errors or {},
-                  **_choices())
+                  **_choices(values))
+
+
+def check_scope(data: dict, budget=None) -> None:
+    """Refuse a provider or model that matches nothing known (with a
+    suggestion) unless the form's "Use it anyway" box is ticked."""
+    if scope_check.confirmed(data):
+        return
+    errors = scope_check.unknown_scope(g.org, budgets.parse(g.org, data), budget)
+    if errors:
+        raise ValidationError(errors)
 
 
 @bp.get("/new")
@@ -215,6 +227,7 @@ def new():
 def create():
     data = _submitted()
     try:
+        check_scope(data)
         budget = budgets.create(g.org, current_actor(), data)
     except ValidationError as exc:
         return _form(None, _form_values(data), exc.errors, status=422)
@@ -235,6 +248,7 @@ def update(budget_id: int):
     budget = budget_or_404(budget_id)
     data = _submitted()
     try:
+        check_scope(data, budget)
         budgets.update(budget, current_actor(), data)
     except ValidationError as exc:
         return _form(budget_or_404(budget_id), _form_values(data), exc.errors, status=422)
@@ -282,13 +296,13 @@ def explain_verdict(results: list) -> tuple[object | None, str]:
     first = results[0]
     if first.blocked:
         return first, (f"A call now would be blocked by “{first.budget.name}”: it is a hard budget and has spent "
-                       f"${dollars(first.spend)} of its ${dollars(first.limit)} limit.")
+                       f"{format_usd(first.spend)} of its {format_usd(first.limit)} limit.")
     tightest = min(results, key=lambda s: (s.remaining, s.budget.id))
     if first.budget.enforcement == "hard":
         return first, (f"No hard budget would block a call now; “{first.budget.name}” would block first, with "
-                       f"${dollars(first.remaining)} left this period.")
+                       f"{format_usd(first.remaining)} left this period.")
     return None, (f"No hard budget would block a call now; “{tightest.budget.name}” has the least room left "
-                  f"(${dollars(tightest.remaining)}).")
+                  f"({format_usd(tightest.remaining)}).")
 
 
 @bp.get("/explain")

@@ -61,6 +61,7 @@ def index():
         PAGE, **context,
         member_count=members.headcount(org), month=month, setup_checklist=checklist,
         tops=_top_tables(org, UsageFilter(day.replace(day=1), day)),
-        unpriced=usage_queries.unpriced_models(org, limit=UNPRICED_ROWS + 1), unpriced_limit=UNPRICED_ROWS,
+        unpriced=usage_queries.unpriced_models(org, limit=UNPRICED_ROWS + 1, start=day.replace(day=1), end=day),
+        unpriced_limit=UNPRICED_ROWS,
         prices_url=prices_url(), usd_string=ingest.usd_string,
     )

@@ -11,7 +11,7 @@ from costguardian.authz import current_actor, require_permission
 from costguardian.extensions import csrf
 from costguardian.rendering import render
 from costguardian.services.errors import ValidationError
-from costguardian.services.provider_sync import connections, price_fix, reconcile, sync
+from costguardian.services.provider_sync import connections, price_fix, reconcile, reconcile_keys, sync
 from costguardian.services.queue import enqueue
 from costguardian.views.api import api_key_required, problem
 
@@ -111,9 +111,10 @@ def mark_known(provider):
 
 
 def _page(conn, first, last, errors, status=200, fix_errors=None, settings_errors=None):
+    by_key = reconcile_keys.by_key(g.org, conn, first, last)
     return render(PAGE, PAGE, status=status, conn=conn, label=connections.LABELS[conn.provider], first=first,
                   last=last, errors=errors, days=reconcile.by_day(g.org, conn, first, last),
-                  keys=reconcile.keys(g.org, conn, first, last),
+                  by_key=by_key, key_totals=reconcile_keys.totals(by_key),
                   checks=reconcile.cost_check(g.org, conn, first, last), progress=sync.progress(conn),
                   fixes=price_fix.suggestions(g.org, conn, first, last), fix_errors=fix_errors or {},
                   settings_errors=settings_errors or {})
@@ -162,8 +163,10 @@ def hours(provider):
 def export(provider):
     conn = _connection_or_404(provider)
     first, last, _ = _range(g.org)
-    name = f"reconciliation-{provider}-{first.isoformat()}-{last.isoformat()}.csv"
-    return Response(reconcile.csv_lines(g.org, conn, first, last), mimetype="text/csv",
+    by_key = request.args.get("by") == "key"
+    name = f"reconciliation-{provider}{'-by-key' if by_key else ''}-{first.isoformat()}-{last.isoformat()}.csv"
+    lines = (reconcile_keys.csv_lines if by_key else reconcile.csv_lines)(g.org, conn, first, last)
+    return Response(lines, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

@@ -2,20 +2,24 @@
 domain whose people join automatically."""
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint, Response, abort, flash, g, redirect, request, stream_with_context, url_for
 
 from costguardian.authz import current_actor, require_permission
+from costguardian.db import connected
 from costguardian.extensions import db
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
 from costguardian.rendering import render, toast
-from costguardian.services.team import domain_verification, orgs
+from costguardian.services.ops import retention
+from costguardian.services.team import data_export, domain_verification, orgs, self_service, visibility
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 PAGE, FORM = "settings/index.html", "partials/settings/_org_form.html"
 JOIN_FORM = "partials/settings/_join_domain.html"
+RETENTION = "partials/settings/_retention.html"
+VISIBILITY = "partials/settings/_visibility.html"
 
 
 def _join_form(submitted: bool = False) -> JoinDomainForm:
@@ -43,6 +47,18 @@ def _domain_verification():
             verification = None
     return {"verification": verification,
             "txt_record": domain_verification.record(verification) if verification is not None else None}
+
+
+@bp.context_processor
+def _data_and_deletion():
+    """The retention card's numbers and the owners' deletion card."""
+    org = g.get("org")
+    if org is None:
+        return {}
+    return {"retention_plan_days": retention.plan_days(org), "retention_days": retention.effective_days(org),
+            "retention_limits": (retention.MIN_DAYS, retention.MAX_DAYS),
+            "deletion_refusal": self_service.deletion_refusal(org) if org.delete_after is None else None,
+            "deletion_by_owner": self_service.scheduled_by_owner(org)}
 
 
 @bp.get("/")
@@ -127,3 +143,72 @@ def check_domain():
         return render(PAGE, JOIN_FORM, status=422, form=OrganizationForm(obj=g.org), join_form=form)
     response = render(PAGE, JOIN_FORM, form=OrganizationForm(obj=g.org), join_form=_join_form())
     return toast(response, f"{verification.domain} is verified.")
+
+
+@bp.post("/retention")
+@require_permission("org:settings")
+def update_retention():
+    value = request.form.get("usage_event_retention_days", "")
+    try:
+        retention.update_setting(g.org, current_actor(), value)
+    except ValidationError as exc:
+        return render(PAGE, RETENTION, status=422, form=OrganizationForm(obj=g.org), join_form=_join_form(),
+                      retention_errors=exc.errors, retention_value=value)
+    response = render(PAGE, RETENTION, form=OrganizationForm(obj=g.org), join_form=_join_form(), retention_saved=True)
+    return toast(response, "Retention saved.")
+
+
+@bp.post("/visibility")
+@require_permission("org:settings")
+def update_visibility():
+    visibility.set_members_see_everyone(g.org, current_actor(), request.form.get("members_see_everyone") == "on")
+    response = render(PAGE, VISIBILITY, form=OrganizationForm(obj=g.org), join_form=_join_form(),
+                      visibility_saved=True)
+    return toast(response, "Saved: what members see.")
+
+
+@bp.get("/export")
+@require_permission("org:settings")
+def export():
+    """Everything of the organization, streamed as gzip JSON lines (owners only)."""
+    try:
+        pieces = data_export.org_export(g.org, current_actor())
+    except NotPermitted as exc:
+        abort(403, exc.message)
+
+    def body():
+        with connected(db):  # the request's connection closes when the view returns
+            yield from pieces
+
+    response = Response(stream_with_context(body()), mimetype="application/gzip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{data_export.org_filename(g.org)}"'
+    return response
+
+
+@bp.post("/delete")
+@require_permission("org:settings")
+def schedule_deletion():
+    try:
+        self_service.schedule_org_deletion(g.org, current_actor(), request.form.get("confirm", ""))
+    except NotPermitted as exc:
+        abort(403, exc.message)
+    except (ValidationError, RuleViolation) as exc:
+        errors = getattr(exc, "errors", None) or {"confirm": exc.message}
+        return render(PAGE, PAGE, status=422, form=OrganizationForm(obj=g.org), join_form=_join_form(),
+                      deletion_errors=errors)
+    flash(f"{g.org.name} will be deleted on {g.org.delete_after:%Y-%m-%d}. You can cancel until then.", "warning")
+    return redirect(url_for("settings.index"))
+
+
+@bp.post("/delete/cancel")
+@require_permission("org:settings")
+def cancel_deletion():
+    try:
+        self_service.cancel_org_deletion(g.org, current_actor())
+    except NotPermitted as exc:
+        abort(403, exc.message)
+    except RuleViolation as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("settings.index"))
+    flash(f"{g.org.name} will not be deleted.", "success")
+    return redirect(url_for("settings.index"))

@@ -4,6 +4,7 @@ role × permission matrix."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request, url_for
+from flask_login import current_user
 
 from costguardian import permissions
 from costguardian.authz import can, require_permission
@@ -12,7 +13,7 @@ from costguardian.forms import usage as explorer
 from costguardian.rendering import render
 from costguardian.services.team import activity as activity_service
 from costguardian.services.team import analytics as team_analytics
-from costguardian.services.team import departments, members
+from costguardian.services.team import departments, members, visibility
 from costguardian.services.usage import queries as usage_queries
 from costguardian.services.usage.queries import PRESETS, UsageFilter
 from costguardian.views.usage import chart_data
@@ -50,7 +51,12 @@ def index():
     if query.errors:
         return _render(INDEX, RESULTS, status=422, **context)
     report = team_analytics.report(g.org, query.start, query.end)
-    context.update(report=report, chart=chart_data(g.org, UsageFilter(query.start, query.end), "department"),
+    limited = not visibility.sees_everyone(g.org, g.membership.role)
+    member_counts = (sum(1 for r in report.members if r.requests), len(report.members))
+    if limited:  # their own row only; departments' totals stay
+        report.members = [r for r in report.members if r.membership.user_id == current_user.id]
+    context.update(report=report, limited=limited, member_counts=member_counts, limited_note=visibility.LIMITED,
+                   chart=chart_data(g.org, UsageFilter(query.start, query.end), "department"),
                    period_params=_period_params(query))
     response = _render(INDEX, RESULTS, **context)
     if htmx and not htmx.history_restore_request:
@@ -129,7 +135,7 @@ def member(membership_id: int):
     if query.errors:
         query = explorer.parse(g.org, {})
     spend = models = None
-    if can("usage:read"):
+    if can("usage:read") and visibility.may_see_member(g.org, g.membership.role, current_user, membership):
         flt = UsageFilter(query.start, query.end, users=[membership.user.email])
         spend = usage_queries.total(g.org, flt)
         models = usage_queries.summarize(g.org, flt, group_by="model")[:5]

@@ -4,21 +4,24 @@ key history, and its CSV exports. Every view reads the same query string
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 
 from flask import (Blueprint, Response, current_app, g, make_response, render_template, request, stream_with_context,
                    url_for)
+from flask_login import current_user
 
 from costguardian.authz import require_permission
 from costguardian.db import connected
 from costguardian.extensions import db, htmx
 from costguardian.forms import usage as explorer
-from costguardian.money import NANOS_PER_USD
+from costguardian.money import usd_decimal
 from costguardian.rendering import render
+from costguardian.services import keys as keys_service
 from costguardian.services.gateway import traffic
+from costguardian.services.ops import retention
 from costguardian.services.usage import exports, queries as usage_queries
 from costguardian.services.usage.ingest import usd_string
 from costguardian.services.usage.queries import PRESETS, SOURCES, UsageFilter
+from costguardian.services.team import visibility
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
 
@@ -29,6 +32,27 @@ FILTER_LABELS = {"preset": "Period", "from": "From", "to": "To", "group_by": "Gr
                  "model": "Model", "department": "Department", "user": "User", "key": "API key", "tag": "Tag",
                  "source": "Source"}
 SOURCE_HEADINGS = {"gateway": "through the gateway", "ingest": "sent to the ingest API"}
+
+
+def parse_visible(args, events: bool = False) -> explorer.ExplorerQuery:
+    """The explorer's query string, with what this person may not see in
+    detail (services/team/visibility.py) as field errors; `events` for the
+    per-event exports, which name every event's user."""
+    query = explorer.parse(g.org, args)
+    query.errors.update(visibility.explorer_errors(g.org, g.membership.role, current_user, user_ref=query.user,
+                                                   group=query.group, key=query.key, events=events))
+    return query
+
+
+def _choices() -> dict:
+    """The filters' options; a member who sees only their own detail is
+    offered only their own user and keys."""
+    choices = usage_queries.filter_choices(g.org)
+    if not visibility.sees_everyone(g.org, g.membership.role):
+        choices["user"] = [c for c in choices["user"] if visibility.is_own(current_user, c[0])]
+        own_keys = {k.id for k in keys_service.keys_of(g.org) if k.user_id == current_user.id}
+        choices["key"] = [c for c in choices["key"] if c[0] in own_keys]
+    return choices
 
 
 def prices_url() -> str | None:
@@ -55,7 +79,8 @@ def _chart(days, series: dict) -> dict:
 
 
 def _dollars(nanos: int) -> str:
-    return str((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+    """Exact chart data ("0.0075"); static/js/charts.js formats it by the money rule."""
+    return usd_decimal(nanos)
 
 
 def _heading(query: explorer.ExplorerQuery) -> str:
@@ -114,7 +139,18 @@ def _report(query: explorer.ExplorerQuery) -> dict:
     org, flt = g.org, query.usage_filter()
     report = usage_queries.explorer_report(org, flt, query.service_group, top=CHART_SERIES)
     return {"rows": report.rows, "total": report.total, "chart": _chart(report.days, report.series),
-            "history": _history(query), "heading": _heading(query), "latency_pending": _latency_pending(query)}
+            "history": _history(query), "heading": _heading(query), "latency_pending": _latency_pending(query),
+            "events_pruned_before": _pruned_before(org, flt)}
+
+
+def _pruned_before(org, flt: UsageFilter):
+    """When the filter reaches back before the raw events kept: the day the kept
+    ones start (the totals are exact; the per-event export covers only these)."""
+    days = retention.effective_days(org)
+    cutoff = retention.pruned_before(org) if days else None
+    if cutoff is None or usage_queries.utc_bounds(org, flt.start, flt.end)[0] >= cutoff:
+        return None
+    return {"days": days, "since": cutoff}
 
 
 def _out_of_band() -> set[str]:
@@ -148,16 +184,19 @@ def _render(status: int = 200, **context):
 @bp.get("/")
 @require_permission("usage:read")
 def index():
-    query = explorer.parse(g.org, request.args)
+    query = parse_visible(request.args)
     full = _full_page()
     context = {"query": query, "presets": PRESETS, "groups": explorer.GROUP_LABELS,
                "oob": set() if full else _out_of_band(), "filter_labels": FILTER_LABELS,
-               "usd_string": usd_string, "prices_url": prices_url(), "sources": SOURCES}
+               "usd_string": usd_string, "prices_url": prices_url(), "sources": SOURCES,
+               "own_detail_only": not visibility.sees_everyone(g.org, g.membership.role)}
     if full:
-        context["choices"] = usage_queries.filter_choices(g.org)
+        context["choices"] = _choices()
     if query.errors:
         return _render(422, **context)
     context.update(_report(query))
+    context["event_exports"] = not visibility.explorer_errors(g.org, g.membership.role, current_user,
+                                                              user_ref=query.user, group="", events=True)
     response = _render(**context)
     if not full:  # the address bar shows the clean query, not every empty field of the form
         response.headers["HX-Push-Url"] = url_for("usage.index", **query.params())
@@ -169,7 +208,7 @@ def index():
 def latency():
     """The latency table of the explorer's filter: the fragment htmx loads
     into the results, or a page of its own without JavaScript."""
-    query = explorer.parse(g.org, request.args)
+    query = parse_visible(request.args)
     if query.errors:
         return _invalid(query)
     context = {"query": query, "latency": _latency(query),
@@ -204,7 +243,7 @@ def _streamed(generator_function, *args):
 @bp.get("/export/events.csv")
 @require_permission("usage:read")
 def export_events():
-    query = explorer.parse(g.org, request.args)
+    query = parse_visible(request.args, events=True)
     if query.errors:
         return _invalid(query)
     flt = query.usage_filter()
@@ -214,7 +253,7 @@ def export_events():
 @bp.get("/export/grouped.csv")
 @require_permission("usage:read")
 def export_grouped():
-    query = explorer.parse(g.org, request.args)
+    query = parse_visible(request.args)
     if query.errors:
         return _invalid(query)
     flt = query.usage_filter()
@@ -225,7 +264,7 @@ def export_grouped():
 @bp.get("/export/focus.csv")
 @require_permission("usage:read")
 def export_focus():
-    query = explorer.parse(g.org, request.args)
+    query = parse_visible(request.args, events=True)
     if query.errors:
         return _invalid(query)
     flt = query.usage_filter()

@@ -20,6 +20,23 @@
     setTimeout(function () { toast.remove(); }, 5000);
   }
   document.addEventListener("showToast", function (event) { showToast(event.detail.value || event.detail); });
+  // A request htmx aborts on purpose (hx-sync "replace": a newer keystroke or
+  // filter change supersedes it) is no error, but htmx 2 reports the abort's
+  // events (htmx:afterRequest, htmx:sendAbort) with console.error. While an
+  // htmx:abort is being handled (the XHR's abort event fires synchronously
+  // inside it; the capture listener runs first), those two messages are
+  // dropped; every other error still reaches the console.
+  var aborting = 0;
+  document.addEventListener("htmx:abort", function () {
+    aborting += 1;
+    setTimeout(function () { aborting -= 1; }, 0);
+  }, true);
+  var consoleError = console.error;
+  console.error = function (message) {
+    if (aborting && typeof message === "string" && /^htmx:(sendAbort|afterRequest)\b/.test(message)) { return; }
+    return consoleError.apply(console, arguments);
+  };
+
   document.addEventListener("htmx:sendError", function () {
     showToast({ message: "Could not reach the server. Check your connection and try again.", level: "error" });
   });

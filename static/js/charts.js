@@ -7,10 +7,49 @@
   "use strict";
 
   var PALETTE = ["#0f766e", "#2563eb", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#64748b"];
-  var money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+  var cents = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   var compactMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", notation: "compact" });
   var count = new Intl.NumberFormat("en-US");
   var compactCount = new Intl.NumberFormat("en-US", { notation: "compact" });
+
+  // The money rule of costguardian/money.py (format_usd): $1 and more in
+  // cents; under $1 four significant digits, trailing zeros trimmed to two
+  // decimals ($0.0075, $0.4717, $0.50); zero is $0.00; a minus in front.
+  function usd(value) {
+    var amount = Number(value);
+    if (!isFinite(amount)) { return "—"; }
+    if (amount === 0) { return "$0.00"; }
+    var sign = amount < 0 ? "-" : "";
+    amount = Math.abs(amount);
+    if (amount < 1) {
+      var rounded = Number(amount.toPrecision(4));
+      if (rounded < 1) {
+        var text = rounded.toFixed(Math.min(20, Math.max(2, 3 - Math.floor(Math.log10(rounded)))));
+        text = text.replace(/0+$/, "");
+        var decimals = text.split(".")[1] || "";
+        while (decimals.length < 2) { decimals += "0"; text += "0"; }
+        return sign + "$" + text.replace(/\.$/, ".00");
+      }
+    }
+    return sign + "$" + cents.format(amount);
+  }
+
+  // Axis labels: compact where that keeps them apart ($1.2K), else by the
+  // money rule, else with more digits; never the same label on two ticks.
+  function distinct(labels) { return new Set(labels).size === labels.length; }
+  function moneyTicks(ticks) {
+    var values = ticks.map(function (t) { return t.value; });
+    var labels = values.map(function (v) { return Math.abs(v) >= 1000 ? compactMoney.format(v) : usd(v); });
+    if (distinct(labels)) { return labels; }
+    labels = values.map(usd);
+    for (var digits = 3; !distinct(labels) && digits <= 9; digits++) {
+      labels = values.map(function (v) { return v === 0 ? "$0.00" : "$" + v.toFixed(digits); });
+    }
+    return labels;
+  }
+  function moneyTick(value, index, ticks) {
+    return moneyTicks(ticks)[index];
+  }
 
   function shortDay(iso) {
     var day = new Date(iso + "T00:00:00Z");
@@ -50,9 +89,9 @@
           },
           y: {
             stacked: true, beginAtZero: true,
-            ticks: { callback: function (value) {
+            ticks: { callback: function (value, index, ticks) {
               if (counts) { return value >= 1000 ? compactCount.format(value) : count.format(value); }
-              return value >= 1000 ? compactMoney.format(value) : money.format(value);
+              return moneyTick(value, index, ticks);
             } }
           }
         },
@@ -62,7 +101,7 @@
             callbacks: {
               title: function (items) { return items.length ? shortDay(items[0].label) : ""; },
               label: function (item) {
-                return item.dataset.label + ": " + (counts ? count : money).format(item.parsed.y);
+                return item.dataset.label + ": " + (counts ? count.format(item.parsed.y) : usd(item.parsed.y));
               }
             }
           }
@@ -104,7 +143,7 @@
           },
           y: {
             beginAtZero: true,
-            ticks: { callback: function (value) { return value >= 1000 ? compactMoney.format(value) : money.format(value); } }
+            ticks: { callback: moneyTick }
           }
         },
         plugins: {
@@ -113,7 +152,7 @@
             filter: function (item) { return item.parsed.y !== null; },
             callbacks: {
               title: function (items) { return items.length ? shortDay(items[0].label) : ""; },
-              label: function (item) { return item.dataset.label + ": " + money.format(item.parsed.y); }
+              label: function (item) { return item.dataset.label + ": " + usd(item.parsed.y); }
             }
           }
         }

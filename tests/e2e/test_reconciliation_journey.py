@@ -69,7 +69,8 @@ def test_owner_reconciles_openai_and_fixes_a_price(page, live_server, app_ctx, m
         expect(hours.locator("tbody tr.drift-flagged")).to_contain_text("09:00")
         shot(page, "2-hours")
 
-        # 4. The shadow key, marked as ours.
+        # 4. By provider key: the ingest API's calls are recorded under no key; the shadow key, marked as ours.
+        expect(page.locator("#provider-keys tbody tr[data-status=not_matched]")).to_contain_text("3,000,000")
         laptop = page.locator("#provider-keys tbody tr", has_text="key_laptop")
         expect(laptop).to_contain_text("Shadow")
         laptop.get_by_role("button", name="This key is ours").click()

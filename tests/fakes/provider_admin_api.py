@@ -19,6 +19,14 @@ OpenAI (admin key as `Authorization: Bearer`, base URL `<address>/v1`):
   and/or project_id, `limit` 1–180 (default 7); results
   `{"object": "organization.costs.result", "amount": {"value": <USD number>,
   "currency": "usd"}, "line_item", "project_id"}`.
+- `GET /v1/organization/projects` (`limit` 1–100, default 20; `after` a
+  project id; `include_archived`, default false) and
+  `GET /v1/organization/projects/{project_id}/api_keys` (`limit`, `after` a key
+  id): `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}`;
+  a project `{"object": "organization.project", "id", "name", "created_at",
+  "archived_at", "status"}`, a key `{"object": "organization.project.api_key",
+  "id", "name", "redacted_value": "sk-abc...wxyz", "created_at",
+  "last_used_at", "owner": {"type": "user", "user": {…}}}`.
 Errors in OpenAI's shape `{"error": {"message", "type", "param", "code"}}`.
 
 Anthropic (admin key in `x-api-key`, `anthropic-version` required, base URL
@@ -36,6 +44,10 @@ Anthropic (admin key in `x-api-key`, `anthropic-version` required, base URL
   workspace_id and/or description (description adds model, cost_type,
   token_type, service_tier), `limit` 1–31 (default 7). `amount` is a decimal
   string in cents ("123.45" is $1.23), `currency` "USD".
+- `GET /v1/organizations/api_keys` (`limit` 1–1000, default 20; `after_id`):
+  `{"data": [{"type": "api_key", "id", "name", "partial_key_hint":
+  "sk-ant-api03-R2D...igAA", "status", "workspace_id", "created_at",
+  "created_by": {"id", "type"}}], "first_id", "last_id", "has_more"}`.
 Errors in Anthropic's shape `{"type": "error", "error": {"type", "message"}}`.
 
 Told to fail: `fail_next` (a list of statuses, one per coming request; a 429
@@ -98,6 +110,8 @@ class FakeProviderAdminAPI(LocalServer):
         self.openai_costs: list[dict] = []
         self.anthropic_usage: list[dict] = []
         self.anthropic_costs: list[dict] = []
+        self.openai_projects: list[dict] = []  # {"id", "name", "archived", "keys": [key objects]}
+        self.anthropic_keys: list[dict] = []
         self.requests: list[tuple[str, dict, dict]] = []
         self.fail_next: list[int] = []
         self.fail_after: int | None = None
@@ -128,6 +142,26 @@ class FakeProviderAdminAPI(LocalServer):
                            workspace_id: str | None = None, token_type: str | None = "output_tokens") -> None:
         self.anthropic_costs.append({"at": _ts(day_start), "amount": Decimal(amount_cents), "model": model,
                                      "workspace_id": workspace_id, "token_type": token_type})
+
+    def add_openai_key(self, project_id: str, key_id: str, redacted_value: str, name: str = "",
+                       archived_project: bool = False) -> None:
+        project = next((p for p in self.openai_projects if p["id"] == project_id), None)
+        if project is None:
+            project = {"id": project_id, "name": project_id, "archived": archived_project, "keys": []}
+            self.openai_projects.append(project)
+        project["keys"].append({
+            "object": "organization.project.api_key", "id": key_id, "name": name or key_id,
+            "redacted_value": redacted_value, "created_at": 1711471533, "last_used_at": None,
+            "owner": {"type": "user", "user": {"object": "organization.project.user", "id": "user_abc",
+                                               "name": "First Last", "email": "user@example.com", "role": "owner",
+                                               "added_at": 1711471533}}})
+
+    def add_anthropic_key(self, key_id: str, partial_key_hint: str, name: str = "", workspace_id: str | None = None,
+                          status: str = "active") -> None:
+        self.anthropic_keys.append({
+            "type": "api_key", "id": key_id, "name": name or key_id, "partial_key_hint": partial_key_hint,
+            "status": status, "workspace_id": workspace_id, "created_at": "2026-10-30T23:58:27.427722Z",
+            "created_by": {"id": "user_01WCz1FkmYMm4gnmykNKUu3Q", "type": "user"}})
 
     def provider_base_urls(self) -> dict[str, str]:
         """CG_PROVIDER_BASE_URLS pointing both providers here."""
@@ -170,7 +204,22 @@ class FakeProviderAdminAPI(LocalServer):
                     return self._json(self._openai_costs(query))
                 if kind.startswith("usage/") and kind[6:] in OPENAI_USAGE_KINDS:
                     return self._json(self._openai_usage(kind[6:], query))
+                if kind == "projects":
+                    archived = self._one(query, "include_archived", "false") == "true"
+                    projects = [{"object": "organization.project", "id": p["id"], "name": p["name"],
+                                 "created_at": 1711471533, "archived_at": 1730000000 if p["archived"] else None,
+                                 "status": "archived" if p["archived"] else "active"}
+                                for p in self.openai_projects if archived or not p["archived"]]
+                    return self._json(self._list_page(projects, query, "after", (20, 100)))
+                parts = kind.split("/")
+                if len(parts) == 3 and parts[0] == "projects" and parts[2] == "api_keys":
+                    project = next((p for p in self.openai_projects if p["id"] == parts[1]), None)
+                    if project is None:
+                        return self._error(wire, 404, f"No such project: {parts[1]}")
+                    return self._json(self._list_page(project["keys"], query, "after", (20, 100)))
             else:
+                if path == "/v1/organizations/api_keys":
+                    return self._json(self._list_page(self.anthropic_keys, query, "after_id", (20, 1000)))
                 if path == "/v1/organizations/usage_report/messages":
                     return self._json(self._anthropic_usage(query))
                 if path == "/v1/organizations/cost_report":
@@ -375,6 +424,28 @@ class FakeProviderAdminAPI(LocalServer):
                                 "token_type": token_type})
             data.append({"starting_at": _iso(at), "ending_at": _iso(at + width), "results": results})
         return {"data": data, "has_more": has_more, "next_page": next_page}
+
+
+    def _list_page(self, items: list[dict], query: dict, cursor: str, limits: tuple[int, int]) -> dict:
+        """A cursor page of a list: the items after the one named by the
+        cursor, `limit` of them."""
+        try:
+            limit = int(self._one(query, "limit", limits[0]))
+        except ValueError:
+            raise _BadRequest("limit must be an integer") from None
+        if not 1 <= limit <= limits[1]:
+            raise _BadRequest(f"limit must be between 1 and {limits[1]}")
+        start = 0
+        after = self._one(query, cursor)
+        if after:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise _BadRequest(f"{cursor}: unknown id {after}")
+            start = ids.index(after) + 1
+        page = items[start:start + limit]
+        body = {"data": page, "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(items)}
+        return {"object": "list", **body} if cursor == "after" else body
 
 
 class _BadRequest(Exception):

@@ -20,7 +20,7 @@ from costguardian import clock
 from costguardian.db import locked
 from costguardian.extensions import db
 from costguardian.models import BillingAccount, StripeEvent
-from costguardian.money import format_usd
+from costguardian.money import usd_amount
 from costguardian.models.billing import NANOS_PER_CENT
 from costguardian.services import billing
 from costguardian.services.actor import Actor
@@ -128,7 +128,7 @@ def _tell(event, before: BillingAccount, account: BillingAccount, invoice) -> No
         reason = (sync.pick(event.data.object, "last_finalization_error", "message")
                   or "the card was declined or could not be charged")
         notifications.notify(org, "billing.payment_failed", {
-            "amount_usd": format_usd(int(invoice.amount_remaining or invoice.amount_due or 0) * NANOS_PER_CENT),
+            "amount_usd": usd_amount(int(invoice.amount_remaining or invoice.amount_due or 0) * NANOS_PER_CENT),
             "reason": reason, "invoice": invoice.number or invoice.id},
             once=f"billing.payment_failed:{invoice.id}:{invoice.attempt_count or 0}")
     elif event.type == "customer.subscription.trial_will_end" and account.status == "trialing" \

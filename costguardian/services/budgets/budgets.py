@@ -22,7 +22,8 @@ from costguardian import permissions
 from costguardian.extensions import db
 from costguardian.models import (ApiKey, Budget, BudgetAlert, BudgetIncrease, BudgetSpend, Department, Membership,
                                  Organization, User, UsageRollup, UsageTagRollup)
-from costguardian.money import NANOS_PER_USD, format_usd
+from costguardian.money import NANOS_PER_USD, format_usd, percent_of, usd_amount, usd_decimal, whole_percent
+from costguardian.observability import metrics
 from costguardian.services.budgets import accounting as budget_accounting, periods as budget_periods, forecast
 from costguardian.services.team import audit
 from costguardian.services.usage import catalog
@@ -306,12 +307,13 @@ class Status:
     thresholds_crossed: list[int] = field(default_factory=list)
 
     @property
-    def percent(self) -> float:
-        return 100.0 * self.spend / self.limit if self.limit > 0 else 0.0
+    def percent(self) -> Decimal:
+        """Exact (from the integers), so every screen and alert rounds the same value the same way."""
+        return percent_of(self.spend, self.limit)
 
     @property
-    def forecast_percent(self) -> float | None:
-        return 100.0 * self.forecast / self.limit if self.forecast is not None and self.limit > 0 else None
+    def forecast_percent(self) -> Decimal | None:
+        return percent_of(self.forecast, self.limit) if self.forecast is not None and self.limit > 0 else None
 
     @property
     def remaining(self) -> int:
@@ -339,7 +341,7 @@ class Status:
             "period": {"kind": b.period, "start": self.period.first_day.isoformat(),
                        "end": self.period.last_day.isoformat(), "label": self.period.label},
             "limit_usd": usd(self.limit), "base_limit_usd": usd(b.amount_nanos), "increase_usd": usd(self.increase),
-            "spend_usd": usd(self.spend), "requests": self.requests, "percent": round(self.percent, 2),
+            "spend_usd": usd(self.spend), "requests": self.requests, "percent": float(round(self.percent, 2)),
             "thresholds": b.threshold_list, "thresholds_crossed": self.thresholds_crossed,
             "forecast_usd": usd(self.forecast) if self.forecast is not None else None,
             "forecast_low_usd": usd(self.forecast_low) if self.forecast_low is not None else None,
@@ -350,7 +352,7 @@ class Status:
 
 
 def usd(nanos: int) -> str:
-    return format((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.000000001")).normalize(), "f")
+    return usd_decimal(nanos)
 
 
 def statuses(budgets: list[Budget], now: datetime | None = None) -> list[Status]:
@@ -502,15 +504,16 @@ def _recipients(budget: Budget) -> list[int]:
 
 
 def _dollars(nanos: int) -> str:
-    """1234.5 dollars as "1,234.50" (the templates add the $), without floats."""
-    return format_usd(nanos).lstrip("-$") if nanos >= 0 else "-" + format_usd(-nanos).lstrip("$")
+    """An amount by the one money rule without its "$" (the templates add it):
+    "1,234.50", "0.0075"; the same text the pages show."""
+    return usd_amount(nanos)
 
 
 def _payload(st: Status, threshold: int | None = None) -> dict:
     b = st.budget
     return {
         "budget": b.name, "budget_id": b.id, "scope": scope_text(b), "spent_usd": _dollars(st.spend),
-        "limit_usd": _dollars(st.limit), "percent": int(st.percent), "threshold": threshold,
+        "limit_usd": _dollars(st.limit), "percent": whole_percent(st.spend, st.limit), "threshold": threshold,
         "period": st.period.label, "enforcement": b.enforcement,
         "forecast_usd": _dollars(st.forecast) if st.forecast is not None else "",
         "forecast_date": st.forecast_exceeds_on.strftime("%-d %b") if st.forecast_exceeds_on else "",
@@ -699,6 +702,7 @@ def check_all(now: datetime | None = None) -> dict[str, int]:
                 _check_new_period(budget, st)
             counts["budgets"] += 1
     counts["alerts"] = BudgetAlert.select().count() - before
+    metrics.budgets_checked("periodic", counts["budgets"])
     counts["resent"] = _send_unsent_alerts(now)
     return counts
 

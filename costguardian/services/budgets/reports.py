@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from peewee import fn
 
 from costguardian import clock
 from costguardian.models import Budget, BudgetAlert, BudgetIncrease, Department, Organization
+from costguardian.money import percent_of
 from costguardian.services.budgets import accounting as budget_accounting, budgets, periods as budget_periods
 from costguardian.services.team import departments as department_service
 from costguardian.services.usage import queries as usage_queries
@@ -50,7 +52,7 @@ def previous_periods(budget: Budget, count: int = 6) -> list[dict]:
         spend, requests = budgets.period_spend_between(budget, period)
         limit = budget.amount_nanos + increase_total(budget, period)
         result.append({"period": period, "spend": spend, "requests": requests, "limit": limit,
-                       "percent": 100.0 * spend / limit if limit else 0.0})
+                       "percent": percent_of(spend, limit)})
     return result
 
 
@@ -154,7 +156,7 @@ class ReportRow:
     spend: int
     requests: int
     limit: int
-    percent: float
+    percent: Decimal
     state: str
     alerts: list
 
@@ -189,6 +191,6 @@ def report(org: Organization, kind: str, offset: int, now: datetime | None = Non
             crossed = [t for t in budget.threshold_list if limit > 0 and spend * 100 >= t * limit]
             state = "exceeded" if spend >= limit else ("warning" if any(t < 100 for t in crossed) else "ok")
         rows.append(ReportRow(budget, budgets.scope_text(budget), budget_period, spend, requests, limit,
-                              100.0 * spend / limit if limit else 0.0, state, alerts_in(budget, budget_period)))
+                              percent_of(spend, limit), state, alerts_in(budget, budget_period)))
     return {"kind": kind, "offset": offset, "period": period, "rows": rows,
             "total_spend": sum(r.spend for r in rows), "ended": period is not None and period.end <= now}

@@ -29,10 +29,5 @@ def markdown(text: str) -> Markup:
 
 
 def exact_usd(nanos: int | None) -> str:
-    """A cost to the nano-dollar, without trailing zeros past the cents: $0.0000325."""
-    if nanos is None:
-        return "—"
-    text = format_usd(nanos, 9)
-    whole, _, fraction = text.partition(".")
-    fraction = fraction.rstrip("0")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+    """A cost by the one money rule (costguardian.money): $0.0000325, $0.4717, $3.50."""
+    return format_usd(nanos)

@@ -91,6 +91,7 @@ def generate(org, count: int, seed: int | None = None, now: datetime | None = No
 
     run = uuid.uuid4().hex[:8]
     totals = {"accepted": 0, "rejected": 0, "duplicates": 0}
+    last_sent: dict[str, datetime] = {}  # each service's latest event: when its key was last used
     batch: list[dict] = []
     for n in range(count):
         service_index = _pick(rng, service_cum)
@@ -111,6 +112,7 @@ def generate(org, count: int, seed: int | None = None, now: datetime | None = No
         if rng.random() < 0.5:
             event["tags"] = [TAGS[service_index % 3], "env:prod" if rng.random() < 0.9 else "env:staging"]
         batch.append((name, event))
+        last_sent[name] = max(last_sent.get(name, moment), moment)
         if len(batch) == BATCH or n == count - 1:
             # one request per service, as each service sends with its own key
             by_key: dict[str, list[dict]] = {}
@@ -124,4 +126,14 @@ def generate(org, count: int, seed: int | None = None, now: datetime | None = No
             batch = []
             if progress:
                 progress(n + 1)
+    _mark_used(api_keys, last_sent)
     return totals
+
+
+def _mark_used(api_keys: dict[str, ApiKey], last_sent: dict[str, datetime]) -> None:
+    """Each demo key's "Last used" as ingest would have set it had each event
+    been sent when it happened (never moved back by an older run)."""
+    for name, moment in last_sent.items():
+        key = api_keys[name]
+        (ApiKey.update(last_used_at=moment)
+         .where(ApiKey.id == key.id, (ApiKey.last_used_at.is_null()) | (ApiKey.last_used_at < moment)).execute())

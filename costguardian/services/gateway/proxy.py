@@ -31,6 +31,7 @@ from flask import current_app
 from urllib3.exceptions import ReadTimeoutError
 
 from costguardian import clock
+from costguardian.observability import metrics
 from costguardian.services.gateway import (admission, anthropic_wire, attribution, openai_wire, recording,
                                            request_log, routing, streams, translate, upstream)
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
@@ -239,6 +240,7 @@ class _Exchange:
                 headers[name] = self.headers[name]
         guarded = route.provider.custom_base_url and not self.private_allowed
         self.record.forwarded = self.endpoint.records
+        metrics.gateway_overhead(clock.monotonic() - self.started)
         try:
             response = _session(guarded).post(url, data=json.dumps(outgoing).encode(), headers=headers, stream=True,
                                               timeout=self.timeouts, allow_redirects=False)

@@ -22,6 +22,7 @@ from datetime import datetime
 from peewee import IntegrityError
 
 from costguardian.models import GatewayRequest
+from costguardian.observability import metrics
 from costguardian.services.gateway import request_log
 from costguardian.services.usage import ingest
 
@@ -75,6 +76,7 @@ def record(call: CallRecord) -> str | None:
     duplicate) or None when no event was due."""
     status = _record_usage(call) if call.forwarded else None
     _log(call)
+    metrics.gateway_call(call.endpoint, call.outcome)
     if call.bodies is not None:  # after the usage event and the log row: a failure here loses only the bodies
         request_log.store(call.org, call.request_id, call.bodies)
     return status
@@ -95,14 +97,16 @@ def _event(call: CallRecord, usage: dict | None) -> dict:
 
 
 def _record_usage(call: CallRecord) -> str:
-    result = ingest.ingest(call.org, call.api_key, [_event(call, call.usage)], gateway_tags=True).results[0]
+    result = ingest.ingest(call.org, call.api_key, [_event(call, call.usage)], gateway_tags=True,
+                           credential_id=call.credential_id).results[0]
     if result.status == "rejected" and "usage" in result.errors:
         # A usage object the converter cannot read must not lose the call: zero
         # tokens, marked, and the reason in the log.
         log.warning("gateway request %s: the provider's usage object was refused (%s); recorded without tokens",
                     call.request_id, result.errors["usage"])
         call.tags = [*call.tags, "usage:unreadable"]
-        result = ingest.ingest(call.org, call.api_key, [_event(call, None)], gateway_tags=True).results[0]
+        result = ingest.ingest(call.org, call.api_key, [_event(call, None)], gateway_tags=True,
+                               credential_id=call.credential_id).results[0]
     if result.status == "rejected":
         log.error("gateway request %s could not be recorded: %s", call.request_id, result.errors)
     return result.status

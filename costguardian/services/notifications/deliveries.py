@@ -22,6 +22,7 @@ from peewee import IntegrityError
 from costguardian import clock
 from costguardian.extensions import db
 from costguardian.models import Delivery, DeliveryAttempt
+from costguardian.observability import metrics
 from costguardian.services import queue
 
 # Seconds to wait before each retry; the length is the number of retries.
@@ -97,7 +98,9 @@ def attempt(delivery_id: int) -> str | None:
         result = AttemptResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     if result.latency_ms is None:
         result.latency_ms = int((time.monotonic() - started) * 1000)
-    return record(delivery, result)
+    status = record(delivery, result)
+    metrics.delivery_attempt(delivery.channel, status)
+    return status
 
 
 def record(delivery: Delivery, result: AttemptResult) -> str:

@@ -18,7 +18,7 @@ from flask import current_app, has_request_context, render_template
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
-from costguardian import clock
+from costguardian import clock, signing
 from costguardian.db import write_transaction
 from costguardian.models import (Delivery, Membership, Notification, NotificationSettings, Organization,
                                  OutboxMessage, User)
@@ -56,7 +56,7 @@ def _absolute(link: str) -> str:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
+    return signing.serializer(UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_token(org_id: int, user_id: int, event_type: str) -> str:

@@ -88,8 +88,8 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "usage.unpriced_model", "Usage of a model without a price", "Calls were recorded for a model Cost Guardian cannot price.",
         WARNING, _MANAGERS, _MANAGERS,
         "No price for {{ provider }}/{{ model }}",
-        "{{ requests }} call(s) to {{ provider }}/{{ model }} have no cost because the model has no known price. "
-        "Add a price so they are counted.",
+        "The first {{ requests }} call(s) to {{ provider }}/{{ model }} have no cost because the model has no known "
+        "price; later calls are counted on the dashboard and in the usage explorer. Add a price so they are counted.",
         "/prices/", {"provider": "acme-ai", "model": "rocket-1", "requests": 12}),
     EventType(
         "provider.shadow_usage", "Shadow usage at a provider",
@@ -150,6 +150,21 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "The TXT record at {{ record }} that verified {{ domain }} for {{ org.name }} is gone, so people with an "
         "address at {{ domain }} no longer join automatically. Publish the record again and check it in Settings.",
         "/settings/", {"domain": "example.com", "record": "_costguardian-challenge.example.com"}),
+    EventType(
+        "org.deletion_scheduled", "Organization to be deleted", "An owner scheduled the organization's deletion; "
+        "it can be cancelled until the day.",
+        CRITICAL, (OWNER,), (OWNER,),
+        "{{ org.name }} will be deleted on {{ day }}",
+        "{{ by }} scheduled the deletion of {{ org.name }} and everything it owns on {{ day }} (UTC). Until "
+        "then its ingest API and gateway refuse calls; an owner can cancel the deletion in Settings.",
+        "/settings/", {"by": "owner@example.com", "day": "2027-01-04"}),
+    EventType(
+        "org.deletion_cancelled", "Organization deletion cancelled", "An owner cancelled the organization's "
+        "scheduled deletion.",
+        INFO, (OWNER,), (OWNER,),
+        "{{ org.name }} will not be deleted",
+        "{{ by }} cancelled the scheduled deletion of {{ org.name }}.",
+        "/settings/", {"by": "owner@example.com", "day": ""}),
     EventType(
         "billing.trial_ending", "Trial ending", "The subscription's free trial ends in a few days.",
         WARNING, (OWNER, BILLING), (OWNER, BILLING),

@@ -8,7 +8,14 @@ usage_report/messages` (1-hour buckets by model, api_key_id, workspace_id and
 service_tier) and `/v1/organizations/cost_report` (daily, by workspace_id and
 description), with `x-api-key` and `anthropic-version`. Both paginate with
 `has_more` / `next_page`. Rate limits (429, honouring `retry-after`) and 5xx
-answers are retried with exponential backoff; a refusal of the key is not."""
+answers are retried with exponential backoff; a refusal of the key is not.
+
+The providers' key lists (`list_keys`), for matching vault credentials to
+the keys the usage reports name: OpenAI's `GET {base}/organization/projects`
+(archived ones included) and, per project, `/organization/projects/{id}/
+api_keys`, paginated with `limit` / `after` and `has_more` / `last_id`;
+Anthropic's `GET {base}/v1/organizations/api_keys`, paginated with `limit` /
+`after_id`. Each key comes with its redacted hint ("sk-abc...wxyz")."""
 from __future__ import annotations
 
 import time
@@ -38,6 +45,8 @@ OPENAI_SOURCES = {
     "audio_transcriptions": ("model", "api_key_id", "project_id"),
 }
 SUPPORTED = ("openai", "anthropic")
+KEYS_PER_PAGE = 100  # OpenAI's maximum; Anthropic allows 1,000
+MAX_LIST_PAGES = 100  # per list: a provider answering has_more forever cannot hold a sync
 
 
 class AdminApiError(Exception):
@@ -69,6 +78,15 @@ class CostRow:
     model: str
     project_id: str
     amount_nanos: int
+
+
+@dataclass
+class KeyRow:
+    key_id: str
+    name: str
+    hint: str  # the provider's redacted value: a prefix, "...", the last characters
+    project_id: str
+    status: str
 
 
 @dataclass
@@ -135,6 +153,37 @@ def fetch(provider: str, secret: str, stream: str, start: datetime, end: datetim
         return parse[provider, stream == "costs"](stream, body)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AdminApiError(f"The provider's answer was not a usage report ({exc.__class__.__name__}).") from None
+
+
+def list_keys(provider: str, secret: str) -> list[KeyRow]:
+    """Every API key the provider lists for the organization."""
+    try:
+        if provider == "openai":
+            rows = []
+            for project in _list(provider, secret, "/organization/projects", [("include_archived", "true")], "after"):
+                archived = project.get("status") == "archived" or bool(project.get("archived_at"))
+                path = f"/organization/projects/{project['id']}/api_keys"
+                for key in _list(provider, secret, path, [("owner_project_access", "any")], "after"):
+                    rows.append(KeyRow(str(key["id"]), str(key.get("name") or ""), str(key.get("redacted_value") or ""),
+                                       str(project["id"]), "archived" if archived else "active"))
+            return rows
+        return [KeyRow(str(k["id"]), str(k.get("name") or ""), str(k.get("partial_key_hint") or ""),
+                       str(k.get("workspace_id") or ""), str(k.get("status") or ""))
+                for k in _list(provider, secret, "/v1/organizations/api_keys", [], "after_id")]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdminApiError(f"The provider's answer was not a key list ({exc.__class__.__name__}).") from None
+
+
+def _list(provider: str, secret: str, path: str, params: list, cursor: str):
+    """The items of a cursor-paginated list, page after page."""
+    after = None
+    for _ in range(MAX_LIST_PAGES):
+        query = params + [("limit", KEYS_PER_PAGE)] + ([(cursor, after)] if after else [])
+        body = _get(provider, secret, base_url(provider) + path, query, MAX_ATTEMPTS)
+        yield from body["data"]
+        after = body.get("last_id")
+        if not body.get("has_more") or not after:
+            return
 
 
 def _get(provider: str, secret: str, url: str, params, attempts: int):

@@ -22,6 +22,7 @@ from peewee import fn
 
 from costguardian import clock
 from costguardian.models import KnownProviderKey, ProviderCostBucket, ProviderUsageBucket, UsageRollup
+from costguardian.services.provider_sync import key_match
 from costguardian.services.usage.pricing import OrgPrices, Tokens
 
 MEASURES = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
@@ -174,8 +175,9 @@ def by_hour(org, conn, day: date, model: str | None = None) -> list[Row]:
 @dataclass
 class KeyUsage:
     unit: str
-    known: bool
+    known: bool  # ours: matched to a vault credential or marked as known
     label: str
+    matched: bool = False
     tokens: int = 0
     cost_nanos: int = 0
     last_hour: datetime | None = None
@@ -184,14 +186,17 @@ class KeyUsage:
 
 def keys(org, conn, first: date, last: date) -> list[KeyUsage]:
     """Every provider key (or project) the provider reported in the range,
-    known ones and shadow ones, the biggest spender first."""
+    known ones and shadow ones, the biggest spender first. Known: matched to
+    a vault credential (key_match.py) or marked by a manager."""
     start, end = utc_range(org, first, last)
     known = {k.key_id: k for k in KnownProviderKey.in_org(org).where(KnownProviderKey.provider == conn.provider)}
+    matched = set(key_match.matches(org, conn.provider).values())
     out: dict[str, KeyUsage] = {}
     for hour, _, unit, side in _reported_hours(org, conn.provider, start, end):
         k = out.get(unit)
         if k is None:
-            k = out[unit] = KeyUsage(unit, unit in known, known[unit].label if unit in known else "")
+            k = out[unit] = KeyUsage(unit, unit in known or unit in matched, known[unit].label if unit in known else "",
+                                     matched=unit in matched)
         k.tokens += side.tokens
         k.cost_nanos += side.cost_nanos
         k.days[local_day(org, hour)] += side.cost_nanos
@@ -208,7 +213,7 @@ def check_shadow_alerts(conn) -> list[date]:
     """After a sync: for today and yesterday (local), tell the managers once
     per day when shadow spend is over the connection's threshold. Older days
     (a backfill) never alert."""
-    from costguardian.money import format_usd
+    from costguardian.money import usd_amount
     from costguardian.services.notifications.notify import notify
 
     org = conn.organization
@@ -219,8 +224,8 @@ def check_shadow_alerts(conn) -> list[date]:
         if total <= conn.shadow_alert_nanos or not shadow:
             continue
         sent = notify(org, "provider.shadow_usage", {
-            "provider": conn.provider, "day": day.isoformat(), "spent_usd": format_usd(total),
-            "threshold_usd": format_usd(conn.shadow_alert_nanos), "keys": ", ".join(k.unit for k in shadow[:5]),
+            "provider": conn.provider, "day": day.isoformat(), "spent_usd": usd_amount(total),
+            "threshold_usd": usd_amount(conn.shadow_alert_nanos), "keys": ", ".join(k.unit for k in shadow[:5]),
             "count": len(shadow)}, once=f"provider.shadow_usage:{conn.provider}:{day.isoformat()}")
         if sent is not None:
             alerted.append(day)
@@ -268,6 +273,8 @@ def cost_check(org, conn, first_utc: date, last_utc: date) -> list[CostCheck]:
 
 def report(org, conn, first: date, last: date) -> dict:
     """The JSON form (the API and tests)."""
+    from costguardian.services.provider_sync import reconcile_keys
+
     def side(s: Side) -> dict:
         return {"requests": s.requests, "input_tokens": s.input_tokens, "cache_read_tokens": s.cache_read_tokens,
                 "cache_write_tokens": s.cache_write_tokens, "output_tokens": s.output_tokens,
@@ -280,8 +287,9 @@ def report(org, conn, first: date, last: date) -> dict:
                   "token_drift": r.token_drift, "token_drift_pct": _str(r.token_drift_pct),
                   "cost_drift_usd": _usd(r.cost_drift_nanos), "cost_drift_pct": _str(r.cost_drift_pct),
                   "flagged": r.flagged} for r in by_day(org, conn, first, last)],
-        "keys": [{"key": k.unit, "known": k.known, "label": k.label, "tokens": k.tokens,
+        "keys": [{"key": k.unit, "known": k.known, "matched": k.matched, "label": k.label, "tokens": k.tokens,
                   "cost_usd": _usd(k.cost_nanos)} for k in keys(org, conn, first, last)],
+        "by_key": reconcile_keys.as_json(reconcile_keys.by_key(org, conn, first, last)),
     }
 
 

@@ -8,7 +8,11 @@ twice is stored once, with the provider's latest numbers) and moves the
 cursor after each page, never past the settle window (the last hours and
 days, which providers still revise, are pulled again next time). A run
 stopped mid-way (a consumer killed, the provider down) resumes where the
-last stored page ended: that is also how the 30-day backfill resumes."""
+last stored page ended: that is also how the 30-day backfill resumes.
+
+After the streams, each run pulls the provider's key list and matches the
+vault's credentials to it (key_match.py), with the same retries; a run whose
+streams failed skips it (the provider is down or refuses the key)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +22,7 @@ from datetime import datetime, timedelta
 from costguardian import clock
 from costguardian.db import write_transaction
 from costguardian.models import ProviderCostBucket, ProviderSyncConnection, ProviderUsageBucket
-from costguardian.services.provider_sync import admin_api, connections
+from costguardian.services.provider_sync import admin_api, connections, key_match
 
 log = logging.getLogger(__name__)
 SETTLE_HOURS = 3  # usage hours pulled again on every run
@@ -61,6 +65,14 @@ def sync_connection(conn: ProviderSyncConnection, max_pages: int = MAX_PAGES_PER
         if max_pages <= 0:
             done = False
             break
+    if not error:
+        try:
+            key_match.refresh(conn)
+        except admin_api.AdminApiError as exc:
+            error = f"keys: {exc}"
+            log.warning("provider key list of organization %s, %s failed: %s", conn.organization_id, conn.provider,
+                        exc)
+            done = False
     conn.last_sync_at, conn.last_error = now, error
     conn.save(only=[ProviderSyncConnection.last_sync_at, ProviderSyncConnection.last_error])
     reconcile.check_shadow_alerts(conn)

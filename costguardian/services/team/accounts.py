@@ -8,7 +8,6 @@ import secrets
 from datetime import timedelta
 from typing import Callable
 
-from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from argon2 import PasswordHasher
@@ -16,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from peewee import IntegrityError
 
-from costguardian import clock
+from costguardian import clock, signing
 from costguardian.extensions import db
 from costguardian.models import ExternalIdentity, PasswordResetToken, User
 from costguardian.services.notifications import mail
@@ -155,7 +154,7 @@ VERIFY_MAX_AGE = 3 * 24 * 3600  # seconds: the emailed link works for 3 days
 
 
 def _verify_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=VERIFY_SALT)
+    return signing.serializer(VERIFY_SALT)
 
 
 def verification_token(user: User) -> str:

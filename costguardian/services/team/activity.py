@@ -34,11 +34,33 @@ class Entry:
         return f"{self.actor} " + "".join(text for text, _ in self.parts)
 
 
+# Who did what when no person did: one name on every page (activity, audit log, exports).
+SYSTEM_ACTOR = "Cost Guardian"
+
+
+def actor_name(row: AuditLog) -> str:
+    """Who did it: a person, a platform admin acting as one, an API key, or Cost Guardian itself."""
+    if row.actor_id and row.impersonator_id:  # a platform admin acting as the person
+        return f"{row.impersonator.display_name} (platform admin, acting as {row.actor.display_name})"
+    if row.actor_id:
+        return row.actor.display_name
+    if isinstance(row.detail, dict) and row.detail.get("api_key"):
+        return f"API key {row.detail['api_key']}"
+    return SYSTEM_ACTOR
+
+
 def feed(org, actor_id: int | None = None, action: str = "", membership: Membership | None = None,
          page: int = 1, per_page: int = PER_PAGE) -> tuple[list[AuditLog], bool]:
     """One page of the organization's audit rows, newest first, with their
     actors; `action` is an action ("member.role_changed") or a family
     ("member"); `membership` keeps the rows by or about that member."""
+    query = filtered(org, actor_id, action, membership)
+    rows = list(query.order_by(AuditLog.id.desc()).offset((page - 1) * per_page).limit(per_page + 1))
+    return rows[:per_page], len(rows) > per_page
+
+
+def filtered(org, actor_id: int | None = None, action: str = "", membership: Membership | None = None):
+    """The organization's audit rows the filters keep, with their actors (unordered)."""
     query = (AuditLog.select(AuditLog, User).join(User, JOIN.LEFT_OUTER, on=(AuditLog.actor == User.id))
              .where(AuditLog.organization == org))
     if actor_id is not None:
@@ -50,8 +72,7 @@ def feed(org, actor_id: int | None = None, action: str = "", membership: Members
         query = query.where((AuditLog.actor == membership.user_id)
                             | ((AuditLog.target_type == "membership") & (AuditLog.target_id == str(membership.id)))
                             | ((AuditLog.target_type == "user") & (AuditLog.target_id == str(membership.user_id))))
-    rows = list(query.order_by(AuditLog.id.desc()).offset((page - 1) * per_page).limit(per_page + 1))
-    return rows[:per_page], len(rows) > per_page
+    return query
 
 
 def actions(org) -> list[str]:
@@ -130,6 +151,9 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
         case "org.join_domain_changed":
             return [("changed who may join by email domain", ctx.links("org", None)),
                     (_changes(d.get("changes")), None)]
+        case "org.member_visibility_changed":
+            seen = "every person's spend" if d.get("members_see_everyone") else "department totals and their own"
+            return [("let members see " + seen, ctx.links("org", None))]
         case "org.join_domain_verified":
             return [("verified the domain ", None), (str(d.get("domain", "")), ctx.links("org", None))]
         case "org.domain_verification_started":
@@ -290,6 +314,11 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
             return [("cancelled the organization's deletion", None)]
         case "org.deleted":
             return [(f"deleted the organization {_quoted(d.get('name', ''))}", None)]
+        case "org.usage_pruned":  # services/ops/retention.py
+            return [(f"pruned {d.get('usage_events', 0):,} raw usage events and {d.get('gateway_requests', 0):,} "
+                     f"gateway request rows older than {str(d.get('before', ''))[:10]} (totals are kept)", None)]
+        case "org.exported":
+            return [("downloaded an export of the whole organization", None)]
         case "org.ownership_transferred":
             return [("made ", None), user, (" the organization's owner (the previous owners are admins now)", None)]
         case "org.features_changed":
@@ -360,13 +389,5 @@ def describe(org, rows: list[AuditLog], links) -> list[Entry]:
     ctx = _Context(names, memberships, key_names, departments, links)
     entries = []
     for row in rows:
-        if row.actor_id and row.impersonator_id:  # a platform admin acting as the person
-            actor = f"{row.impersonator.display_name} (platform admin, acting as {row.actor.display_name})"
-        elif row.actor_id:
-            actor = row.actor.display_name
-        elif isinstance(row.detail, dict) and row.detail.get("api_key"):
-            actor = f"API key {row.detail['api_key']}"
-        else:
-            actor = "Cost Guardian"
-        entries.append(Entry(row, actor, _sentence(row, ctx), row.created_at))
+        entries.append(Entry(row, actor_name(row), _sentence(row, ctx), row.created_at))
     return entries

@@ -25,7 +25,7 @@ from costguardian.services.usage.queries import (GATEWAY_TAG, Row, SourceWithTag
                                                  department_paths, department_subtree, rollup_conditions, utc_bounds)
 
 CHUNK = 1000
-EVENT_COLUMNS = ["occurred_at", "event_id", "provider", "model", "model_raw", "api_key", "user", "department",
+EVENT_COLUMNS = ["occurred_at_utc", "event_id", "provider", "model", "model_raw", "api_key", "user", "department",
                  "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "cost_usd",
                  "priced_by", "batch", "service_tier", "tags"]
 MEASURE_COLUMNS = ["requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",

@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 from flask import current_app
 
 from costguardian import clock
 from costguardian.models import NO_DEPARTMENT, NO_USER, Department, ModelAlias
 from costguardian.models.org import caseless
+from costguardian.money import usd_decimal
+from costguardian.observability import metrics
+from costguardian.services.ops import retention
 from costguardian.services.usage import catalog, rollups
 from costguardian.services.usage.pricing import OrgPrices, Tokens
 from costguardian.services.usage.usage_objects import UsageObjectError, tokens_from_usage_object
@@ -91,9 +93,7 @@ class BatchResult:
 
 def usd_string(nanos: int | None) -> str | None:
     """Nano-dollars as a plain decimal string ("0.00325"), None when unknown."""
-    if nanos is None:
-        return None
-    return format((Decimal(nanos) / Decimal(1_000_000_000)).normalize(), "f")
+    return usd_decimal(nanos)
 
 
 def events_from_body(body) -> tuple[list, bool]:
@@ -129,6 +129,7 @@ class _Context:
     key_user: str
     key_department: int
     gateway_tags: bool = False  # the gateway's own recording: its reserved tags are allowed
+    keep_from: datetime | None = None  # raw events before this are pruned (services/ops/retention.py)
 
 
 def _string(raw: dict, name: str, errors: dict, required: bool, limit: int) -> str:
@@ -175,7 +176,7 @@ def _count(raw: dict, name: str, errors: dict) -> int:
     return value
 
 
-def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime:
+def _timestamp(raw: dict, errors: dict, now: datetime, keep_from: datetime | None = None) -> datetime:
     value = raw.get("occurred_at")
     if value is None:
         return now
@@ -197,6 +198,11 @@ def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     if moment > now + MAX_FUTURE:
         errors["occurred_at"] = "Is in the future (more than 5 minutes ahead of the server's clock)."
+    elif keep_from is not None and moment < keep_from:
+        # Its event id may be one already pruned: accepted again, it would be counted twice.
+        errors["occurred_at"] = (f"Is older than this organization keeps raw usage events (since "
+                                 f"{keep_from:%Y-%m-%d %H:%M} UTC), so it cannot be told apart from one already "
+                                 "counted; it was not recorded.")
     elif moment < EARLIEST:
         errors["occurred_at"] = f"Is before {EARLIEST.year}."
     return moment
@@ -258,7 +264,7 @@ def validate_event(raw, ctx: _Context) -> dict:
     event_id = _string(raw, "event_id", errors, True, 128)
     provider_raw = _string(raw, "provider", errors, True, 64)
     model_raw = _string(raw, "model", errors, True, 200)
-    occurred_at = _timestamp(raw, errors, ctx.now)
+    occurred_at = _timestamp(raw, errors, ctx.now, ctx.keep_from)
     user = _string(raw, "user", errors, False, 200)
     if user and "@" in user:
         user = user.lower()  # an email names one person however it is capitalised
@@ -311,11 +317,13 @@ def validate_event(raw, ctx: _Context) -> dict:
 
 # --- the batch ------------------------------------------------------------------
 
-def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gateway_tags: bool = False) -> BatchResult:
+def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gateway_tags: bool = False,
+           credential_id: int | None = None) -> BatchResult:
     """Validate, price and store a batch for `org`, sent with `api_key` (or None
     for internal callers such as the demo seeder). The tags reserved for the
     gateway's recording (RESERVED_TAG_KEYS) are refused unless `gateway_tags`
-    (only the gateway's recording passes it)."""
+    (only the gateway's recording passes it, with the vault `credential_id`
+    that served the call)."""
     ctx = _Context(
         now=now or clock.now(),
         departments=(dict(Department.in_org(org).select(Department.name_key, Department.id).tuples())
@@ -325,6 +333,7 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
         key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
         gateway_tags=gateway_tags,
     )
+    ctx.keep_from = retention.pruned_before(org, ctx.now)
     prices = OrgPrices.for_org(org)
     results: list[EventResult] = []
     rows: list[dict] = []
@@ -351,7 +360,7 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
             continue
         seen.add(row["event_id"])
         row.update(organization=org.id, api_key=api_key.id if api_key is not None else None,
-                   cost_nanos=cost, priced_by=priced_by, received_at=received_at)
+                   cost_nanos=cost, priced_by=priced_by, received_at=received_at, credential_id=credential_id)
         result = EventResult(index, row["event_id"], "accepted", cost, provider=row["provider"], model=row["model"])
         results.append(result)
         rows.append(row)
@@ -371,9 +380,13 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
                 from costguardian.services.budgets import budgets
 
                 budgets.check_thresholds(org, touched)
+                metrics.budgets_checked("ingest", len({budget_id for budget_id, _ in touched}))
         except Exception:
             current_app.logger.exception("notifying after an ingest batch of organization %s failed", org.id)
-    return BatchResult(results)
+    batch = BatchResult(results)
+    metrics.ingested("gateway" if gateway_tags else "api" if api_key is not None else "internal",
+                     batch.count("accepted"), batch.count("duplicate"), batch.count("rejected"))
+    return batch
 
 
 def _tell_about_unpriced(org, unpriced: list) -> None:

@@ -467,10 +467,15 @@ def department_spend(org, start: datetime, end: datetime) -> dict[int, int]:
     return {department_id: int(cost or 0) for department_id, cost in rows}
 
 
-def unpriced_models(org, limit: int | None = None) -> list:
+def unpriced_models(org, limit: int | None = None, start: date | None = None, end: date | None = None) -> list:
     """Models with events of unknown cost, most requests first (provider,
-    model, requests, first_hour, last_hour), at most `limit` of them."""
+    model, requests, first_hour, last_hour), at most `limit` of them; only
+    the days from `start` to `end` (in the organization's zone) when given,
+    counted exactly as the explorer counts that period."""
     query = rollups.unpriced_models(org)
+    if start is not None and end is not None:
+        first, last = utc_bounds(org, start, end)
+        query = query.where(UsageRollup.hour >= first, UsageRollup.hour < last)
     return list(query.limit(limit) if limit is not None else query)
 
 

@@ -44,7 +44,7 @@ def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> s
 # builder spent 75% of a batch's time generating them (see docs/PERFORMANCE.md).
 _EVENT_COLUMNS = ("organization", "event_id", "occurred_at", "received_at", "provider", "model", "model_raw",
                   "api_key", "user_ref", "department", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                  "output_tokens", "batch", "service_tier", "cost_nanos", "priced_by", "tags")
+                  "output_tokens", "batch", "service_tier", "cost_nanos", "priced_by", "tags", "credential_id")
 
 
 # PostgreSQL types of the columns written in bulk (for unnest; see _rows_sql).
@@ -55,7 +55,7 @@ _PG_TYPES = {
     "cache_write_tokens": "bigint", "output_tokens": "bigint", "batch": "boolean", "service_tier": "text",
     "cost_nanos": "bigint", "priced_by": "text", "tags": "jsonb", "tag": "text", "hour": "timestamp",
     "requests": "bigint", "unpriced_requests": "bigint", "dimension": "text", "value": "text",
-    "last_hour": "timestamp",
+    "last_hour": "timestamp", "credential_id": "integer",
 }
 
 
