@@ -34,7 +34,7 @@ def _failures(output: str) -> dict[str, list[str]]:
     ("please-change-this-secret-key-in-production", True),
     ("s" * 40, True),
     (secrets.token_urlsafe(12), True),  # too short
-])
+], ids=lambda value: f"{len(value)}-chars" if isinstance(value, str) else str(value))  # the same on every worker
 def test_secret_key_strength(secret, weak):
     assert bool(_weakness(secret)) is weak
 
