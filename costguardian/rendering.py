@@ -46,3 +46,20 @@ def external_url(endpoint: str, **values) -> str:
     if base:
         return base.rstrip("/") + url_for(endpoint, **values)
     return url_for(endpoint, _external=True, **values)
+
+
+def streamed_download(pieces, mimetype: str, filename: str):
+    """A file built while it is sent (`pieces` yields bytes or text), read on
+    a connection of its own: the request's closes when the view returns."""
+    from flask import Response, stream_with_context
+
+    from costguardian.db import connected
+    from costguardian.extensions import db
+
+    def body():
+        with connected(db):
+            yield from pieces
+
+    response = Response(stream_with_context(body()), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

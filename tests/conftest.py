@@ -240,3 +240,17 @@ def owner_client(app, make_user, make_org):
     client = Client(app)
     client.sign_in(user.email)
     return client, user, org
+
+
+@pytest.fixture
+def real_queue(app):
+    """The task queue as a consumer sees it (tasks wait until something
+    dequeues them), instead of the suite's immediate mode; emptied around
+    the test."""
+    from tasks import huey
+
+    huey.immediate = False
+    huey.flush()
+    yield huey
+    huey.flush()
+    huey.immediate = True

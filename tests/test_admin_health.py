@@ -161,14 +161,6 @@ def test_the_heartbeat_purges_error_counts_older_than_two_days(app_ctx, pinned):
     assert [r.minute for r in ErrorCount.select()] == [recent]
 
 
-@pytest.fixture
-def real_queue(app):
-    tasks.huey.immediate = False
-    tasks.huey.flush()
-    yield tasks.huey
-    tasks.huey.flush()
-    tasks.huey.immediate = True
-
 
 def test_oldest_pending_task_is_aged_from_when_it_was_first_seen(people, pinned, real_queue):
     assert health.queue(NOW).oldest_age is None  # nothing waiting

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from costguardian import clock, crypto
 from costguardian.extensions import db
@@ -25,16 +24,6 @@ PAYLOAD = {"budget": "Engineering monthly", "budget_id": 1, "scope": "Department
            "spent_usd": "812.40", "limit_usd": "1000.00", "percent": 81, "threshold": 80,
            "period": "November 2026"}
 
-
-@pytest.fixture
-def real_queue():
-    from tasks import huey
-
-    huey.immediate = False
-    huey.flush()
-    yield huey
-    huey.flush()
-    huey.immediate = True
 
 
 def _consumer(app, mail_url: str) -> subprocess.Popen:

@@ -64,16 +64,6 @@ def test_the_request_id_travels_with_the_tasks_the_request_enqueues(app, real_qu
     assert task_lines and all(line["request_id"] == "reset-77" for line in task_lines)
 
 
-@pytest.fixture
-def real_queue():
-    from tasks import huey
-
-    huey.immediate = False
-    huey.flush()
-    yield huey
-    huey.flush()
-    huey.immediate = True
-
 
 def test_the_formatter_keeps_sql_but_not_its_parameters_and_cuts_credentials():
     record = logging.LogRecord("peewee", logging.DEBUG, __file__, 1, ("INSERT INTO t VALUES (?)", ["tok3n"]), (), None)

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from costguardian.extensions import db
 from costguardian.models import OutboxMessage
@@ -17,16 +16,6 @@ from costguardian.services.notifications import mail
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def real_queue():
-    from tasks import huey
-
-    huey.immediate = False
-    huey.flush()
-    yield huey
-    huey.flush()
-    huey.immediate = True
 
 
 def _status(message_id: int) -> str:

@@ -35,14 +35,6 @@ def sentry_ingest():
         fake.stop()
 
 
-@pytest.fixture
-def real_queue():
-    tasks.huey.immediate = False
-    tasks.huey.flush()
-    yield tasks.huey
-    tasks.huey.flush()
-    tasks.huey.immediate = True
-
 
 def _assert_scrubbed(event: dict) -> None:
     text = json.dumps(event)

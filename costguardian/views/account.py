@@ -2,16 +2,15 @@
 public page the emailed confirmation link opens."""
 from __future__ import annotations
 
-from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, session,
+                   url_for)
 from flask_login import current_user, login_user, logout_user
 
 from costguardian import authz, clock
 from costguardian.authz import current_actor, personal, platform_required
 from costguardian.forms import ChangePasswordForm, ProfileForm, apply_errors
-from costguardian.db import connected
-from costguardian.extensions import db, htmx, limiter
-from costguardian.rendering import render, toast
+from costguardian.extensions import htmx, limiter
+from costguardian.rendering import render, streamed_download, toast
 from costguardian.services.platform import sessions, tokens
 from costguardian.services.team import accounts, audit, data_export, self_service
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
@@ -186,14 +185,7 @@ def export_data():
         pieces = data_export.account_export(user, current_actor())
     except NotPermitted as exc:
         abort(403, exc.message)
-
-    def body():
-        with connected(db):  # the request's connection closes when the view returns
-            yield from pieces
-
-    response = Response(stream_with_context(body()), mimetype="application/json")
-    response.headers["Content-Disposition"] = f'attachment; filename="{data_export.account_filename(user)}"'
-    return response
+    return streamed_download(pieces, "application/json", data_export.account_filename(user))
 
 
 @bp.post("/delete")

@@ -2,14 +2,13 @@
 domain whose people join automatically."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, g, redirect, request, stream_with_context, url_for
+from flask import Blueprint, abort, flash, g, redirect, request, url_for
 
 from costguardian.authz import current_actor, require_permission
-from costguardian.db import connected
 from costguardian.extensions import db
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
-from costguardian.rendering import render, toast
+from costguardian.rendering import render, streamed_download, toast
 from costguardian.services.ops import retention
 from costguardian.services.team import data_export, domain_verification, orgs, self_service, visibility
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
@@ -175,14 +174,7 @@ def export():
         pieces = data_export.org_export(g.org, current_actor())
     except NotPermitted as exc:
         abort(403, exc.message)
-
-    def body():
-        with connected(db):  # the request's connection closes when the view returns
-            yield from pieces
-
-    response = Response(stream_with_context(body()), mimetype="application/gzip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{data_export.org_filename(g.org)}"'
-    return response
+    return streamed_download(pieces, "application/gzip", data_export.org_filename(g.org))
 
 
 @bp.post("/delete")
