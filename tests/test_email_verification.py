@@ -59,7 +59,8 @@ def test_password_sign_up_does_not_join_and_sends_a_confirmation_link(client, ac
     assert "Please confirm that sam@acme.com is your address" in message.text_body
     assert "expires in 3 days" in message.text_body
     assert re.search(r'href="https?://[^"]+/account/verify-email/', message.html_body)
-    assert "confirm your address" in client.get("/orgs/new").get_data(as_text=True)
+    banner = client.get("/orgs/new").get_data(as_text=True)
+    assert "your account is ready" in banner and "open it to confirm the address" in banner
     page = client.get("/account/").get_data(as_text=True)
     assert "Not confirmed" in page and "Send the confirmation email again" in page
 
