@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import requests
 
+from costguardian import clock
 from costguardian.money import format_usd
 from costguardian.models import AuditLog, BillingAccount, Invoice, Notification, StripeEvent
 from costguardian.services.billing import accounts, sync
@@ -60,7 +61,9 @@ def test_upgrade_through_checkout_activates_when_the_webhook_lands(owner, live):
 
     account = _account(org)
     assert (account.plan.code, account.status, account.seats, account.interval) == ("team", "trialing", 5, "month")
-    assert account.trial_end == (T0 + timedelta(days=14)).replace(tzinfo=None)
+    # 14 days from the moment Stripe started the subscription; the clock ticks from T0 (a busy machine takes seconds)
+    trial_from = account.trial_end - timedelta(days=14)
+    assert T0.replace(tzinfo=None, microsecond=0) <= trial_from <= clock.now().replace(tzinfo=None)
     assert account.payment_method == "Visa •••• 4242, expires 12/2034"
     done = client.get(f"/billing/success/status?session_id={session_id}", htmx=True).get_data(as_text=True)
     assert "Acme is now on Team" in done and "every 2s" not in done
