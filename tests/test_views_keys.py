@@ -13,6 +13,7 @@ import pytest
 from costguardian import clock
 from costguardian.models import ApiKey, AuditLog, Department, Organization
 from costguardian.money import format_usd
+from costguardian.web import format_org_time
 from costguardian.services import keys
 from costguardian.services.actor import Actor
 from tests.gateway_support import gateway, gateway_server  # noqa: F401  (fixtures)
@@ -100,7 +101,8 @@ def test_the_table_lists_the_org_s_keys_with_their_details(owner_client, make_us
     assert f"cg_test_{bound.prefix}_…" in row
     assert '<span class="scope" title="Send usage events (POST /api/v1/usage).">ingest</span>' in row
     assert ">gateway</span>" in row and "Alice" in row and "Research" in row
-    assert "by Olga Owner" in row and "2099-01-02 03:04 UTC" in row and "Active" in row
+    expires = format_org_time(datetime(2099, 1, 2, 3, 4), zone=org.time_zone)  # in the organization's zone
+    assert "by Olga Owner" in row and expires in row and "Active" in row
     assert ">Revoke</button>" in row and ">Rotate now</button>" in row
     revoked_row = re.search(rf'<tr id="key-{revoked.id}".*?</tr>', html, re.S).group(0)
     assert "Revoked" in revoked_row and "Rotate" not in revoked_row and "Revoke</button>" not in revoked_row
