@@ -49,13 +49,12 @@ def reset_schema(database) -> None:
 
 def empty_tables() -> None:
     """Delete every row the test wrote (the schema stays)."""
-    with db.connection_context():
-        if isinstance(db.obj, PostgresqlDatabase):
-            names = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
-            db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-        else:
-            for model in reversed(sort_models(ALL_MODELS)):
-                model.delete().execute()
+    # DELETE, children first, in one transaction: on PostgreSQL a TRUNCATE of
+    # every table costs ~120 ms per test (file work for each table), the
+    # DELETEs of a test's few rows ~6 ms. Ids keep counting up across tests.
+    with db.connection_context(), db.atomic():
+        for model in reversed(sort_models(ALL_MODELS)):
+            model.delete().execute()
 
 
 _SESSION_RENEWING = {"/login", "/logout", "/signup"}

@@ -149,3 +149,34 @@
     window.print();
   });
 })();
+
+// Typing before the page's scripts ran (a slow network, a fast typist):
+// htmx binds its "input"/"change" triggers at DOMContentLoaded, after the
+// deferred scripts, so what was typed earlier fired no request. Once htmx
+// is bound (its DOMContentLoaded listener was added before this one), a
+// field whose value differs from the one the server rendered gets its
+// event again, once, so the live search or slug check catches up. Only
+// reads (hx-get) and forms marked data-catch-up (the template preview):
+// a field the browser restored on reload must never re-send a change.
+(function () {
+  "use strict";
+  function changed(field) {
+    if (field.type === "checkbox" || field.type === "radio") { return field.checked !== field.defaultChecked; }
+    if (field.tagName === "SELECT") {
+      return Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; });
+    }
+    return field.value !== field.defaultValue;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.htmx) { return; }
+    document.querySelectorAll("[hx-trigger]").forEach(function (element) {
+      var trigger = element.getAttribute("hx-trigger");
+      var name = /(^|[\s,])input\b/.test(trigger) ? "input" : (/(^|[\s,])change\b/.test(trigger) ? "change" : null);
+      if (!name || !(element.hasAttribute("hx-get") || element.hasAttribute("data-catch-up"))) { return; }
+      var fields = element.matches("input, textarea, select") ? [element]
+        : Array.prototype.slice.call(element.querySelectorAll("input, textarea, select"));
+      var typed = fields.filter(function (field) { return field.type !== "hidden" && changed(field); })[0];
+      if (typed) { window.htmx.trigger(typed, name); }
+    });
+  });
+})();

@@ -28,6 +28,8 @@ def test_superadmin_impersonates_audits_and_disables(page, new_context, make_use
     sign_in(page, "root@example.com")
     expect(page).to_have_url(re.compile(r"/admin/?$"))  # a platform admin without an organization lands here
     page.locator("nav.console-nav").get_by_role("link", name="Users").click()
+    expect(page).to_have_url(re.compile(r"/admin/users"))
+    page.wait_for_load_state("domcontentloaded")  # htmx (deferred) binds the search's input trigger then
     page.get_by_label("Search users").fill("mia")
     page.get_by_label("Search users").press("Enter")
     page.get_by_role("link", name="mia@acme.example.com").click()

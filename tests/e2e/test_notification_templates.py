@@ -23,6 +23,7 @@ def test_template_editor_live_preview_error_save_and_outbox(page, make_user, mak
     expect(page.get_by_role("heading", level=1)).to_have_text("Email templates")
     page.get_by_role("row", name=re.compile("Budget threshold reached")).get_by_role("link", name="Edit").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Budget threshold reached email")
+    page.wait_for_load_state("domcontentloaded")  # htmx (deferred) binds the form's input trigger then
 
     preview = page.locator("#template-preview")
     expect(preview.get_by_test_id("preview-subject")).to_have_text(
