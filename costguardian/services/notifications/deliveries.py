@@ -71,12 +71,17 @@ def enqueue(delivery: Delivery, delay: float = 0) -> None:
 
 def _claim(delivery_id: int) -> Delivery | None:
     """Take the delivery for one attempt, or None if it is not due or another
-    task has it. The UPDATE is the lock: only one claimer sees a row changed."""
+    task has it. The UPDATE is the lock: only one claimer sees a row changed.
+    A new delivery ("queued") is due at once: its next_attempt_at is the
+    clock of the host that created it, and a consumer on another host whose
+    clock is a few milliseconds behind would otherwise skip it until the
+    sweeper's next pass; only a retry waits for its time."""
     now = clock.now()
     token = uuid.uuid4().hex
+    due = ((Delivery.status == "queued") | Delivery.next_attempt_at.is_null()
+           | (Delivery.next_attempt_at <= now))
     claimed = (Delivery.update(status="sending", updated_at=now, next_attempt_at=now + LEASE, claim=token)
-               .where(Delivery.id == delivery_id, Delivery.status.in_(PENDING),
-                      (Delivery.next_attempt_at.is_null()) | (Delivery.next_attempt_at <= now))
+               .where(Delivery.id == delivery_id, Delivery.status.in_(PENDING), due)
                .execute())
     if not claimed:
         return None
