@@ -25,6 +25,7 @@ PUBLIC_ENDPOINTS = frozenset({
     "auth.oidc_start",
     "auth.oidc_callback",
     "api.openapi",
+    "api.gateway_openapi",  # the gateway's document, like the API's
     "docs.api",  # the API reference and error types document the public API; nothing of any organization
     "docs.problems",
     "docs.problem",

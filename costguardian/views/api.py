@@ -11,6 +11,7 @@ from decimal import Decimal
 from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from costguardian import openapi_gateway
 from costguardian.extensions import csrf, limiter
 from costguardian.openapi import spec
 from costguardian.problems import type_url
@@ -128,6 +129,13 @@ def _json_body():
 @limiter.exempt
 def openapi():
     return jsonify(spec())
+
+
+@bp.get("/gateway-openapi.json")
+@limiter.exempt
+def gateway_openapi():
+    """The gateway's own document (costguardian/openapi_gateway.py)."""
+    return jsonify(openapi_gateway.spec())
 
 
 @bp.post("/v1/usage")

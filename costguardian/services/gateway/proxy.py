@@ -37,6 +37,7 @@ from costguardian.services.gateway import (admission, anthropic_wire, attributio
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 from costguardian.services.gateway.recording import CallRecord
 from costguardian.services.notifications import webhook_urls
+from costguardian.services.usage.ingest import storable
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,16 @@ class _Exchange:
                                "invalid_json")
         self.body = body
         self.record.requested_model = str(body.get("model") or "")[:200]
+        if self.endpoint.kind in STREAMING_KINDS and not isinstance(body.get("stream"), (bool, type(None))):
+            # As the providers refuse it: a truthy `stream: 1` would be streamed by a lenient
+            # server while the gateway waited for one JSON answer (a 502).
+            return self.refuse(400, "Invalid type for `stream`: expected a boolean.", "invalid_type", param="stream")
+        if isinstance(body.get("model"), str) and not storable(body["model"]):
+            # A NUL or a lone surrogate: the call could be forwarded but never recorded.
+            self.record.requested_model = (self.record.requested_model.replace("\x00", "")
+                                           .encode("utf-8", "replace").decode("utf-8"))
+            return self.refuse(400, "Invalid value for `model`: it contains a NUL or an unpaired surrogate.",
+                               "invalid_value", param="model")
         try:
             who = attribution.from_request(self.org, self.api_key, self.headers, body)
         except attribution.AttributionError as exc:
