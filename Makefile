@@ -47,7 +47,8 @@ DATED_INSTANTS ?= \
   2027-10-31T02:30@Europe/Berlin \
   2027-03-14T03:30@America/New_York \
   2027-11-07T01:30@America/New_York \
-  2027-06-30T23:45@Asia/Kolkata
+  2027-06-30T23:45@Asia/Kolkata \
+  2027-02-28T23:50@Asia/Kathmandu
 
 # Only the files that mark tests `dated` are collected (importing the whole
 # suite eleven times cost about 20 s a run).

@@ -38,7 +38,13 @@ threads = int(os.environ.get("GUNICORN_THREADS", "256"))
 worker_connections = max(1000, threads * 4)  # open connections per worker (idle keep-alive ones included)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30  # streams in flight get this long to finish on a restart
-keepalive = 5
+# An idle kept-alive connection stays open longer than the reverse proxy keeps
+# its pooled upstream connections (deploy/nginx.conf: keepalive_timeout 60s;
+# Caddy's transport keepalive 60s in deploy/Caddyfile): the proxy must be the
+# side that closes, or a request it sends on a connection gunicorn is closing
+# at that instant fails (nginx retries only idempotent ones: a POST got a 502).
+# The load test (bench/load.py) saw it with the 5 s default and a 5 s poll.
+keepalive = 75
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # gunicorn's control socket (`gunicornc`) is one path per user by default, so
 # a second server on the same machine (a test, a benchmark) would take it

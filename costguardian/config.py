@@ -76,6 +76,8 @@ DEFAULTS: dict[str, object] = {
     "CG_BACKUP_SCHEDULE": None,  # crontab "minute hour day month weekday" in UTC, e.g. "30 2 * * *"
     "CG_BACKUP_DIR": None,  # where scheduled archives go; unset: <instance>/backups
     "CG_BACKUP_KEEP": 14,  # newest scheduled archives kept; older ones are deleted
+    # Owners' organization exports (services/ops/org_export.py): kept 7 days, then deleted.
+    "CG_EXPORT_DIR": None,  # where the archives are built and kept; unset: <instance>/exports
 }
 
 # Settings whose environment value is an integer.

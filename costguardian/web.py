@@ -3,14 +3,13 @@ security headers, error pages and template globals."""
 from __future__ import annotations
 
 import logging
-from datetime import timezone
 
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from costguardian import authz, clock, permissions
+from costguardian import authz, permissions, timefmt
 from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
 from costguardian.problems import type_url
@@ -146,8 +145,8 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.filters["usd"] = format_usd
     app.jinja_env.filters["percent"] = format_percent
-    app.jinja_env.filters["datetime"] = _format_datetime
     app.jinja_env.filters["org_time"] = format_org_time
+    app.jinja_env.filters["utc_time"] = format_utc_time
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -156,19 +155,18 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected_error)
 
 
-def _format_datetime(value, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
-    return value.strftime(fmt) if value else ""
-
-
-def format_org_time(value, fmt: str = "%Y-%m-%d %H:%M", zone: str | None = None) -> str:
+def format_org_time(value, precision: str = "minute", zone: str | None = None) -> str:
     """A stored (naive UTC) time in the current organization's time zone,
-    the zone named after it: `2026-12-05 19:04 CET`. Lists use it so that
-    every time on a page reads in the zone the charts and budgets follow."""
-    if not value:
-        return ""
+    the zone named after it: `2026-12-05 19:04 CET` (timefmt.format_time;
+    precision "day", "minute" or "second"). Outside an organization: UTC."""
     org = g.get("org")
-    local = value.replace(tzinfo=timezone.utc).astimezone(clock.zone(zone or (org.time_zone if org else None)))
-    return f"{local.strftime(fmt)} {local.strftime('%Z')}"
+    return timefmt.format_time(value, zone or (org.time_zone if org else None), precision)
+
+
+def format_utc_time(value, precision: str = "minute") -> str:
+    """The same in UTC, for pages outside an organization (the platform
+    console, account pages): `2026-12-05 18:04 UTC`."""
+    return timefmt.format_time(value, None, precision)
 
 
 # The platform console's sections, in order: (endpoint, label, platform level).

@@ -190,10 +190,22 @@ def consumer_heartbeat() -> None:
 @app_periodic_task(crontab(minute="*/5"))
 def check_budgets() -> None:
     """Every 5 minutes: thresholds ingest could not see (a lowered threshold,
-    repriced history), forecasts and forecast alerts, new-period notices."""
-    from costguardian.services.budgets import budgets
+    repriced history), forecasts and forecast alerts, new-period notices —
+    inline for up to 500 budgets, else one check_budget_batch task per 500,
+    staggered (services/budgets/periodic.py)."""
+    from costguardian.services.budgets import periodic
 
-    budgets.check_all()
+    periodic.run()
+
+
+@app_task()
+def check_budget_batch(budget_ids: list[int], now_iso: str) -> None:
+    """One batch of the periodic budget check, at the run's own instant."""
+    from datetime import datetime
+
+    from costguardian.services.budgets import periodic
+
+    periodic.check_batch(budget_ids, datetime.fromisoformat(now_iso))
 
 
 @app_periodic_task(crontab(minute="*/10"))
@@ -276,6 +288,24 @@ def prune_usage_events() -> None:
     retention.prune_all()
 
 
+@app_task()
+def build_org_export(export_id: int) -> None:
+    """An owner's export of the whole organization: the zip archive, then a
+    notification to the owner who asked (services/ops/org_export.py)."""
+    from costguardian.services.ops import org_export
+
+    org_export.build(export_id)
+
+
+@app_periodic_task(crontab(minute="55"))
+def clean_org_exports() -> None:
+    """Hourly: delete organization exports older than 7 days and orphan
+    archives; fail exports whose builder stopped mid-way."""
+    from costguardian.services.ops import org_export
+
+    org_export.cleanup()
+
+
 @app_periodic_task(crontab(minute="50", hour="3"))
 def sync_billing() -> None:
     """Nightly (billing on): re-read every subscription, payment method and
@@ -292,6 +322,15 @@ def reprice_model(org_id: int, provider: str, model: str) -> None:
     from costguardian.services.usage import repricing
 
     repricing.reprice_by_id(org_id, provider, model)
+
+
+@app_task(retries=3, retry_delay=60)
+def realign_rollups(move_id: int) -> None:
+    """Move one batch of an organization's rollups to its new zone's bucket
+    alignment, then enqueue the next (services/usage/realign.py)."""
+    from costguardian.services.usage import realign
+
+    realign.run(move_id)
 
 
 def _backup_due(moment) -> bool:
@@ -315,6 +354,15 @@ def scheduled_backup() -> None:
     from costguardian.services.ops import backup
 
     backup.run_scheduled()
+
+
+@app_periodic_task(crontab(minute="17"))
+def realign_stale_rollups() -> None:
+    """Hourly: organizations whose rollups are not yet in their zone's local
+    hours (created before 0027, in Kolkata or Kathmandu) start moving them."""
+    from costguardian.services.usage import realign
+
+    realign.realign_stale()
 
 
 @app_periodic_task(crontab(minute="12"))

@@ -319,7 +319,7 @@ def test_a_global_price_from_a_later_date_leaves_earlier_events_alone(root, make
     ({"input_price": "-1"}, "input_price", "A price cannot be negative."),
     ({"output_price": "abc"}, "output_price", "Not a number"),
     ({"provider": ""}, "provider", "Enter the provider"),
-    ({"effective_from": "soon"}, "effective_from", "Enter a date, e.g. 2026-01-31."),
+    ({"effective_from": "soon"}, "effective_from", "Enter a date as YYYY-MM-DD."),
 ])
 def test_bad_global_prices_are_refused_with_field_messages(root, app_ctx, changes, field, message):
     response = root.post(PAGE + "prices", _global_form(**changes), htmx=True)

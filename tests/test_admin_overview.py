@@ -165,7 +165,7 @@ def test_a_wrong_range_answers_422_with_the_field_message(people):
     response = people["support"].get("/admin/usage/?start=yesterday", htmx=True)
     assert response.status_code == 422
     body = response.get_data(as_text=True)
-    assert "A date like 2026-03-01." in body and 'id="usage-report"' in body and "<html" not in body
+    assert "Enter a date as YYYY-MM-DD." in body and 'id="usage-report"' in body and "<html" not in body
     assert people["support"].get("/admin/usage/model.csv?start=2025-01-01&end=2026-03-01").status_code == 422
     assert people["support"].get("/admin/usage/nothing.csv").status_code == 404
 

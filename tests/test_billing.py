@@ -68,7 +68,7 @@ def test_upgrade_through_checkout_activates_when_the_webhook_lands(owner, live):
     done = client.get(f"/billing/success/status?session_id={session_id}", htmx=True).get_data(as_text=True)
     assert "Acme is now on Team" in done and "every 2s" not in done
     page = client.get("/billing/").get_data(as_text=True)
-    assert "trial until 24 Mar 2026" in page and "5 used of 5" not in page and "1 used of 5" in page
+    assert "trial until 2026-03-24" in page and "5 used of 5" not in page and "1 used of 5" in page
     assert "Change plan, billing or seats" in page and "Upgrade with Stripe Checkout" not in page
     [invoice] = Invoice.in_org(org)
     assert invoice.status == "paid" and invoice.total_nanos == 0 and invoice.hosted_invoice_url.startswith(live.url)
@@ -210,7 +210,7 @@ def test_cancel_at_period_end_keeps_the_plan_and_reactivating_undoes_it(owner, l
     account = _account(org)
     assert account.cancel_at_period_end and accounts.access(org, account).plan.code == "team"
     page = client.get("/billing/").get_data(as_text=True)
-    assert "None: the subscription ends on 24 Mar 2026 and Team stays until then." in page
+    assert "None: the subscription ends on 2026-03-24 and Team stays until then." in page
     assert "Keep the subscription" in page
     client.post("/billing/reactivate")
     assert not _account(org).cancel_at_period_end
@@ -289,7 +289,7 @@ def test_trial_ending_and_card_changes_reach_the_right_people(owner, live, trave
         live.deliveries[-1]
     [notice] = Notification.select().where(Notification.organization == org,
                                            Notification.event_type == "billing.trial_ending")
-    assert notice.title == "The Team trial ends on 24 Mar 2026"
+    assert notice.title == "The Team trial ends on 2026-03-24"
     assert "The card on file will then be charged" in notice.body
     assert notice.user_id == user.id
 

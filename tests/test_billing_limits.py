@@ -37,7 +37,7 @@ def test_allowance_warnings_at_80_and_100_percent_once_each(owner, billing_on, t
     assert limits.check_allowances() == 1
     [eighty] = _notices(org)
     assert eighty.title == "80% of the Free plan's tracked events used"
-    assert "80% of Free's 10 tracked events used this period (until 01 Apr 2026)." in html.unescape(client.get(
+    assert "80% of Free's 10 tracked events used this period (until 2026-04-01)." in html.unescape(client.get(
         "/").get_data(as_text=True))
     assert limits.check_allowances() == 0  # once per level
     _events(org, 5, start=8)  # 13 of 10: over the plan, nothing dropped

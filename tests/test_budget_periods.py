@@ -68,4 +68,4 @@ def test_previous_period():
     p = current_period(budget, "UTC", datetime(2026, 3, 10))
     prev = previous_period(budget, "UTC", p)
     assert (prev.first_day, prev.last_day) == (date(2026, 2, 1), date(2026, 2, 28))
-    assert p.label == "1–31 Mar 2026"
+    assert p.label == "2026-03-01 – 2026-03-31"

@@ -84,9 +84,9 @@ def test_unpriced_usage_is_never_zero_dollars_and_counts_agree(acme):
     row = re.search(r'<tr>\s*<th scope="row">(?:(?!</tr>).)*?rocket-1.*?</tr>', table, re.S).group(0)
     assert 'data-testid="unpriced-cost">unpriced<' in row and "$0.00" not in row
     assert "<td>3</td>" in row  # its requests are shown
-    assert re.search(r'data-testid="unpriced-note">1 Nov 2026 – 18 Nov 2026: 3 requests', explorer)
+    assert re.search(r'data-testid="unpriced-note">2026-11-01 – 2026-11-18: 3 requests', explorer)
     dashboard = _text(client.get("/"))
-    assert 'data-testid="unpriced-period">1–18 Nov 2026<' in dashboard
+    assert 'data-testid="unpriced-period">2026-11-01 – 2026-11-18<' in dashboard
     assert 'data-testid="unpriced-count">3<' in dashboard  # this month, as the explorer counts it
     note = Notification.select().where(Notification.organization == org,
                                        Notification.event_type == "usage.unpriced_model").get()

@@ -156,7 +156,7 @@ def test_blocked_names_the_budget_its_reset_and_who_can_raise_it(org):
     assert "Eng monthly" in blocked.message and "raise" in blocked.message
     assert "Olga Owner (the budget's owner) or an owner, admin or billing member" in blocked.message
     local_reset = period.end.replace(tzinfo=clock.zone("UTC")).astimezone(clock.zone(org))
-    assert local_reset.strftime("%-d %b %Y at %H:%M") in blocked.message
+    assert f"It resets at {local_reset:%Y-%m-%d %H:%M} {local_reset:%Z} ({org.time_zone})." in blocked.message
     assert GatewayReservation.select().count() == 0
 
 

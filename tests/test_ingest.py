@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from costguardian.extensions import db
-from costguardian.models import Department, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.models import Department, Organization, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.usage import ingest
 from costguardian.services.keys import create_key
 from tests.support import SYSTEM
@@ -39,11 +40,19 @@ def _random_events(rng: random.Random, count: int, id_space: int, start: datetim
     return events
 
 
+def _local_hour(moment: datetime, zone: str) -> datetime:
+    """The UTC start of the local hour holding `moment` (naive UTC): a rollup bucket."""
+    local = moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone))
+    return local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def _brute_force(model_class):
-    """The rollups recomputed from the raw events."""
+    """The rollups recomputed from the raw events: one bucket per local hour
+    of the event's organization (30 minutes past the UTC hour in Kolkata)."""
     expected = defaultdict(lambda: [0] * 7)
+    zones = dict(Organization.select(Organization.id, Organization.time_zone).tuples())
     for e in UsageEvent.select():
-        key = (e.occurred_at.replace(minute=0, second=0, microsecond=0), e.provider, e.model,
+        key = (_local_hour(e.occurred_at, zones[e.organization_id]), e.provider, e.model,
                e.api_key_id or 0, e.user_ref, e.department_id or 0)
         measures = (1, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, e.output_tokens,
                     e.cost_nanos or 0, int(e.cost_nanos is None))
@@ -59,8 +68,9 @@ def _stored(model_class):
             for r in model_class.select()}
 
 
-def test_rollups_equal_brute_force_sums_after_random_ingest(app_ctx, make_org):
-    org = make_org("Acme")
+@pytest.mark.parametrize("zone", [None, "Asia/Kolkata", "Asia/Kathmandu"])  # None: the run's zone
+def test_rollups_equal_brute_force_sums_after_random_ingest(app_ctx, make_org, zone):
+    org = make_org("Acme", time_zone=zone)
     Department.create(organization=org, name="Research")
     Department.create(organization=org, name="Platform")
     key = create_key(org, SYSTEM, "k", ["ingest"]).key

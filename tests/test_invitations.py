@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from costguardian import clock
+from costguardian import clock, timefmt
 from costguardian.models import (AuditLog, Delivery, Department, DomainJoin, Invitation, Membership, Notification,
                                  Organization, OutboxMessage, User)
 from costguardian.services.team import accounts, invitations, orgs
@@ -164,7 +164,7 @@ def test_the_invitation_email_goes_through_notify_and_the_deliveries_log(team):
     assert "Olga Owner invited you to join Acme on Cost Guardian as viewer, in the Research department." in text
     assert "The invitation comes from owner@acme.com." in text
     invitation = Invitation.get(Invitation.email == "ana@acme.com")
-    assert f"expires on {invitation.expires_at.strftime('%-d %b %Y %H:%M')} UTC" in text
+    assert f"expires on {timefmt.format_time(invitation.expires_at, org)}" in text  # the organization's zone
     assert "works only for that address" in text and "If you did not expect this, ignore this email." in text
     assert re.search(r'<a href="https?://[^"]+/invitations/accept/[A-Za-z0-9_-]+">', message.html_body)
     assert "unsubscribe" not in text.lower()  # not a member: no preferences to change

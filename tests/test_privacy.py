@@ -3,7 +3,6 @@ console's ownership rules) and an owner's organization export and deletion
 with its grace period (services/team/data_export.py, self_service.py)."""
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import timedelta, timezone
 
@@ -100,28 +99,7 @@ def test_nobody_deletes_or_exports_as_someone_else(acme):
                                            org.slug)
 
 
-# --- the organization's export ------------------------------------------------------------
-
-def test_an_owner_exports_everything_without_secrets(acme):
-    client, _, org, admin_client, new = acme
-    assert admin_client.get("/settings/export").status_code == 403  # owners only
-
-    answer = client.get("/settings/export", buffered=True)
-
-    assert answer.status_code == 200 and answer.headers["Content-Disposition"].endswith('.jsonl.gz"')
-    text = gzip.decompress(answer.data).decode()
-    head, *lines = [json.loads(line) for line in text.splitlines()]
-    assert head["format"] == "costguardian.org-export" and head["organization"] == org.slug
-    tables = {}
-    for line in lines:
-        tables.setdefault(line["table"], []).append(line["row"])
-    assert [e["event_id"] for e in tables["usage_events"]] == ["e1"] and len(tables["usage_rollups"]) == 1
-    assert sorted(m["email"] for m in tables["members"]) == ["admin@acme.com", "owner@acme.com"]
-    assert tables["api_keys"][0]["prefix"] == new.key.prefix and "secret_hash" not in tables["api_keys"][0]
-    secret = WebhookEndpoint.get().secret_encrypted
-    assert "secret_encrypted" not in tables["webhooks"][0] and secret not in text and new.plaintext not in text
-    assert "conversations" not in tables and "How much is gpt-4o?" not in text  # private to each member
-    assert AuditLog.select().where(AuditLog.action == "org.exported").count() == 1
+# The organization's export (a background task with a download page): tests/test_org_export.py.
 
 
 # --- the organization's deletion ----------------------------------------------------------

@@ -291,25 +291,33 @@ def test_explorer_report_equals_its_separate_queries(usage_data, group):
     ("Europe/Berlin", date(2026, 3, 27), date(2026, 3, 31)),
     ("Australia/Lord_Howe", date(2026, 4, 3), date(2026, 4, 7)),  # a half-hour DST change
     ("Asia/Kolkata", date(2026, 5, 1), date(2026, 5, 3)),  # +05:30, no DST
+    ("Asia/Kathmandu", date(2026, 5, 1), date(2026, 5, 3)),  # +05:45
+    ("America/St_Johns", date(2026, 3, 6), date(2026, 3, 10)),  # -03:30, DST on 8 March
 ])
 def test_local_days_across_offset_changes_match_a_brute_force(make_org, tz, first, last):
+    """Events every 35 minutes against the local day of each one (of its
+    bucket's start for Lord Howe, whose buckets follow its standard +10:30,
+    so in the daylight-saving +11 months its days are 30 minutes off)."""
     from collections import Counter
     from datetime import timedelta
+
+    from costguardian.services.usage import rollups
 
     org = make_org(f"Zone {tz}", time_zone=tz)
     start = datetime.combine(first, datetime.min.time()) - timedelta(hours=14)
     events = [{"event_id": f"h{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000 + i,
-               "occurred_at": (start + timedelta(hours=i)).isoformat() + "Z"} for i in range(24 * 7)]
+               "occurred_at": (start + timedelta(minutes=35 * i)).isoformat() + "Z"} for i in range(24 * 7 * 60 // 35)]
     ingest.ingest(org, None, events, now=datetime(2026, 12, 1))
     rows = usage_queries.summarize(org, UsageFilter(first, last), interval="day")
     zone = ZoneInfo(tz)
-    utc_start, utc_end = usage_queries.utc_bounds(org, first, last)
     expected = Counter()
     for e in events:
         moment = datetime.fromisoformat(e["occurred_at"].rstrip("Z"))
-        hour = moment.replace(minute=0)
-        if utc_start <= hour < utc_end:
-            expected[hour.replace(tzinfo=timezone.utc).astimezone(zone).date()] += 1
+        if tz == "Australia/Lord_Howe":
+            moment = rollups.bucket_start(org.rollup_offset_minutes, moment)
+        day = moment.replace(tzinfo=timezone.utc).astimezone(zone).date()
+        if first <= day <= last:
+            expected[day] += 1
     assert {r.period: r.requests for r in rows} == dict(expected)
     assert sum(expected.values()) > 0
 

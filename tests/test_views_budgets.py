@@ -158,7 +158,8 @@ def test_create_through_the_form_with_every_scope_field(acme, make_user):
     from costguardian.services.keys import create_key
     key = create_key(org, SYSTEM, "ci", ["ingest"]).key
     form = _text(client.get("/budgets/new"))
-    assert "Research" in form and 'value="ann@acme.com"' in form and "ci" in form
+    assert "Research" in form and 'name="owner"' in form and "ci" in form  # owner and user: pickers
+    assert 'value="ann@acme.com"' in _text(client.get("/members/pick?field=owner&owner=ann", htmx=True))
     response = client.post("/budgets/", {
         "name": "Research OpenAI", "amount_usd": "$1,250.50", "period": "quarterly", "thresholds": "90 ,25",
         "enforcement": "hard", "notify_resolved": "on", "notify_roles": ["billing"], "owner_id": str(ann.id),

@@ -102,7 +102,7 @@ def test_month_today_and_requests(dashboard):
     assert _testid(html, "spend-today") == format_usd(data.cost(today, today))
     assert _testid(html, "requests-this-month") == str(data.requests(first, today))
     last_first, last_end = usage_queries.month_range(first - timedelta(days=1))
-    assert f"{last_first.strftime('%B')} in full: {format_usd(data.cost(last_first, last_end))}" in html
+    assert f"Last month ({last_first.isoformat()[:7]}) in full: {format_usd(data.cost(last_first, last_end))}" in html
     same = usage_queries.same_day_last_month(today)
     before = data.cost(last_first, same)
     change = (this_month - before) * 100 / before

@@ -74,7 +74,7 @@ def test_empty_page_offers_the_form_with_sensible_defaults(owner_client, make_us
     assert re.search(r'<details id="key-create" class="key-create"\s+open>', html)  # nothing yet: form open
     assert re.search(r'<input checked id="scopes-0" name="scopes" type="checkbox" value="ingest"', html)
     assert 'value="gateway"' in html and "Call AI providers through the Cost Guardian gateway." in html
-    assert f'<option value="{alice.id}">Alice (alice@acme.com)</option>' in html
+    assert 'name="user_email"' in html and "alice@acme.com" not in html  # a picker, not a list of every member
     assert "Engineering › Platform" in html
     assert "http://localhost/api/v1/usage" in html
     assert response.headers["Cache-Control"] == "no-store"
@@ -223,11 +223,13 @@ def test_a_date_without_on_a_date_is_ignored(owner_client):
     ({"scopes": ["ingest", "root"]}, "is not a valid choice"),
     ({"env": "prod"}, "Not a valid choice"),
     ({"expires": "custom", "expires_on": ""}, "Pick the day the key stops working."),
-    ({"expires": "custom", "expires_on": "31/12/2030"}, "Not a valid date value."),
+    ({"expires": "custom", "expires_on": "31/12/2030"}, "Enter a date as YYYY-MM-DD."),
+    ({"expires": "custom", "expires_on": "2030-02-30"}, "Enter a date as YYYY-MM-DD."),
     ({"expires": "custom", "expires_on": "2001-01-01"}, "The expiry must be in the future."),
     ({"expires": "custom", "expires_on": "2999-01-01"}, "Choose a date within five years"),
     ({"expires": "1000"}, "Not a valid choice"),
-    ({"user": "999999"}, "Not a valid choice"),
+    ({"user": "999999"}, "Choose a member of this organization."),
+    ({"user_email": "nobody@acme.com"}, "No member of this organization has this email"),
     ({"department": "999999"}, "Not a valid choice"),
 ])
 @pytest.mark.parametrize("htmx", [True, False])
@@ -412,7 +414,7 @@ def test_a_post_without_csrf_token_is_refused(owner_client):
     assert ApiKey.select().count() == 0
 
 
-def test_the_expiry_picker_starts_at_the_organizations_today(app, make_user, make_org):
+def test_the_expiry_date_is_typed_as_iso_and_counts_in_the_organizations_zone(app, make_user, make_org):
     import time_machine
 
     owner = make_user("kim@tokyo.example.com")
@@ -421,7 +423,15 @@ def test_the_expiry_picker_starts_at_the_organizations_today(app, make_user, mak
         client = Client(app)
         client.sign_in(owner.email)
         html = client.get("/keys/").get_data(as_text=True)
-    assert re.search(r'<input[^>]*min="2026-12-01" name="expires_on"', html)  # already 1 December in Tokyo
+        field = re.search(r'<input[^>]*name="expires_on"[^>]*>', html).group(0)
+        assert 'type="text"' in field and 'placeholder="YYYY-MM-DD"' in field and 'inputmode="numeric"' in field
+        assert "Expiry date (YYYY-MM-DD)" in html
+        # 30 November ended at 15:00 UTC in Tokyo: it is already 1 December there.
+        late = client.post("/keys/", create_form(expires="custom", expires_on="2026-11-30"), htmx=True)
+        assert late.status_code == 422 and "The expiry must be in the future." in late.get_data(as_text=True)
+        assert client.post("/keys/", create_form(expires="custom", expires_on="2026-12-01"), htmx=True).status_code == 200
+    [key] = ApiKey.select()
+    assert key.expires_at == datetime(2026, 12, 1, 14, 59, 59)  # the end of 1 December in Tokyo, as UTC
 
 
 # --- a key's page: details, gateway limits, traffic ---------------------------------------

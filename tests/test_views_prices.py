@@ -93,7 +93,8 @@ def test_adding_a_price_without_javascript_redirects(owner_client):
     ({"output_price": ""}, "Enter a price in USD per million tokens"),
     ({"provider": ""}, "Enter the provider, e.g. openai."),
     ({"model": ""}, "Enter the model, e.g. gpt-4o."),
-    ({"effective_from": "01/11/2026"}, "Enter a date, e.g. 2026-01-31."),
+    ({"effective_from": "01/11/2026"}, "Enter a date as YYYY-MM-DD."),
+    ({"effective_from": "20261101"}, "Enter a date as YYYY-MM-DD."),
 ])
 def test_invalid_price_answers_422_with_field_messages(owner_client, changes, message):
     client, _, org = owner_client

@@ -69,7 +69,7 @@ def test_the_list_shows_calls_newest_first_with_key_times_and_cost(app, acme, ma
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert _ids(response) == ["gw_second", "gw_first"]
-    assert "2026-01-15<br>13:05:00" in html and "2026-01-15<br>13:00:00" in html  # Berlin time
+    assert "2026-01-15 13:05:00 CET" in html and "2026-01-15 13:00:00 CET" in html  # Berlin time
     assert "search-service" in html and "840 ms" in html and "120 ms" in html
     cost = UsageEvent.get(UsageEvent.event_id == "gw_first").cost_nanos
     assert cost > 0 and app.jinja_env.filters["usd"](cost) in html
@@ -124,7 +124,7 @@ def test_filters_and_search(app, acme, make_user):
     bad = client.get("/gateway/requests?outcome=exploded&key=999999&from=soon")
     assert bad.status_code == 422
     text = bad.get_data(as_text=True)
-    assert "is not an outcome" in text and "No such API key" in text and "is not a date" in text
+    assert "is not an outcome" in text and "No such API key" in text and "Enter a date as YYYY-MM-DD." in text
 
 
 def test_bodies_are_searched_only_for_those_who_may_read_them(app, acme, make_user):

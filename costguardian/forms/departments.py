@@ -4,26 +4,22 @@ give them shape and turn the choices into models."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from peewee import JOIN, fn
-from wtforms import SelectField, StringField
+from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError as InvalidField
 
 from costguardian.models import Department, Membership, User
-from costguardian.services.team import departments, orgs
+from costguardian.services.team import departments, members
 from costguardian.services.errors import ValidationError
 
 
-def _member_choices(org, empty: str) -> list[SelectChoice]:
-    return [SelectChoice("", empty)] + [
-        SelectChoice(str(m.user_id), f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
-        for m in orgs.members(org)]
+NO_SUCH_MEMBER = "No member of this organization has this email: choose one of the suggestions."
 
 
-def _members_with_departments(org):
-    return (Membership.in_org(org).select(Membership, User, Department).join(User)
-            .switch(Membership).join(Department, JOIN.LEFT_OUTER, on=(Membership.department == Department.id))
-            .order_by(fn.LOWER(User.name), User.email))
+def _text(field) -> str | None:
+    """A picker's visible field as posted; None when the form did not send it
+    (a client that posts only the id)."""
+    return field.raw_data[0] if field.raw_data else None
 
 
 class _Base(FlaskForm):
@@ -44,19 +40,21 @@ class DepartmentForm(_Base):
                        description="Optional; your finance system's code, e.g. CC-4100. Unique when set.")
     # Choices are checked by the service (with its own messages), not by wtforms.
     parent = SelectField("Parent department", default="", validate_choice=False)
-    manager = SelectField("Manager", default="", validate_choice=False, description="A member of the organization.")
+    # A member picker (partials/members/_picker.html): the user id, and the email typed.
+    manager = HiddenField("Manager", default="", description="A member of the organization.")
+    manager_email = StringField("Manager's email", default="")
 
     def __init__(self, org, *args, department: Department | None = None, **kwargs):
         if department is not None and "obj" not in kwargs and kwargs.get("formdata", True) is None:
             kwargs["data"] = {"name": department.name, "code": department.code or "",
                               "parent": str(department.parent_id or ""),
-                              "manager": str(department.manager_id or "")}
+                              "manager": str(department.manager_id or ""),
+                              "manager_email": department.manager.email if department.manager_id else ""}
         super().__init__(*args, **kwargs)
         self.org = org
         excluded = set(departments.descendant_ids(org, department)) if department is not None else set()
         self.parent.choices = [SelectChoice("", "— None (top level) —")] + [
             SelectChoice(str(dept_id), path) for dept_id, path in departments.choices(org) if dept_id not in excluded]
-        self.manager.choices = _member_choices(org, "— No manager —")
 
     def validate_parent(self, field) -> None:
         """An id that names no department of this organization (unknown, or
@@ -66,21 +64,20 @@ class DepartmentForm(_Base):
 
     def validate_manager(self, field) -> None:
         """Likewise for the manager: an unknown or malformed id is an error, not "no manager"."""
-        if field.data and self.manager_user() is None:
-            raise InvalidField("Choose a member of this organization.")
+        if (field.data or _text(self.manager_email)) and self.manager_user() is None:
+            raise InvalidField(NO_SUCH_MEMBER if _text(self.manager_email) else "Choose a member of this organization.")
 
     def parent_department(self) -> Department | None:
         return departments.get(self.org, self.parent.data) if self.parent.data else None
 
     def manager_user(self) -> User | None:
-        if not self.manager.data:
-            return None
-        try:
-            user_id = int(self.manager.data)
-        except ValueError:
-            return None
-        membership = Membership.in_org(self.org).where(Membership.user == user_id).first()
-        return membership.user if membership is not None else User.get_or_none(User.id == user_id)
+        text = _text(self.manager_email)
+        membership, _asked = members.picked(self.org, text, self.manager.data)
+        if membership is not None:
+            return membership.user
+        if text is None and members.parse_id(self.manager.data):  # the service says why a non-member cannot manage
+            return User.get_or_none(User.id == members.parse_id(self.manager.data))
+        return None
 
 
 class TargetForm(_Base):
@@ -101,15 +98,14 @@ class TargetForm(_Base):
 
 
 class AssignForm(_Base):
-    member = SelectField("Member", default="")
+    # A member picker: the membership id, and the email typed.
+    member = HiddenField("Member", default="")
+    member_email = StringField("Member's email", default="")
 
     def __init__(self, org, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.org = org
-        self.member.choices = [SelectChoice("", "— Choose a member —")] + [
-            SelectChoice(str(m.id), (f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
-                         + (f" — now in {m.department.name}" if m.department_id else ""))
-            for m in _members_with_departments(org)]
 
     def membership(self) -> Membership | None:
-        return Membership.get_in_org(self.org, self.member.data) if self.member.data else None
+        membership, _asked = members.picked(self.org, _text(self.member_email), self.member.data, by="membership")
+        return membership

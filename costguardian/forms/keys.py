@@ -7,15 +7,16 @@ from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, RadioField, SelectField, SelectMultipleField, StringField
+from wtforms import BooleanField, HiddenField, RadioField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, StopValidation
 from wtforms.validators import ValidationError as FieldError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from costguardian import clock
-from costguardian.models import Department, Membership, User
-from costguardian.services.team import orgs
+from costguardian.forms.dates import IsoDateField
+from costguardian.models import Department, User
+from costguardian.services.team import members
 from costguardian.services.errors import ValidationError
 from costguardian.services.keys import ENVS, SCOPES
 
@@ -29,16 +30,6 @@ GRACE_CHOICES = [(0, "Stops now"), (1, "1 hour"), (24, "24 hours"), (168, "7 day
 class CheckboxesField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
-
-
-class OptionalDateField(DateField):
-    """A date input that may be left empty (browsers send "")."""
-
-    def process_formdata(self, valuelist):
-        if valuelist and not "".join(valuelist).strip():
-            self.data = None
-            return
-        super().process_formdata(valuelist)
 
 
 def department_paths(org) -> list[tuple[int, str]]:
@@ -64,12 +55,14 @@ class ApiKeyForm(FlaskForm):
     env = RadioField("Environment", choices=[SelectChoice(e, e.title()) for e in ENVS], default="live",
                      description="Part of the key's text (cg_live_… or cg_test_…), so test keys stand out.")
     expires = SelectField("Expires", choices=EXPIRY_CHOICES, default="never")
-    expires_on = OptionalDateField("Expiry date",
-                           description="The key stops working at the end of this day in the organization's "
-                                       "time zone.")
-    user = SelectField("Attribute usage to a member", default="",
+    expires_on = IsoDateField("Expiry date (YYYY-MM-DD)",
+                              description="The key stops working at the end of this day in the organization's "
+                                          "time zone.")
+    # A member picker (partials/members/_picker.html): the user id, and the email typed.
+    user = HiddenField("Attribute usage to a member", default="",
                        description="Usage sent with this key counts for this person unless an event names "
                                    "another.")
+    user_email = StringField("Member's email", default="")
     department = SelectField("Attribute usage to a department", default="",
                              description="Usage sent with this key counts for this department unless an event "
                                          "names another.")
@@ -80,12 +73,10 @@ class ApiKeyForm(FlaskForm):
         scope is not offered."""
         super().__init__(*args, **kwargs)
         self.org = org
-        self.user.choices = [SelectChoice("", "— Nobody in particular —")] + [
-            SelectChoice(str(m.user_id), f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
-            for m in orgs.members(org)]
+        self.own_only = own_only
         if own_only is not None:
-            self.user.choices = [c for c in self.user.choices if c.value == str(own_only.id)]
             self.user.data = str(own_only.id)
+            self.user_email.data = own_only.email
             self.scopes.choices = [c for c in self.scopes.choices if c.value != "admin"]
         self.department.choices = [SelectChoice("", "— No department —")] + [
             SelectChoice(str(dept_id), label) for dept_id, label in department_paths(org)]
@@ -95,7 +86,7 @@ class ApiKeyForm(FlaskForm):
             field.errors[:] = []
             field.data = None
             raise StopValidation()
-        if field.errors:  # "Not a valid date value."
+        if field.errors:  # "Enter a date as YYYY-MM-DD."
             return
         if field.data is None:
             raise FieldError("Pick the day the key stops working.")
@@ -112,10 +103,17 @@ class ApiKeyForm(FlaskForm):
             return end_of_day.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
         return clock.now() + timedelta(days=int(self.expires.data))
 
+    def validate_user(self, field):
+        typed = (self.user_email.raw_data or [""])[0].strip()
+        if self.own_only is None and (field.data or typed) and self.bound_user() is None:
+            raise FieldError("No member of this organization has this email: choose one of the suggestions."
+                             if typed else "Choose a member of this organization.")
+
     def bound_user(self) -> User | None:
-        if not self.user.data:
-            return None
-        membership = Membership.in_org(self.org).where(Membership.user == int(self.user.data)).first()
+        if self.own_only is not None:
+            return self.own_only
+        text = self.user_email.raw_data[0] if self.user_email.raw_data else None
+        membership, _asked = members.picked(self.org, text, self.user.data)
         return membership.user if membership is not None else None
 
     def bound_department(self) -> Department | None:

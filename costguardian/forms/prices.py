@@ -4,10 +4,12 @@ checked here too so that every field's message shows at once."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, StringField
+from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation
 
+from costguardian.forms.dates import IsoDateField
 from costguardian.services.usage import prices
+from costguardian.timefmt import DATE_MESSAGE
 
 
 class _Price:
@@ -30,9 +32,9 @@ class PriceOverrideForm(FlaskForm):
                            render_kw={"list": "providers", "autocomplete": "off"})
     model = StringField("Model", validators=[DataRequired(message="Enter the model, e.g. gpt-4o."), Length(max=200)],
                         render_kw={"autocomplete": "off"})
-    effective_from = DateField("Effective from", validators=[DataRequired(message="Enter a date, e.g. 2026-01-31.")],
-                               description="From midnight in the organization's time zone; earlier calls keep "
-                                           "the catalog's price.")
+    effective_from = IsoDateField("Effective from (YYYY-MM-DD)", validators=[DataRequired(message=DATE_MESSAGE)],
+                                  description="From midnight in the organization's time zone; earlier calls keep "
+                                              "the catalog's price.")
     input_price = StringField("Input", validators=[_Price(required=True)], render_kw=_decimal)
     cache_read_price = StringField("Cached input", validators=[_Price(required=False)],
                                    render_kw={**_decimal, "placeholder": "same as input"},

@@ -14,6 +14,7 @@ from costguardian.forms.usage import EARLIEST, LATEST
 from costguardian.models import ApiKey
 from costguardian.services.gateway import request_log
 from costguardian.services.gateway.request_log import MAX_DAYS, MAX_QUERY, MIN_DAYS, OUTCOMES, RequestFilter
+from costguardian.timefmt import parse_day
 
 _DAYS_MESSAGE = f"Enter a whole number of days from {MIN_DAYS} to {MAX_DAYS}."
 FILTER_KEYS = ("q", "outcome", "key", "model", "from", "to")  # the query keys of the list's filters
@@ -51,9 +52,9 @@ def _date(args, name: str, errors: dict) -> date | None:
     if not raw:
         return None
     try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = f"“{raw[:40]}” is not a date; use the form YYYY-MM-DD."
+        value = parse_day(raw)
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
     if not EARLIEST <= value <= LATEST:  # as the usage explorer's; beyond, the zone's midnight may not exist in UTC
         errors[name] = f"Choose a date between {EARLIEST.year} and {LATEST.year}."

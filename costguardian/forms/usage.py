@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from costguardian.models import ApiKey, Department
+from costguardian.timefmt import parse_day
 from costguardian.services.usage import queries as usage_queries
 from costguardian.services.usage.queries import MAX_RANGE_DAYS, PRESETS, SOURCES, UsageFilter
 
@@ -118,9 +119,9 @@ def _date(args, name: str, errors: dict) -> date | None:
     if not raw:
         return None
     try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = f"“{raw[:40]}” is not a date; use the form YYYY-MM-DD, e.g. 2026-11-01."
+        value = parse_day(raw)
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
     if not EARLIEST <= value <= LATEST:
         errors[name] = f"Choose a date between {EARLIEST.year} and {LATEST.year}."

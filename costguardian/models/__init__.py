@@ -6,6 +6,7 @@ from costguardian.models.provider_sync import (KnownProviderKey, ProviderCostBuc
                                                ProviderSyncConnection, ProviderUsageBucket)
 from costguardian.models.billing import BillingAccount, Invoice, MeterReport, Plan, StripeEvent
 from costguardian.models.domains import DomainVerification
+from costguardian.models.exports import OrgExport
 from costguardian.models.budgets import Budget, BudgetAlert, BudgetIncrease, BudgetSpend
 from costguardian.models.gateway import GatewayReservation, ProviderCredential
 from costguardian.models.gateway_requests import GatewayRequest, GatewayRequestBody
@@ -17,8 +18,8 @@ from costguardian.models.org import Department, Membership, Organization, Tenant
 from costguardian.models.onboarding import OnboardingProgress
 from costguardian.models.platform import (ErrorCount, GlobalPriceOverride, Impersonation, PlatformSetting,
                                           PlatformToken, TaskRun, UserSession)
-from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, UsageDimension,
-                                       UsageEvent, UsageRollup, UsageTagRollup)
+from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, RollupMove,
+                                       UsageDimension, UsageEvent, UsageRollup, UsageTagRollup)
 from costguardian.models.team import DomainJoin, Invitation
 from costguardian.models.user import ExternalIdentity, PasswordResetToken, User
 
@@ -39,6 +40,7 @@ ALL_MODELS = [
     Conversation, ChatMessage,
     ProviderSyncConnection, ProviderUsageBucket, ProviderCostBucket, KnownProviderKey,
     ProviderKey, ProviderKeyMatch,
+    OrgExport, RollupMove,
 ]
 
 __all__ = [
@@ -52,5 +54,5 @@ __all__ = [
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
     "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayRequestBody", "GatewayReservation", "Invitation", "Membership",
-    "Organization", "OutboxMessage", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
+    "Organization", "OrgExport", "OutboxMessage", "RollupMove", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
 ]

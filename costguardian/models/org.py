@@ -17,6 +17,10 @@ class Organization(BaseModel):
     name = CharField(max_length=120)
     slug = CharField(max_length=63, unique=True)
     time_zone = CharField(max_length=64, default="UTC")
+    # Minutes past the UTC hour at which the rollups' hourly buckets start
+    # (services/usage/rollups.py): the zone's standard offset mod 60, cached
+    # when the organization is created and re-aligned when its zone changes.
+    rollup_offset_minutes = IntegerField(default=0)
     currency = CharField(max_length=3, default="USD")  # display only; money is stored in USD nanos
     # Anyone signing in with a verified address at join_domain joins as
     # join_domain_role, once the domain itself is verified (join_domain_verified_at).

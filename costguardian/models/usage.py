@@ -153,3 +153,19 @@ class ModelAlias(TenantModel):
 
     class Meta:
         indexes = ((("organization", "provider", "alias"), True),)
+
+
+class RollupMove(TenantModel):
+    """A pending move of an organization's rollups to a new bucket alignment
+    (services/usage/realign.py): the events with id up to `last_id` go from
+    buckets under `old` to buckets under `new`; `after_id` is how far the
+    move got, written in the same transaction as each moved batch, so a lost
+    or repeated task resumes exactly where the last committed batch ended.
+    The row is deleted when the move is done."""
+
+    old = IntegerField()
+    new = IntegerField()
+    last_id = BigIntegerField()
+    after_id = BigIntegerField(default=0)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)

@@ -23,6 +23,7 @@ from costguardian.models import ApiKey, Department, Membership, Organization, Us
 from costguardian.services.team import audit
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.timefmt import format_time
 
 SCOPES = {
     "ingest": "Send usage events (POST /api/v1/usage).",
@@ -140,7 +141,7 @@ def rotate_key(key: ApiKey, actor: Actor, grace_hours: int = 24) -> NewKey:
     notifications.notify(key.organization, "key.rotated", {
         "key": key.name, "key_id": key.id, "prefix": key.prefix,
         "actor": actor.user.display_name if actor.user is not None else "An operator",
-        "grace_until": (key.previous_valid_until.strftime("%d %b %Y %H:%M UTC") if key.previous_valid_until
+        "grace_until": (format_time(key.previous_valid_until, key.organization) if key.previous_valid_until
                         else "now (no grace period)")})
     return NewKey(key, _plaintext(key, secret))
 
@@ -165,7 +166,7 @@ def warn_expiring(now=None) -> int:
             continue
         notifications.notify(key.organization, "key.expiring", {
             "key": key.name, "key_id": key.id, "prefix": key.prefix,
-            "expires": key.expires_at.strftime("%d %b %Y %H:%M UTC")})
+            "expires": format_time(key.expires_at, key.organization)})
         told += 1
     return told
 

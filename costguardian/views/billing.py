@@ -21,6 +21,7 @@ from costguardian.rendering import external_url, redirect_to, render, toast
 from costguardian.services import billing
 from costguardian.services.billing import accounts, plans, subscriptions, sync, webhooks
 from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.timefmt import format_time
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ def _set_cancel(cancel: bool):
         account = subscriptions.set_cancel_at_period_end(g.org, current_actor(), cancel)
     except (RuleViolation, billing.BillingUnavailable) as exc:
         return toast(_page(409), exc.message, "error")
-    end = account.period_end.strftime("%d %b %Y") if account.period_end else "the end of the period"
+    end = format_time(account.period_end, g.org, "day") or "the end of the period"
     message = (f"The subscription ends on {end}; {account.plan.name if account.plan else 'the plan'} stays until then."
                if cancel else "The subscription continues; nothing ends.")
     return _done(message)

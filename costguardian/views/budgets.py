@@ -17,7 +17,7 @@ from costguardian.money import NANOS_PER_USD, format_usd, usd_decimal
 from costguardian.rendering import redirect_to, render
 from costguardian.services import keys
 from costguardian.services.budgets import periods as budget_periods, budgets, scope_check
-from costguardian.services.team import departments
+from costguardian.services.team import departments, members
 from costguardian.services.usage import catalog, queries as usage_queries
 from costguardian.services.errors import ValidationError
 
@@ -150,13 +150,13 @@ def index():
 # --- create, edit, delete ------------------------------------------------------------
 
 def _choices(values: dict | None = None) -> dict:
-    choices = usage_queries.filter_choices(g.org)
+    # owner and user are pickers fed by members.pick and usage.users: no list of every member
+    choices = usage_queries.filter_choices(g.org, with_users=False)
     provider = catalog.normalize_provider((values or {}).get("provider") or "") or None
     return {
-        "owners": budgets.member_owner_choices(g.org),
         "departments": sorted(usage_queries.department_paths(g.org).items(), key=lambda c: c[1].lower()),
         "keys": keys.key_choices(g.org),
-        "users": choices["user"], "providers": scope_check.provider_choices(g.org),
+        "providers": scope_check.provider_choices(g.org),
         "models": scope_check.model_choices(g.org, provider), "tags": [v for v, _ in choices["tag"]],
         "periods": budget_periods.PERIODS, "enforcement": budgets.ENFORCEMENT, "roles": permissions.ROLES,
         "role_labels": ROLE_LABELS,
@@ -168,7 +168,7 @@ def _values_of(budget) -> dict:
     if budget is None:
         return {"name": "", "amount_usd": "", "period": "monthly", "custom_start": "", "custom_end": "",
                 "thresholds": "50, 80, 100", "enforcement": "soft", "notify_resolved": False,
-                "notify_roles": ["owner", "admin"], "owner_id": "", "department_id": "", "user": "",
+                "notify_roles": ["owner", "admin"], "owner_id": "", "owner": "", "department_id": "", "user": "",
                 "api_key_id": "", "provider": "", "model": "", "tag": ""}
     amount = (Decimal(budget.amount_nanos) / NANOS_PER_USD).normalize()
     return {
@@ -177,7 +177,8 @@ def _values_of(budget) -> dict:
         "custom_end": budget.custom_end.isoformat() if budget.custom_end else "",
         "thresholds": ", ".join(str(t) for t in budget.threshold_list), "enforcement": budget.enforcement,
         "notify_resolved": budget.notify_resolved, "notify_roles": budget.role_list,
-        "owner_id": str(budget.owner_id or ""), "department_id": str(budget.scope_department_id or ""),
+        "owner_id": str(budget.owner_id or ""), "owner": budget.owner.email if budget.owner_id else "",
+        "department_id": str(budget.scope_department_id or ""),
         "user": budget.scope_user or "", "api_key_id": str(budget.scope_api_key_id or ""),
         "provider": budget.scope_provider or "", "model": budget.scope_model or "", "tag": budget.scope_tag or "",
     }
@@ -192,6 +193,10 @@ def _submitted() -> dict:
     data = {name: request.form.get(name, "") for name in FORM_FIELDS}
     data["notify_resolved"] = request.form.get("notify_resolved", "")
     data["notify_roles"] = request.form.getlist("notify_roles")
+    if "owner" in request.form:  # the owner picker: its email wins over a stale hidden id; none matching is 422
+        owner, asked = members.picked(g.org, request.form["owner"], data["owner_id"])
+        data["owner"] = request.form["owner"]
+        data["owner_id"] = str(owner.user_id) if owner is not None else ("0" if asked else "")
     return data
 
 

@@ -3,10 +3,10 @@ spend; create, edit (rename, re-code, move, manager), assign members, merge
 and delete. Reading needs members:read, every change members:manage."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, url_for
+from flask import Blueprint, abort, flash, g, request, url_for
 
 from costguardian.authz import current_actor, require_permission
-from costguardian.forms.departments import AssignForm, DepartmentForm, TargetForm
+from costguardian.forms.departments import NO_SUCH_MEMBER, AssignForm, DepartmentForm, TargetForm
 from costguardian.rendering import redirect_to, render, toast
 from costguardian.services.team import departments, members, orgs
 from costguardian.services.usage import queries as usage_queries
@@ -60,9 +60,12 @@ def create():
 def _show_context(department, edit: DepartmentForm | None = None, merge: TargetForm | None = None,
                   remove: TargetForm | None = None, assign: AssignForm | None = None, error: str = "") -> dict:
     node = next((n for n in departments.tree(g.org) if n.department.id == department.id), None)
+    # the department's own members, 50 a page, as the members page pages them
+    page = members.page_of_members(g.org, members.MemberQuery(department=str(department.id),
+                                                              page=request.args.get("page", 1, type=int) or 1))
     return {
         "department": department, "path": node.path if node else department.name,
-        "members": departments.members_of(g.org, department), "children": departments.children_of(g.org, department),
+        "members": page.rows, "member_page": page, "children": departments.children_of(g.org, department),
         "month": departments.month_total(g.org, department), "has_history": departments.has_history(g.org, department),
         "edit": edit or DepartmentForm(g.org, department=department, formdata=None),
         "merge": merge or TargetForm(g.org, department, formdata=None, prefix="merge", label=MERGE_LABEL),
@@ -105,7 +108,7 @@ def assign(department_id: int):
     form = AssignForm(g.org)
     membership = form.membership() if form.validate() else None
     if membership is None:
-        form.member.errors = ["Choose a member of this organization."]
+        form.member.errors = [NO_SUCH_MEMBER if form.member_email.data else "Choose a member of this organization."]
         return render(SHOW, ACTIONS, status=422, **_show_context(department, assign=form))
     orgs.move_to_department(membership, department, current_actor())
     flash(f"{membership.user.display_name} is now in {department.name}.", "success")

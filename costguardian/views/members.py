@@ -17,6 +17,7 @@ bp = Blueprint("members", __name__, url_prefix="/members")
 
 PAGE, ROW, TABLE = "members/index.html", "partials/members/_row.html", "partials/members/_table.html"
 CONFIRM = "members/confirm_bulk.html"
+PICKS = "partials/members/_picks.html"
 
 
 @bp.before_app_request
@@ -60,6 +61,17 @@ def index():
     context = _context()
     template = TABLE if request.headers.get("HX-Target") == "members-table" else PAGE
     return render(PAGE, template, **context)
+
+
+@bp.get("/pick")
+@require_permission("members:read")
+def pick():
+    """A member picker's suggestions (partials/members/_picker.html): at most
+    20 <option>s of this organization's members matching what is typed, read
+    from the parameter named by `field` (the picker's own input) or `q`."""
+    field = request.args.get("field", "q")
+    text = request.args.get(field if field.isidentifier() else "q", "")
+    return render(PICKS, PICKS, matches=members_service.matching(g.org, text))
 
 
 @bp.post("/<int:membership_id>/role")

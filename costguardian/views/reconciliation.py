@@ -13,6 +13,7 @@ from costguardian.rendering import render
 from costguardian.services.errors import ValidationError
 from costguardian.services.provider_sync import connections, price_fix, reconcile, reconcile_keys, sync
 from costguardian.services.queue import enqueue
+from costguardian.timefmt import parse_day
 from costguardian.views.api import api_key_required, problem
 
 bp = Blueprint("reconciliation", __name__, url_prefix="/reconciliation")
@@ -31,9 +32,9 @@ def _range(org, source=None) -> tuple[date, date, dict]:
     for name, default in (("from", today - timedelta(days=13)), ("to", today)):
         raw = source.get(name, "")
         try:
-            values[name] = date.fromisoformat(raw) if raw else default
-        except ValueError:
-            errors[name] = "Use a date like 2026-12-01."
+            values[name] = parse_day(raw) or default
+        except ValueError as exc:
+            errors[name] = str(exc)
             values[name] = default
     if values["from"] > values["to"] or (values["to"] - values["from"]).days >= MAX_DAYS:
         errors["from"] = f"Choose a range of 1 to {MAX_DAYS} days."

@@ -2,16 +2,19 @@
 domain whose people join automatically."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, request, url_for
+import functools
+
+from flask import Blueprint, abort, flash, g, redirect, request, send_file, session, url_for
+from flask_login import current_user
 
 from costguardian.authz import current_actor, require_permission
-from costguardian.extensions import db
+from costguardian.extensions import db, htmx
 from costguardian.forms import OrganizationForm, apply_errors
 from costguardian.forms.invitations import JoinDomainForm
-from costguardian.rendering import render, streamed_download, toast
-from costguardian.services.ops import retention
-from costguardian.services.team import data_export, domain_verification, orgs, self_service, visibility
+from costguardian.rendering import render, toast
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
+from costguardian.services.ops import org_export, retention
+from costguardian.services.team import domain_verification, orgs, self_service, visibility
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -19,6 +22,7 @@ PAGE, FORM = "settings/index.html", "partials/settings/_org_form.html"
 JOIN_FORM = "partials/settings/_join_domain.html"
 RETENTION = "partials/settings/_retention.html"
 VISIBILITY = "partials/settings/_visibility.html"
+EXPORT_PAGE, EXPORT = "settings/export.html", "partials/settings/_export.html"
 
 
 def _join_form(submitted: bool = False) -> JoinDomainForm:
@@ -57,7 +61,13 @@ def _data_and_deletion():
     return {"retention_plan_days": retention.plan_days(org), "retention_days": retention.effective_days(org),
             "retention_limits": (retention.MIN_DAYS, retention.MAX_DAYS),
             "deletion_refusal": self_service.deletion_refusal(org) if org.delete_after is None else None,
-            "deletion_by_owner": self_service.scheduled_by_owner(org)}
+            "deletion_by_owner": self_service.scheduled_by_owner(org),
+            "org_export": org_export.latest(org) if _can_export() else None}
+
+
+def _can_export() -> bool:
+    membership = g.get("membership")
+    return membership is not None and membership.role == "owner" and g.get("impersonation") is None
 
 
 @bp.get("/")
@@ -166,15 +176,68 @@ def update_visibility():
     return toast(response, "Saved: what members see.")
 
 
-@bp.get("/export")
-@require_permission("org:settings")
-def export():
-    """Everything of the organization, streamed as gzip JSON lines (owners only)."""
+def _in_named_org(view):
+    """Links in notifications name their organization (`?org=slug`): an owner
+    of several organizations lands in that one, not in the one they had open."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        slug = request.args.get("org")
+        if slug and current_user.is_authenticated and (g.get("org") is None or slug != g.org.slug):
+            membership = orgs.membership_by_slug(current_user, slug)
+            if membership is not None:
+                session["org_id"] = membership.organization_id
+                return redirect(url_for(request.endpoint, **request.view_args))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _export_or_404(export_id: int):
     try:
-        pieces = data_export.org_export(g.org, current_actor())
+        job = org_export.for_owner(g.org, current_actor(), export_id)
     except NotPermitted as exc:
         abort(403, exc.message)
-    return streamed_download(pieces, "application/gzip", data_export.org_filename(g.org))
+    if job is None:
+        abort(404)
+    return job
+
+
+@bp.post("/exports")
+@require_permission("org:settings")
+def request_export():
+    """Export all data: a background task builds the archive (owners only);
+    a second click while one runs shows the running one."""
+    try:
+        job, started = org_export.request_export(g.org, current_actor())
+    except NotPermitted as exc:
+        abort(403, exc.message)
+    message = ("Export started: you will be notified when it is ready." if started
+               else "An export is already running; here is its progress.")
+    if not htmx:
+        flash(message, "success")
+        return redirect(url_for("settings.index", _anchor="export-and-delete"))
+    return toast(render(EXPORT, EXPORT, org_export=job), message)
+
+
+@bp.get("/exports/<int:export_id>")
+@_in_named_org
+@require_permission("org:settings")
+def export_status(export_id: int):
+    """The export's page (the notification's link), or its status fragment while htmx polls."""
+    return render(EXPORT_PAGE, EXPORT, org_export=_export_or_404(export_id))
+
+
+@bp.get("/exports/<int:export_id>/download")
+@_in_named_org
+@require_permission("org:settings")
+def download_export(export_id: int):
+    job = _export_or_404(export_id)
+    path = org_export.archive_path(job)
+    if path is None:
+        return render(EXPORT_PAGE, EXPORT_PAGE, status=410, org_export=job)
+    org_export.record_download(g.org, current_actor(), job)
+    return send_file(path, mimetype="application/zip", as_attachment=True,
+                     download_name=org_export.download_name(g.org, job), max_age=0)
 
 
 @bp.post("/delete")

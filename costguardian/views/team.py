@@ -50,17 +50,24 @@ def index():
     context = {"query": query, "presets": PRESETS}
     if query.errors:
         return _render(INDEX, RESULTS, status=422, **context)
-    report = team_analytics.report(g.org, query.start, query.end)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
+    report = team_analytics.report(g.org, query.start, query.end, page=page)
     limited = not visibility.sees_everyone(g.org, g.membership.role)
-    member_counts = (sum(1 for r in report.members if r.requests), len(report.members))
-    if limited:  # their own row only; departments' totals stay
-        report.members = [r for r in report.members if r.membership.user_id == current_user.id]
+    member_counts = (report.members_with_usage, report.member_total)
+    if limited:  # their own row only, no pages; departments' totals stay
+        own = team_analytics.own_row(g.org, query.start, query.end, current_user.id)
+        report.members = [own] if own is not None else []
+    params = _period_params(query)
+    pager = {"previous": url_for("team.index", **params, **({"page": report.page - 1} if report.page > 2 else {}))
+             if report.page > 1 and not limited else None,
+             "next": url_for("team.index", **params, page=report.page + 1)
+             if report.page < report.pages and not limited else None}
     context.update(report=report, limited=limited, member_counts=member_counts, limited_note=visibility.LIMITED,
                    chart=chart_data(g.org, UsageFilter(query.start, query.end), "department"),
-                   period_params=_period_params(query))
+                   period_params=params, pager=pager)
     response = _render(INDEX, RESULTS, **context)
     if htmx and not htmx.history_restore_request:
-        response.headers["HX-Push-Url"] = url_for("team.index", **_period_params(query))
+        response.headers["HX-Push-Url"] = url_for("team.index", **params, **({"page": page} if page > 1 else {}))
     return response
 
 

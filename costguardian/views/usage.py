@@ -21,12 +21,13 @@ from costguardian.services.ops import retention
 from costguardian.services.usage import exports, queries as usage_queries
 from costguardian.services.usage.ingest import usd_string
 from costguardian.services.usage.queries import PRESETS, SOURCES, UsageFilter
-from costguardian.services.team import visibility
+from costguardian.services.team import members as members_service, visibility
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
 
 PAGE, RESULTS = "usage/index.html", "partials/usage/_results.html"
 LATENCY_PAGE, LATENCY = "usage/latency.html", "partials/usage/_latency.html"
+USER_PICKS = "partials/members/_user_picks.html"
 CHART_SERIES = 6
 FILTER_LABELS = {"preset": "Period", "from": "From", "to": "To", "group_by": "Group by", "provider": "Provider",
                  "model": "Model", "department": "Department", "user": "User", "key": "API key", "tag": "Tag",
@@ -47,9 +48,8 @@ def parse_visible(args, events: bool = False) -> explorer.ExplorerQuery:
 def _choices() -> dict:
     """The filters' options; a member who sees only their own detail is
     offered only their own user and keys."""
-    choices = usage_queries.filter_choices(g.org)
+    choices = usage_queries.filter_choices(g.org, with_users=False)  # users: a picker (users() below)
     if not visibility.sees_everyone(g.org, g.membership.role):
-        choices["user"] = [c for c in choices["user"] if visibility.is_own(current_user, c[0])]
         own_keys = {k.id for k in keys_service.keys_of(g.org) if k.user_id == current_user.id}
         choices["key"] = [c for c in choices["key"] if c[0] in own_keys]
     return choices
@@ -201,6 +201,20 @@ def index():
     if not full:  # the address bar shows the clean query, not every empty field of the form
         response.headers["HX-Push-Url"] = url_for("usage.index", **query.params())
     return response
+
+
+@bp.get("/users")
+@require_permission("usage:read")
+def users():
+    """The user filter's suggestions (partials/members/_picker.html): at most
+    20 members and end-user ids matching what is typed in the field named by
+    `field`; a member who sees only their own detail is offered only themselves."""
+    field = request.args.get("field", "q")
+    text = request.args.get(field if field.isidentifier() else "q", "")
+    pairs = members_service.user_refs_matching(g.org, text)
+    if not visibility.sees_everyone(g.org, g.membership.role):
+        pairs = [p for p in pairs if visibility.is_own(current_user, p[0])]
+    return render(USER_PICKS, USER_PICKS, pairs=pairs)
 
 
 @bp.get("/latency")

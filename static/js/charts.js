@@ -51,10 +51,9 @@
     return moneyTicks(ticks)[index];
   }
 
+  // A day reads as the pages write it (2026-12-06), not in the browser's locale.
   function shortDay(iso) {
-    var day = new Date(iso + "T00:00:00Z");
-    if (isNaN(day)) { return iso; }
-    return day.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+    return iso;
   }
 
   // Data: {labels, datasets: [{label, data}], unit}; unit "count" (events,

@@ -14,6 +14,8 @@ from costguardian import clock
 from costguardian.extensions import db
 from costguardian.models import BillingAccount, Invitation, Membership, Organization, Plan, UsageRollup
 from costguardian.services.billing import plans
+from costguardian.services.usage import rollups
+from costguardian.timefmt import format_time
 
 # Stripe's subscription status (or "comped") -> (the subscribed plan's limits apply,
 # what owners and billing members read).
@@ -85,8 +87,8 @@ def _decide(account: BillingAccount, free: Plan, now: datetime) -> Access:
             message = ("Payments have failed since {since}, so Free limits apply; nothing was deleted. "
                        "Update the payment method to restore {plan}.")
     text = message.format(plan=subscribed.name if subscribed else "the plan",
-                          grace_until=grace_until.strftime("%d %b %Y") if grace_until else "",
-                          since=(account.past_due_since or now).strftime("%d %b %Y")) if message else ""
+                          grace_until=format_time(grace_until, account.organization, "day"),
+                          since=format_time(account.past_due_since or now, account.organization, "day")) if message else ""
     return Access(plan=subscribed if keeps else free, subscribed=subscribed, status=status,
                   fallen_back=subscribed is not None and not keeps, message=text, grace_until=grace_until)
 
@@ -111,10 +113,9 @@ def period(account: BillingAccount, now: datetime | None = None) -> tuple[dateti
 
 def events_between(org: Organization, start: datetime, end: datetime) -> int:
     """Tracked events (calls recorded by ingest or the gateway) from the hourly
-    rollups: every hour that starts in [start, end) counts whole."""
-    first = start.replace(minute=0, second=0, microsecond=0)
-    if first < start:
-        first += timedelta(hours=1)
+    rollups: every bucket (the organization's local hour) that starts in
+    [start, end) counts whole."""
+    first = rollups.bucket_at_or_after(rollups.alignment(org), start)
     total = (UsageRollup.select(fn.COALESCE(fn.SUM(UsageRollup.requests), 0))
              .where(UsageRollup.organization == org, UsageRollup.hour >= first, UsageRollup.hour < end).scalar())
     return int(total or 0)

@@ -13,6 +13,7 @@ from costguardian.models import BillingAccount, Organization
 from costguardian.services import billing
 from costguardian.services.billing import accounts
 from costguardian.services.errors import RuleViolation
+from costguardian.timefmt import format_time
 
 WARN_AT = (80, 100)
 
@@ -151,7 +152,7 @@ def allowance_message(org: Organization, account: BillingAccount, access) -> str
         return (f"Over plan: {account.events_counted:,} tracked events this period, {allowance:,} included in "
                 f"{access.plan.name}. {_consequence(access.plan)}")
     return (f"{percent}% of {access.plan.name}'s {allowance:,} tracked events used this period "
-            f"(until {end.strftime('%d %b %Y')}).")
+            f"(until {format_time(end, org, 'day')}).")
 
 
 def check_allowances(now: datetime | None = None) -> int:
@@ -178,7 +179,7 @@ def check_allowances(now: datetime | None = None) -> int:
             continue
         notifications.notify(org, "billing.events_allowance", {
             "percent": level, "plan": access.plan.name, "events": f"{events:,}", "allowance": f"{allowance:,}",
-            "period_end": end.strftime("%d %b %Y"), "consequence": _consequence(access.plan)},
+            "period_end": format_time(end, org, "day"), "consequence": _consequence(access.plan)},
             once=f"billing.events_allowance:{start.date().isoformat()}:{level}")
         BillingAccount.update(events_warned=f"{start.date().isoformat()}:{level}").where(
             BillingAccount.id == account.id).execute()

@@ -26,6 +26,7 @@ from costguardian.services import billing
 from costguardian.services.actor import Actor
 from costguardian.services.billing import sync
 from costguardian.services.team import audit
+from costguardian.timefmt import format_time
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,11 @@ def _tell(event, before: BillingAccount, account: BillingAccount, invoice) -> No
     elif event.type == "customer.subscription.trial_will_end" and account.status == "trialing" \
             and event.data.object.id == account.stripe_subscription_id and account.trial_end:
         notifications.notify(org, "billing.trial_ending", {
-            "plan": plan, "trial_end": account.trial_end.strftime("%d %b %Y"),
+            "plan": plan, "trial_end": format_time(account.trial_end, org, "day"),
             "has_card": bool(account.payment_method)}, once=f"billing.trial_ending:{account.stripe_subscription_id}")
     elif event.type == "customer.subscription.deleted" and account.status == "canceled" \
             and event.data.object.id == account.stripe_subscription_id:
         ended = account.ended_at or sync.when(event.created)
         notifications.notify(org, "billing.subscription_canceled", {
-            "plan": plan, "ended": ended.strftime("%d %b %Y") if ended else ""},
+            "plan": plan, "ended": format_time(ended, org, "day")},
             once=f"billing.subscription_canceled:{account.stripe_subscription_id}")

@@ -214,14 +214,20 @@ def _upsert(deltas: dict[tuple[int, datetime], list[int]]) -> dict[tuple[int, da
 
 # --- sums over the history (backfill, reports, checks) -------------------------------
 
-def _whole_hours(*instants: datetime) -> bool:
-    return all(i.minute == 0 and i.second == 0 and i.microsecond == 0 for i in instants)
+def _on_bucket_edges(org_id: int, *instants: datetime) -> bool:
+    """Do the instants fall on edges of the organization's rollup buckets
+    (whole UTC hours, or 30 past in Kolkata, 15 past in Kathmandu)?"""
+    from costguardian.services.usage import rollups  # it imports this module
+
+    aligned_to = rollups.alignment(org_id)
+    return all(rollups.is_bucket_edge(aligned_to, i) for i in instants)
 
 
 def spend_between(scope: Scope, start: datetime, end: datetime) -> tuple[int, int]:
     """(spend in nanos, requests) of the scope's events in [start, end): from
-    the hourly rollups when the edges are whole UTC hours, else the events."""
-    if _whole_hours(start, end):
+    the hourly rollups when the edges are edges of the organization's buckets
+    (local hours), else the events."""
+    if _on_bucket_edges(scope.budget.organization_id, start, end):
         table = UsageTagRollup if scope.tag is not None else UsageRollup
         query = table.select(fn.COALESCE(fn.SUM(table.cost_nanos), 0), fn.COALESCE(fn.SUM(table.requests), 0)).where(
             table.organization == scope.budget.organization_id, table.hour >= start, table.hour < end)

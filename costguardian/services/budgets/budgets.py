@@ -23,12 +23,12 @@ from costguardian.extensions import db
 from costguardian.models import (ApiKey, Budget, BudgetAlert, BudgetIncrease, BudgetSpend, Department, Membership,
                                  Organization, User, UsageRollup, UsageTagRollup)
 from costguardian.money import NANOS_PER_USD, format_usd, percent_of, usd_amount, usd_decimal, whole_percent
-from costguardian.observability import metrics
 from costguardian.services.budgets import accounting as budget_accounting, periods as budget_periods, forecast
 from costguardian.services.team import audit
-from costguardian.services.usage import catalog
+from costguardian.services.usage import catalog, rollups
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
+from costguardian.timefmt import parse_day
 
 DEFAULT_THRESHOLDS = (50, 80, 100)
 MAX_THRESHOLDS = 10
@@ -90,9 +90,9 @@ def _parse_date(value, name: str, errors: dict) -> date | None:
         errors[name] = "Choose a date."
         return None
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        errors[name] = "Use a date like 2026-12-31."
+        return parse_day(text)
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
 
 
@@ -355,6 +355,18 @@ def usd(nanos: int) -> str:
     return usd_decimal(nanos)
 
 
+STATUS_CHUNK = 200
+
+
+def _any_of(clauses: list):
+    """The OR of the clauses as a balanced tree: a left-deep chain of a few
+    hundred overflows Python's recursion when peewee writes the SQL."""
+    if len(clauses) == 1:
+        return clauses[0]
+    middle = len(clauses) // 2
+    return _any_of(clauses[:middle]) | _any_of(clauses[middle:])
+
+
 def statuses(budgets: list[Budget], now: datetime | None = None) -> list[Status]:
     """Status of many budgets in three queries, whatever the history size:
     the counters and the raises of their current periods, by primary key."""
@@ -365,20 +377,18 @@ def statuses(budgets: list[Budget], now: datetime | None = None) -> list[Status]
     periods = {b.id: _period(b, now, tz_name) for b in budgets}
     keys = [(b.id, periods[b.id].start) for b in budgets]
     counters = {}
-    condition = None
-    for budget_id, start in keys:
-        clause = (BudgetSpend.budget == budget_id) & (BudgetSpend.period_start == start)
-        condition = clause if condition is None else (condition | clause)
-    for row in BudgetSpend.select().where(condition):
-        counters[row.budget_id] = row
     increases: dict[int, int] = {}
-    condition = None
-    for budget_id, start in keys:
-        clause = (BudgetIncrease.budget == budget_id) & (BudgetIncrease.period_start == start)
-        condition = clause if condition is None else (condition | clause)
-    for budget_id, total in (BudgetIncrease.select(BudgetIncrease.budget, fn.SUM(BudgetIncrease.amount_nanos))
-                             .where(condition).group_by(BudgetIncrease.budget).tuples()):
-        increases[budget_id] = int(total)
+    for i in range(0, len(keys), STATUS_CHUNK):  # bounded SQL, however many budgets (10,000 in bench/budget_check.py)
+        chunk = keys[i:i + STATUS_CHUNK]
+        condition = _any_of([(BudgetSpend.budget == budget_id) & (BudgetSpend.period_start == start)
+                             for budget_id, start in chunk])
+        for row in BudgetSpend.select().where(condition):
+            counters[row.budget_id] = row
+        condition = _any_of([(BudgetIncrease.budget == budget_id) & (BudgetIncrease.period_start == start)
+                             for budget_id, start in chunk])
+        for budget_id, total in (BudgetIncrease.select(BudgetIncrease.budget, fn.SUM(BudgetIncrease.amount_nanos))
+                                 .where(condition).group_by(BudgetIncrease.budget).tuples()):
+            increases[budget_id] = int(total)
     result = []
     for budget in budgets:
         counter = counters.get(budget.id)
@@ -516,7 +526,7 @@ def _payload(st: Status, threshold: int | None = None) -> dict:
         "limit_usd": _dollars(st.limit), "percent": whole_percent(st.spend, st.limit), "threshold": threshold,
         "period": st.period.label, "enforcement": b.enforcement,
         "forecast_usd": _dollars(st.forecast) if st.forecast is not None else "",
-        "forecast_date": st.forecast_exceeds_on.strftime("%-d %b") if st.forecast_exceeds_on else "",
+        "forecast_date": st.forecast_exceeds_on.isoformat() if st.forecast_exceeds_on else "",
     }
 
 
@@ -625,8 +635,10 @@ def daily_spend(budget: Budget, first_day: date, last_day: date, tz_name: str | 
     """The scope's spend per local day, every day in the range (zeros included)."""
     tz_name = tz_name or _tz(budget.organization_id)
     zone = ZoneInfo(tz_name)
-    start = budget_periods._utc(first_day, zone)
-    end = budget_periods._utc(last_day + timedelta(days=1), zone)
+    # the buckets starting in those days: exactly the days wherever local midnight is a bucket edge
+    aligned_to = rollups.alignment(budget.organization_id)
+    start = rollups.bucket_at_or_after(aligned_to, budget_periods._utc(first_day, zone))
+    end = rollups.bucket_at_or_after(aligned_to, budget_periods._utc(last_day + timedelta(days=1), zone))
     scope = budget_accounting.Scope.of(budget)
     table = UsageTagRollup if scope.tag is not None else UsageRollup
     query = (table.select(table.hour, fn.SUM(table.cost_nanos))
@@ -689,22 +701,11 @@ def check_all(now: datetime | None = None) -> dict[str, int]:
     """The periodic check: thresholds missed on ingest (e.g. a threshold
     lowered below the spend), forecasts and their alerts, and the "back
     under" notice of a new period. Idempotent: the alert table's unique key
-    makes a second run send nothing new."""
-    now = now or clock.now()
-    counts = {"budgets": 0, "alerts": 0}
-    before = BudgetAlert.select().count()
-    for org in Organization.select().where(Organization.id.in_(Budget.select(Budget.organization).distinct())):
-        budgets = list(Budget.in_org(org))
-        check_thresholds(org, {(b.id, None) for b in budgets}, now)
-        for budget in budgets:
-            st = refresh_forecast(budget, now)
-            if budget.notify_resolved:
-                _check_new_period(budget, st)
-            counts["budgets"] += 1
-    counts["alerts"] = BudgetAlert.select().count() - before
-    metrics.budgets_checked("periodic", counts["budgets"])
-    counts["resent"] = _send_unsent_alerts(now)
-    return counts
+    makes a second run send nothing new. In this process, batch after batch
+    (services/budgets/periodic.py, whose `run` the periodic task calls)."""
+    from costguardian.services.budgets import periodic
+
+    return periodic.check_all(now)
 
 
 def _send_unsent_alerts(now: datetime) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup
+
 PERIODS = {
     "daily": "Daily",
     "weekly": "Weekly (Monday to Sunday)",
@@ -32,13 +34,17 @@ class Period:
 
     @property
     def label(self) -> str:
+        """Calendar days, ISO, never shifted by a zone: `2026-12-01 – 2026-12-31`."""
         if self.first_day == self.last_day:
-            return self.first_day.strftime("%-d %b %Y")
-        if self.first_day.year == self.last_day.year:
-            if self.first_day.month == self.last_day.month:
-                return f"{self.first_day.day}–{self.last_day.strftime('%-d %b %Y')}"
-            return f"{self.first_day.strftime('%-d %b')} – {self.last_day.strftime('%-d %b %Y')}"
-        return f"{self.first_day.strftime('%-d %b %Y')} – {self.last_day.strftime('%-d %b %Y')}"
+            return self.first_day.isoformat()
+        return f"{self.first_day.isoformat()} – {self.last_day.isoformat()}"
+
+    @property
+    def html_label(self) -> Markup:
+        """The label for a narrow table cell: it may break at the dash
+        between the days, never inside a day (browsers break after a hyphen)."""
+        days = [self.first_day] if self.first_day == self.last_day else [self.first_day, self.last_day]
+        return Markup(" – ").join(Markup('<span class="nowrap">{}</span>').format(day.isoformat()) for day in days)
 
     @property
     def days(self) -> list[date]:

@@ -34,7 +34,7 @@ from flask import current_app, has_app_context
 from peewee import IntegrityError, InterfaceError, OperationalError, PostgresqlDatabase, fn
 from playhouse.pool import MaxConnectionsExceeded
 
-from costguardian import clock
+from costguardian import clock, timefmt
 from costguardian.prepared import Prepared
 from costguardian.db import write_transaction
 from costguardian.extensions import db
@@ -391,10 +391,9 @@ def _blocked(org: Organization, status, held: int, est: Estimate) -> Blocked:
     budget = status.budget
     resets_at = status.period.end if budget.period != "custom" else None
     if resets_at is not None:
-        local = resets_at.replace(tzinfo=clock.zone("UTC")).astimezone(clock.zone(org))
-        when = f"It resets on {local.strftime('%-d %b %Y at %H:%M')} ({org.time_zone or 'UTC'})."
+        when = f"It resets at {timefmt.format_time(resets_at, org)} ({org.time_zone or 'UTC'})."
     else:
-        when = f"Its period runs until {status.period.last_day.strftime('%-d %b %Y')} and does not reset."
+        when = f"Its period runs until {status.period.last_day.isoformat()} and does not reset."
     who = RAISERS
     try:
         if budget.owner_id:

@@ -24,6 +24,7 @@ from costguardian import clock
 from costguardian.models import GatewayRequest, UsageEvent, UsageTagRollup
 from costguardian.services.gateway import recording
 from costguardian.services.gateway.traffic import LATENCY_SAMPLE
+from costguardian.services.usage import rollups
 
 WINDOWS = (("24h", "Last 24 hours", timedelta(hours=24)), ("7d", "Last 7 days", timedelta(days=7)))
 RECENT = 20
@@ -100,10 +101,10 @@ def _window(org, api_key, name: str, label: str, start: datetime, end: datetime)
 
 def _cost(org, api_key, start: datetime, end: datetime) -> tuple[int, int]:
     """The key's gateway cost from the per-tag rollups (`source:gateway`,
-    whole UTC hours: the window's first hour counts whole): a range scan of
-    their (organization, tag, hour, …) key, however many calls."""
+    the organization's local hours: the window's first hour counts whole): a
+    range scan of their (organization, tag, hour, …) key, however many calls."""
     rollup = UsageTagRollup
-    first_hour = start.replace(minute=0, second=0, microsecond=0)
+    first_hour = rollups.bucket_start(rollups.alignment(org), start)
     row = (rollup.select(fn.COALESCE(fn.SUM(rollup.cost_nanos), SQL("0")),
                          fn.COALESCE(fn.SUM(rollup.unpriced_requests), SQL("0")))
            .where(rollup.organization == org, rollup.tag == GATEWAY_TAG, rollup.hour >= first_hour,

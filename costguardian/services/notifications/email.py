@@ -27,6 +27,7 @@ from costguardian.services.notifications import mail
 from costguardian.services.team import audit
 from costguardian.services.notifications import types
 from costguardian.services.notifications.deliveries import AttemptResult
+from costguardian.timefmt import format_time
 
 UNSUBSCRIBE_SALT = "unsubscribe"
 UNSUBSCRIBE_MAX_AGE = 60 * 24 * 3600  # seconds: links in old emails keep working for 60 days
@@ -318,7 +319,7 @@ def render_digest(org, user, notifications: list) -> Rendered:
     shown = notifications[-DIGEST_MAX_ITEMS:]  # the newest, when there are very many
     with _url_context():
         items = [{"title": n.title, "body": n.body, "link_url": _absolute(n.link), "severity": n.severity,
-                  "created_at": n.created_at} for n in shown]
+                  "created_at": format_time(n.created_at, org)} for n in shown]
         unsubscribe_url = external_url("unsubscribe.confirm", token=unsubscribe_token(org.id, user.id, ALL_TYPES))
         ctx = dict(org_name=org.name, items=items, count=count, more=count - len(shown),
                    center_url=external_url("notifications.index"),

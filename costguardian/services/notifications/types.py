@@ -43,7 +43,7 @@ class EventType:
 _BUDGET_EXAMPLE = {
     "budget": "Engineering monthly", "budget_id": 1, "scope": "Department Engineering",
     "spent_usd": "812.40", "limit_usd": "1000.00", "percent": 81, "threshold": 80,
-    "period": "1–30 November 2026", "forecast_usd": "1,041.00", "forecast_date": "28 Nov",
+    "period": "2026-11-01 – 2026-11-30", "forecast_usd": "1,041.00", "forecast_date": "2026-11-28",
 }
 
 REGISTRY: dict[str, EventType] = {t.key: t for t in (
@@ -114,7 +114,7 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "If you did not expect this, ignore this email.",
         "", {"inviter": "Olga Owner", "inviter_email": "olga@example.com", "role": "member",
              "department": "Research", "accept_url": "https://costguardian.example.com/invitations/accept/…",
-             "expires": "3 Dec 2026 10:00 UTC", "email": "ann@example.com"}),
+             "expires": "2026-12-03 10:00 CET", "email": "ann@example.com"}),
     EventType(
         "member.joined", "Member joined", "Someone accepted an invitation or joined through the organization's domain.",
         INFO, _MANAGERS, (),
@@ -128,13 +128,13 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         INFO, _MANAGERS, _MANAGERS,
         "API key {{ key }} was rotated",
         "{{ actor }} rotated the API key {{ key }}. The previous secret works until {{ grace_until }}.",
-        "/keys/", {"key": "ci-pipeline", "actor": "Olga Owner", "grace_until": "27 Nov 2026 10:00 UTC"}),
+        "/keys/", {"key": "ci-pipeline", "actor": "Olga Owner", "grace_until": "2026-11-27 10:00 CET"}),
     EventType(
         "key.expiring", "API key expiring", "An API key expires soon.",
         WARNING, _MANAGERS, _MANAGERS,
         "API key {{ key }} expires on {{ expires }}",
         "The API key {{ key }} expires on {{ expires }}. Rotate it or set a new expiry before then.",
-        "/keys/", {"key": "ci-pipeline", "expires": "1 Dec 2026"}),
+        "/keys/", {"key": "ci-pipeline", "expires": "2026-12-01 10:00 CET"}),
     EventType(
         "billing.payment_failed", "Payment failed", "A payment for the Cost Guardian subscription failed.",
         CRITICAL, (OWNER, BILLING), (OWNER, BILLING),
@@ -166,19 +166,36 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "{{ by }} cancelled the scheduled deletion of {{ org.name }}.",
         "/settings/", {"by": "owner@example.com", "day": ""}),
     EventType(
+        "org.export_ready", "Organization export ready", "The export of the whole organization you asked for "
+        "is ready to download (owners only, for 7 days).",
+        INFO, (OWNER,), (OWNER,),
+        "The export of {{ org.name }} is ready",
+        "The export of everything {{ org.name }} holds ({{ rows }} rows, {{ size }}) is ready. Download it "
+        "until {{ expires }}; an owner of {{ org.name }} must be signed in.",
+        "/settings/exports/{{ export_id }}", {"export_id": 1, "rows": "1,204,331", "size": "48.2 MB",
+                                              "expires": "2026-12-13 09:30 UTC", "reason": ""}),
+    EventType(
+        "org.export_failed", "Organization export failed", "The export of the whole organization you asked for "
+        "could not be built.",
+        WARNING, (OWNER,), (OWNER,),
+        "The export of {{ org.name }} failed",
+        "The export of {{ org.name }} you asked for could not be built: {{ reason }} Try again from Settings.",
+        "/settings/exports/{{ export_id }}", {"export_id": 1, "rows": "0", "size": "0 bytes", "expires": "",
+                                              "reason": "The archive could not be written: No space left on device."}),
+    EventType(
         "billing.trial_ending", "Trial ending", "The subscription's free trial ends in a few days.",
         WARNING, (OWNER, BILLING), (OWNER, BILLING),
         "The {{ plan }} trial ends on {{ trial_end }}",
         "{{ org.name }}'s free trial of {{ plan }} ends on {{ trial_end }}. {% if has_card %}The card on file "
         "will then be charged.{% else %}Add a payment method before then to keep {{ plan }}.{% endif %}",
-        "/billing/", {"plan": "Team", "trial_end": "19 Dec 2026", "has_card": False}),
+        "/billing/", {"plan": "Team", "trial_end": "2026-12-19", "has_card": False}),
     EventType(
         "billing.subscription_canceled", "Subscription ended", "The subscription ended; Free limits apply.",
         CRITICAL, (OWNER, BILLING), (OWNER, BILLING),
         "The {{ plan }} subscription has ended",
         "{{ org.name }}'s {{ plan }} subscription ended on {{ ended }}. Free limits apply from now on; "
         "nothing was deleted. Subscribe again from the billing page at any time.",
-        "/billing/", {"plan": "Team", "ended": "19 Dec 2026"}),
+        "/billing/", {"plan": "Team", "ended": "2026-12-19"}),
     EventType(
         "billing.events_allowance", "Tracked events allowance", "Tracked events reached 80% or 100% of the "
         "plan's allowance for the billing period.",
@@ -187,7 +204,7 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
         "{{ org.name }} has recorded {{ events }} of the {{ allowance }} tracked events its {{ plan }} plan "
         "includes for the period ending {{ period_end }}. {{ consequence }}",
         "/billing/", {"percent": 80, "plan": "Team", "events": "800,000", "allowance": "1,000,000",
-                      "period_end": "31 Dec 2026", "consequence": "Events beyond it are billed per 1,000."}),
+                      "period_end": "2026-12-31", "consequence": "Events beyond it are billed per 1,000."}),
     EventType(
         "webhook.disabled", "Webhook disabled", "A webhook endpoint kept failing and was turned off.",
         CRITICAL, _MANAGERS, _MANAGERS,
@@ -206,7 +223,7 @@ REGISTRY: dict[str, EventType] = {t.key: t for t in (
 )}
 
 # Types that never go to webhooks (they would loop, or carry a private link).
-NOT_FOR_WEBHOOKS = frozenset({"webhook.disabled", "member.invited"})
+NOT_FOR_WEBHOOKS = frozenset({"webhook.disabled", "member.invited", "org.export_ready", "org.export_failed"})
 
 
 def get(key: str) -> EventType:

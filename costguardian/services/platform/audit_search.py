@@ -18,6 +18,7 @@ from costguardian.models import AuditLog, Organization, User
 from costguardian.services.actor import Actor
 from costguardian.services.team import audit
 from costguardian.services.usage.exports import _Lines
+from costguardian.timefmt import parse_day
 
 PER_PAGE = 50
 EXPORT_CHUNK = 1000
@@ -56,9 +57,9 @@ def _date(args, name: str, errors: dict) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = "A date like 2026-03-31."
+        return parse_day(raw)
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
 
 

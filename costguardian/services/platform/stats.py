@@ -14,6 +14,7 @@ from peewee import PostgresqlDatabase, fn
 from costguardian.extensions import db
 from costguardian.models import Organization, UsageRollup, User
 from costguardian.money import NANOS_PER_USD
+from costguardian.timefmt import parse_day
 
 TOP = 50  # rows per dimension on the Usage page
 DEFAULT_DAYS = 30
@@ -186,9 +187,9 @@ def parse_range(args, today: date) -> tuple[date, date, dict[str, str]]:
     for name, default in (("start", start), ("end", end)):
         raw = (args.get(name) or "").strip()
         try:
-            values[name] = date.fromisoformat(raw) if raw else default
-        except ValueError:
-            errors[name] = "A date like 2026-03-01."
+            values[name] = parse_day(raw) or default
+        except ValueError as exc:
+            errors[name] = str(exc)
             values[name] = default
     start, end = values["start"], values["end"]
     if not errors:

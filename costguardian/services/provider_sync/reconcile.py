@@ -4,25 +4,29 @@ to the hours; shadow usage (provider keys nobody told us about); and the
 cost check (the provider's billed cost against our pricing of its own token
 counts).
 
-Mapping hours to days: both sides are hourly in UTC (our rollups, the
-providers' 1-hour buckets), and an hour belongs to the local day it starts
-in — the rule the dashboards use — so the comparison is exact in every zone,
-including a half-hour zone where a UTC hour straddles local midnight: both
-sides put that hour in the same day."""
+Mapping hours to days: the providers' buckets are UTC hours, and an hour
+belongs to the local day it starts in, so the comparison is exact in every
+zone, including a half-hour zone where a UTC hour straddles local midnight:
+both sides put that hour in the same day. Our rollups are local hours there
+(30 past the UTC hour in Kolkata, 15 in Kathmandu); `_recorded_hours` maps them to UTC
+hours, reading the raw events of the bucket that straddles local midnight."""
 from __future__ import annotations
 
 import csv
 import io
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import reduce
 
 from peewee import fn
 
 from costguardian import clock
-from costguardian.models import KnownProviderKey, ProviderCostBucket, ProviderUsageBucket, UsageRollup
+from costguardian.models import KnownProviderKey, ProviderCostBucket, ProviderUsageBucket, UsageEvent, UsageRollup
 from costguardian.services.provider_sync import key_match
+from costguardian.services.usage import rollups
 from costguardian.services.usage.pricing import OrgPrices, Tokens
 
 MEASURES = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
@@ -124,16 +128,59 @@ def _reported_hours(org, provider: str, start: datetime, end: datetime, model: s
         yield b.hour, b.model, key_unit(b.key_id, b.project_id), side
 
 
-def _recorded_hours(org, provider: str, start: datetime, end: datetime, model: str | None = None):
+def _recorded_hours(org, provider: str, start: datetime, end: datetime, model: str | None = None,
+                    per_hour: bool = False):
+    """(UTC hour, model, Side) of our usage in the UTC hours [start, end).
+
+    The rollups' buckets are local hours (usage.rollups), which in a half-hour
+    zone start 30 (15 in Kathmandu) minutes past a UTC hour, so a bucket holds parts of
+    two UTC hours. Where both of them start on one local day, the bucket is
+    yielded whole under the first (a day's total is exact); the one bucket a
+    day whose UTC hours start on two days (local midnight), and every bucket
+    with `per_hour`, is read from its raw events instead (a pruned event is
+    then missing from that hour)."""
     R = UsageRollup
+    aligned_to = rollups.alignment(org)
     query = (R.select(R.hour, R.model, *[fn.SUM(getattr(R, m)).alias(m) for m in MEASURES],
                       fn.SUM(R.cost_nanos).alias("cost_nanos"), fn.SUM(R.unpriced_requests).alias("unpriced"))
-             .where(R.organization == org, R.provider == provider, R.hour >= start, R.hour < end))
+             .where(R.organization == org, R.provider == provider, R.hour >= rollups.bucket_start(aligned_to, start),
+                    R.hour < end))
     if model is not None:
         query = query.where(R.model == model)
+    split: set[datetime] = set()
     for r in query.group_by(R.hour, R.model).dicts():
         hour = r["hour"] if isinstance(r["hour"], datetime) else datetime.fromisoformat(str(r["hour"]))
-        yield hour, r["model"], Side(**{k: int(r[k] or 0) for k in MEASURES + ("cost_nanos", "unpriced")})
+        side = Side(**{k: int(r[k] or 0) for k in MEASURES + ("cost_nanos", "unpriced")})
+        first = hour.replace(minute=0, second=0, microsecond=0)
+        if first == hour:
+            yield hour, r["model"], side
+        elif per_hour or local_day(org, first) != local_day(org, first + timedelta(hours=1)):
+            split.add(hour)
+        elif start <= first < end:
+            yield first, r["model"], side
+    if split:
+        yield from _raw_hours(org, provider, sorted(split), start, end, model)
+
+
+def _raw_hours(org, provider: str, buckets: list[datetime], start: datetime, end: datetime, model: str | None):
+    """Our events of these (one-hour) buckets, summed per UTC hour in [start, end) and model."""
+    E = UsageEvent
+    sums: dict[tuple, Side] = defaultdict(Side)
+    for offset in range(0, len(buckets), 200):
+        windows = [(E.occurred_at >= b) & (E.occurred_at < b + timedelta(hours=1))
+                   for b in buckets[offset:offset + 200]]
+        query = (E.select(E.occurred_at, E.model, *[getattr(E, m) for m in MEASURES if m != "requests"],
+                          E.cost_nanos)
+                 .where(E.organization == org, E.provider == provider, E.occurred_at >= start, E.occurred_at < end,
+                        reduce(operator.or_, windows)))
+        if model is not None:
+            query = query.where(E.model == model)
+        for event in query.iterator():
+            side = sums[(event.occurred_at.replace(minute=0, second=0, microsecond=0), event.model)]
+            side.add(Side(1, event.input_tokens, event.cache_read_tokens, event.cache_write_tokens,
+                          event.output_tokens, event.cost_nanos or 0, 1 if event.cost_nanos is None else 0))
+    for (hour, model_name), side in sorted(sums.items()):
+        yield hour, model_name, side
 
 
 def key_unit(key_id: str, project_id: str) -> str:
@@ -167,7 +214,7 @@ def by_hour(org, conn, day: date, model: str | None = None) -> list[Row]:
 
     for hour, m, _, side in _reported_hours(org, conn.provider, start, end, model):
         row(hour, m).reported.add(side)
-    for hour, m, side in _recorded_hours(org, conn.provider, start, end, model):
+    for hour, m, side in _recorded_hours(org, conn.provider, start, end, model, per_hour=True):
         row(hour, m).recorded.add(side)
     return [rows[k] for k in sorted(rows)]
 

@@ -319,6 +319,10 @@ def _sentence(row: AuditLog, ctx: _Context) -> list:
                      f"gateway request rows older than {str(d.get('before', ''))[:10]} (totals are kept)", None)]
         case "org.exported":
             return [("downloaded an export of the whole organization", None)]
+        case "org.export_requested":  # services/ops/org_export.py
+            return [("asked for an export of the whole organization", None)]
+        case "org.export_downloaded":
+            return [("downloaded the export of the whole organization", None)]
         case "org.ownership_transferred":
             return [("made ", None), user, (" the organization's owner (the previous owners are admins now)", None)]
         case "org.features_changed":

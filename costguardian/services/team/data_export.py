@@ -5,38 +5,84 @@ identities, memberships, the API keys they created or are attributed to —
 metadata only —, their chat conversations and their audit trail), produced
 piece by piece so it can be streamed.
 
-`org_export`: everything an organization owns as gzip-compressed JSON lines,
-one table row per line (`{"table": …, "row": {…}}`, after a first line that
-describes the archive). Tables are read in keyset chunks, so memory stays
-bounded at any size. Never exported: secrets and their hashes (API key
-hashes, encrypted provider keys, webhook signing secrets, invitation tokens),
-members' chat conversations (private to each member; each downloads their
-own) and the gateway's kept request bodies.
+`org_tables`: everything an organization owns, table by table, each read in
+keyset chunks so memory stays bounded at any size; services/ops/org_export.py
+writes them into the owner's archive in the background. Never exported:
+secrets and their hashes (API key hashes, encrypted provider keys and admin
+keys, webhook signing secrets, invitation and domain-verification tokens),
+and the tables in NOT_EXPORTED (members' chat conversations, private to each
+member; the gateway's kept request bodies; …).
 """
 from __future__ import annotations
 
 import json
-import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from peewee import JOIN, Tuple
 
-from costguardian import clock, permissions
-from costguardian.models import (ApiKey, AuditLog, BillingAccount, Budget, BudgetAlert, BudgetIncrease, BudgetSpend,
-                                 ChatMessage, Conversation, Delivery, Department, DomainJoin, ExternalIdentity,
-                                 GatewayRequest, Invitation, Invoice, Membership, ModelAlias, Notification,
-                                 NotificationPreference, NotificationSettings, Organization, PriceOverride,
-                                 ProviderCredential, ProviderSyncConnection, TemplateOverride, UsageEvent,
-                                 UsageRollup, UsageTagRollup, User, WebhookEndpoint)
+from costguardian import clock
+from costguardian.models import (
+    ApiKey,
+    AuditLog,
+    BillingAccount,
+    Budget,
+    BudgetAlert,
+    BudgetIncrease,
+    BudgetSpend,
+    ChatMessage,
+    Conversation,
+    Delivery,
+    DeliveryAttempt,
+    Department,
+    DomainJoin,
+    DomainVerification,
+    ExternalIdentity,
+    GatewayRequest,
+    GatewayRequestBody,
+    GatewayReservation,
+    Invitation,
+    Invoice,
+    KnownProviderKey,
+    Membership,
+    MeterReport,
+    ModelAlias,
+    Notification,
+    NotificationOnce,
+    NotificationPreference,
+    NotificationSettings,
+    OnboardingProgress,
+    Organization,
+    OrgExport,
+    PriceOverride,
+    ProviderCostBucket,
+    ProviderCredential,
+    ProviderKey,
+    ProviderKeyMatch,
+    ProviderSyncConnection,
+    ProviderUsageBucket,
+    RollupMove,
+    StripeEvent,
+    TemplateOverride,
+    UsageDimension,
+    UsageEvent,
+    UsageRollup,
+    UsageTagRollup,
+    User,
+    WebhookEndpoint,
+)
 from costguardian.services.actor import Actor
 from costguardian.services.errors import NotPermitted
+from costguardian.services.notifications.webhooks import redacted_url
 from costguardian.services.team import audit
 
 CHUNK = 1000
 FORMAT_VERSION = 1
 # Columns never exported, whatever the table: secrets, their hashes and tokens.
 _SECRET_SUFFIXES = ("_hash", "_encrypted", "secret", "_token")
+_SECRET_NAMES = {"token"}
 
 
 def _plain(value):
@@ -57,14 +103,14 @@ def _dumps(data) -> str:
 
 def _columns(model, without=()):
     return [f for f in model._meta.sorted_fields
-            if f.name not in without and not f.name.endswith(_SECRET_SUFFIXES)]
+            if f.name not in without and f.name not in _SECRET_NAMES and not f.name.endswith(_SECRET_SUFFIXES)]
 
 
 def _row(model_row: dict) -> dict:
     return {name: _plain(value) for name, value in model_row.items()}
 
 
-def _refuse_impersonation(actor: Actor) -> None:
+def refuse_impersonation(actor: Actor) -> None:
     if actor.impersonator is not None:
         raise NotPermitted("Not while acting as someone else: only the person themselves can do this.")
 
@@ -85,7 +131,7 @@ def account_filename(user: User) -> str:
 def account_export(user: User, actor: Actor, chunk: int = CHUNK):
     """The user's own data as JSON text, one piece after another (audit-logged
     once, before the first piece)."""
-    _refuse_impersonation(actor)
+    refuse_impersonation(actor)
     audit.record(actor, "user.data_exported", target=user, email=user.email)
     return _account_pieces(user, chunk)
 
@@ -143,9 +189,16 @@ def _account_pieces(user: User, chunk: int):
 
 
 # --- everything of an organization --------------------------------------------------
+# The tables of the organization's archive (services/ops/org_export.py writes
+# them, one JSON-lines file each). Every model with an `organization` foreign
+# key is either here or in NOT_EXPORTED (tests/test_org_export.py checks).
 
-def org_filename(org: Organization) -> str:
-    return f"{org.slug}-export-{clock.now():%Y-%m-%d}.jsonl.gz"
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # the archive's file is <name>.jsonl
+    model: type
+    rows: Callable  # rows(chunk) -> an iterator of dicts, read in keyset chunks
 
 
 def _by_id(model, condition, without=()):
@@ -193,72 +246,104 @@ def _members(org):
     return rows
 
 
-def _tables(org: Organization):
-    """(name, rows(chunk)) for each table of the archive, in this order."""
+def _cleaned(rows, clean):
+    def cleaned(chunk):
+        for row in rows(chunk):
+            clean(row)
+            yield row
+    return cleaned
+
+
+# A webhook's URL can itself be a secret (Slack's incoming webhooks): scheme and host only.
+def _webhook_url(row: dict) -> None:
+    row["url"] = redacted_url(row["url"])
+
+
+def _webhook_recipient(row: dict) -> None:
+    if row["channel"] == "webhook":
+        row["recipient"] = redacted_url(row["recipient"])
+
+
+# Org-scoped models left out of the archive, and why.
+NOT_EXPORTED = {
+    # Private to each member, who downloads their own from their account page.
+    Conversation: "members' chat conversations (each member exports their own)",
+    ChatMessage: "members' chat messages (each member exports their own)",
+    # Whole prompts and answers, kept a few days for debugging only; may hold
+    # members' private text and would dwarf the archive.
+    GatewayRequestBody: "the gateway's kept request and answer bodies",
+    # Holds of money for calls in flight, gone within the hour; budgets and
+    # their spend are exported.
+    GatewayReservation: "the gateway's in-flight budget holds",
+    # Bookkeeping of the exports themselves (the one being built included).
+    OrgExport: "the export jobs themselves",
+    # A move of the rollups to a new time zone's hours, in progress; the
+    # rollups themselves are exported.
+    RollupMove: "rollup moves in progress (internal bookkeeping)",
+}
+
+
+def org_tables(org: Organization) -> list[Table]:
+    """The archive's tables, in this order."""
     budgets = Budget.select(Budget.id).where(Budget.organization == org)
-    R, T = UsageRollup, UsageTagRollup
+    deliveries = Delivery.select(Delivery.id).where(Delivery.organization == org)
+    R, T, D = UsageRollup, UsageTagRollup, UsageDimension
+    S, DA = BudgetSpend, DeliveryAttempt
+
+    def table(name, model, condition=None, without=(), clean=None):
+        condition = model.organization == org if condition is None else condition
+        rows = _by_id(model, condition, without)
+        return Table(name, model, rows if clean is None else _cleaned(rows, clean))
+
     return [
-        ("organization", _by_id(Organization, Organization.id == org.id)),
-        ("departments", _by_id(Department, Department.organization == org)),
-        ("members", _members(org)),
-        ("invitations", _by_id(Invitation, Invitation.organization == org)),
-        ("domain_joins", _by_id(DomainJoin, DomainJoin.organization == org)),
-        ("api_keys", _by_id(ApiKey, ApiKey.organization == org)),
-        ("provider_credentials", _by_id(ProviderCredential, ProviderCredential.organization == org)),
-        ("provider_sync_connections", _by_id(ProviderSyncConnection, ProviderSyncConnection.organization == org,
-                                             ("cursors",))),
-        ("budgets", _by_id(Budget, Budget.organization == org)),
-        ("budget_spend", _by_key(BudgetSpend, BudgetSpend.budget.in_(budgets),
-                                 [BudgetSpend.budget, BudgetSpend.period_start])),
-        ("budget_increases", _by_id(BudgetIncrease, BudgetIncrease.organization == org)),
-        ("budget_alerts", _by_id(BudgetAlert, BudgetAlert.organization == org)),
-        ("price_overrides", _by_id(PriceOverride, PriceOverride.organization == org)),
-        ("model_aliases", _by_id(ModelAlias, ModelAlias.organization == org)),
-        ("usage_events", _by_id(UsageEvent, UsageEvent.organization == org)),
-        ("usage_rollups", _by_key(R, R.organization == org, [R.hour, R.provider, R.model, R.api_key_id, R.user_ref,
-                                                             R.department_id])),
-        ("usage_tag_rollups", _by_key(T, T.organization == org, [T.tag, T.hour, T.provider, T.model, T.api_key_id,
-                                                                 T.user_ref, T.department_id])),
-        ("gateway_requests", _by_id(GatewayRequest, GatewayRequest.organization == org)),
-        ("notifications", _by_id(Notification, Notification.organization == org)),
-        ("notification_settings", _by_id(NotificationSettings, NotificationSettings.organization == org)),
-        ("notification_preferences", _by_id(NotificationPreference, NotificationPreference.organization == org)),
-        ("webhooks", _by_id(WebhookEndpoint, WebhookEndpoint.organization == org)),
-        ("email_templates", _by_id(TemplateOverride, TemplateOverride.organization == org)),
-        ("deliveries", _by_id(Delivery, Delivery.organization == org, ("payload",))),
-        ("billing_account", _by_id(BillingAccount, BillingAccount.organization == org)),
-        ("invoices", _by_id(Invoice, Invoice.organization == org)),
-        ("audit_log", _by_id(AuditLog, AuditLog.organization == org, ("user_agent",))),
+        table("organization", Organization, Organization.id == org.id),
+        table("departments", Department),
+        Table("members", Membership, _members(org)),
+        table("invitations", Invitation),
+        table("domain_joins", DomainJoin),
+        table("domain_verifications", DomainVerification),
+        table("onboarding", OnboardingProgress),
+        table("api_keys", ApiKey),
+        table("provider_credentials", ProviderCredential),
+        table("provider_sync_connections", ProviderSyncConnection),
+        table("provider_usage_buckets", ProviderUsageBucket),
+        table("provider_cost_buckets", ProviderCostBucket),
+        table("provider_keys", ProviderKey),
+        table("known_provider_keys", KnownProviderKey),
+        table("provider_key_matches", ProviderKeyMatch),
+        table("budgets", Budget),
+        Table("budget_spend", S, _by_key(S, S.budget.in_(budgets), [S.budget, S.period_start])),
+        table("budget_increases", BudgetIncrease),
+        table("budget_alerts", BudgetAlert),
+        table("price_overrides", PriceOverride),
+        table("model_aliases", ModelAlias),
+        table("usage_events", UsageEvent),
+        Table("usage_rollups", R, _by_key(R, R.organization == org, [R.hour, R.provider, R.model, R.api_key_id,
+                                                                     R.user_ref, R.department_id])),
+        Table("usage_tag_rollups", T, _by_key(T, T.organization == org, [T.tag, T.hour, T.provider, T.model,
+                                                                         T.api_key_id, T.user_ref, T.department_id])),
+        Table("usage_dimensions", D, _by_key(D, D.organization == org, [D.dimension, D.value])),
+        table("gateway_requests", GatewayRequest),
+        table("notifications", Notification),
+        table("notification_settings", NotificationSettings),
+        table("notification_preferences", NotificationPreference),
+        table("notifications_once", NotificationOnce),
+        table("webhooks", WebhookEndpoint, clean=_webhook_url),
+        table("email_templates", TemplateOverride),
+        table("deliveries", Delivery, without=("payload",), clean=_webhook_recipient),
+        table("delivery_attempts", DA, DA.delivery.in_(deliveries)),
+        table("billing_account", BillingAccount),
+        table("invoices", Invoice),
+        table("meter_reports", MeterReport),
+        table("stripe_events", StripeEvent),
+        table("audit_log", AuditLog, without=("user_agent",)),
     ]
 
 
-TABLES = [name for name, _ in _tables(Organization(id=0))]
+def exported_models() -> set[type]:
+    return {t.model for t in org_tables(Organization(id=0))}
 
 
-def org_export(org: Organization, actor: Actor, chunk: int = CHUNK):
-    """The organization's archive: gzip bytes, one piece per chunk read
-    (audit-logged once, before the first piece)."""
-    _refuse_impersonation(actor)
-    if actor.user is not None:
-        membership = Membership.of(actor.user, org)
-        if membership is None or membership.role != permissions.OWNER:
-            raise NotPermitted("Only an owner can export the whole organization.")
-    audit.record(actor, "org.exported", org=org, target=org)
-    return _org_pieces(org, chunk)
-
-
-def _org_pieces(org: Organization, chunk: int):
-    gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
-    head = {"format": "costguardian.org-export", "version": FORMAT_VERSION, "organization": org.slug,
-            "exported_at": clock.now(), "tables": TABLES}
-    yield gzip.compress((_dumps(head) + "\n").encode())
-    for name, rows in _tables(org):
-        lines = []
-        for row in rows(chunk):
-            lines.append(_dumps({"table": name, "row": _row(row)}))
-            if len(lines) >= chunk:
-                yield gzip.compress(("\n".join(lines) + "\n").encode())
-                lines = []
-        if lines:
-            yield gzip.compress(("\n".join(lines) + "\n").encode())
-    yield gzip.flush()
+def plain_row(row: dict) -> str:
+    """One row as a line of the archive's JSON-lines files (no newline)."""
+    return _dumps(_row(row))

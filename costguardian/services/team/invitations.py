@@ -22,6 +22,7 @@ from costguardian.services.team.accounts import normalize_email
 from costguardian.services.actor import Actor
 from costguardian.services.billing import limits
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
+from costguardian.timefmt import format_time
 
 TTL_DAYS = 7
 MAX_ADDRESSES = 500
@@ -152,7 +153,7 @@ def _send_invitation_email(invitation: Invitation, token: str) -> None:
         "role": invitation.role,
         "department": department.name if department is not None else "",
         "accept_url": link,
-        "expires": invitation.expires_at.strftime("%-d %b %Y %H:%M UTC"),
+        "expires": format_time(invitation.expires_at, invitation.organization),
         "email": invitation.email,
     }
     notifications.notify(invitation.organization, "member.invited", payload, recipients=[],

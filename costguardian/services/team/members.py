@@ -11,7 +11,7 @@ from peewee import JOIN, fn
 
 from costguardian import clock
 from costguardian import permissions
-from costguardian.models import Department, Membership, Organization, UsageRollup, User
+from costguardian.models import NO_USER, Department, Membership, Organization, UsageDimension, UsageRollup, User
 from costguardian.models.org import MAX_ID
 from costguardian.services.team import orgs
 from costguardian.services.usage import queries as usage_queries
@@ -104,6 +104,72 @@ def get(org: Organization, membership_id) -> Membership | None:
     if number is None:
         return None
     return Membership.in_org(org).select(Membership, User).join(User).where(Membership.id == number).first()
+
+
+PICK_LIMIT = 20
+
+
+def matching(org: Organization, text: str, limit: int = PICK_LIMIT) -> list[Membership]:
+    """The picker's suggestions: at most `limit` members whose name or email
+    contains `text` (case-insensitive), by name then email."""
+    text = (text or "").strip()[:200]
+    select = Membership.in_org(org).select(Membership, User).join(User)
+    if text:
+        select = select.where(User.name.contains(text) | User.email.contains(text))
+    return list(select.order_by(fn.LOWER(User.name), User.email).limit(limit))
+
+
+def user_refs_matching(org: Organization, text: str, limit: int = PICK_LIMIT) -> list[tuple[str, str]]:
+    """The explorer's and budgets' user picker: at most `limit` (value, label)
+    pairs — members whose name or email contains `text` (value = their
+    email), then other user references of the usage (a customer's end-user
+    ids) that contain it — each list read with a LIMIT, never whole."""
+    text = (text or "").strip()[:200]
+    pairs = [(m.user.email, f"{m.user.name} ({m.user.email})" if m.user.name else m.user.email)
+             for m in matching(org, text, limit)]
+    seen = {value for value, _ in pairs}
+    refs = (UsageDimension.select(UsageDimension.value)
+            .where(UsageDimension.organization == org, UsageDimension.dimension == "user",
+                   UsageDimension.value != NO_USER)
+            .order_by(UsageDimension.value).limit(limit + len(seen)).tuples())
+    if text:
+        refs = refs.where(UsageDimension.value.contains(text))
+    for (value,) in refs:
+        if len(pairs) >= limit:
+            break
+        if value.lower() not in seen:
+            pairs.append((value, value))
+    return pairs
+
+
+def by_email(org: Organization, email: str) -> Membership | None:
+    """The member of `org` with this email (any case), or None."""
+    email = (email or "").strip().lower()
+    if not email:
+        return None
+    return Membership.in_org(org).select(Membership, User).join(User).where(User.email == email).first()
+
+
+def picked(org: Organization, text: str | None, chosen_id, *, by: str = "user") -> tuple[Membership | None, bool]:
+    """What a member picker's two fields name: (membership or None, whether
+    something was asked for). `chosen_id` is the hidden id the picker's script
+    fills (a user id, or a membership id with by="membership"); `text` is the
+    visible field, an email, which wins when the two disagree (no script, or
+    a typed change). `text` None: a form without the visible field (the API,
+    older clients), where the id alone counts."""
+    number = parse_id(chosen_id) if chosen_id not in (None, "") else None
+    chosen = None
+    if number is not None:
+        column = Membership.user if by == "user" else Membership.id
+        chosen = Membership.in_org(org).select(Membership, User).join(User).where(column == number).first()
+    if text is None:
+        return chosen, chosen_id not in (None, "")
+    text = text.strip()
+    if not text:
+        return None, False
+    if chosen is not None and chosen.user.email.lower() == text.lower():
+        return chosen, True
+    return by_email(org, text), True
 
 
 def headcount(org: Organization) -> int:

@@ -14,6 +14,7 @@ from costguardian.extensions import db
 from costguardian.models import DomainJoin, Membership, Organization, User
 from costguardian.services.team import audit
 from costguardian.services.actor import Actor
+from costguardian.services.usage import rollups
 from costguardian.services.errors import NotPermitted, RuleViolation, ValidationError
 
 CURRENCIES = {"USD": "US dollar", "EUR": "Euro", "GBP": "Pound sterling", "JPY": "Japanese yen",
@@ -62,7 +63,8 @@ def create_organization(name: str, owner: User, actor: Actor, time_zone: str = "
             continue
         try:
             with db.atomic():
-                org = Organization.create(name=name, slug=slug, time_zone=time_zone, currency=currency)
+                org = Organization.create(name=name, slug=slug, time_zone=time_zone, currency=currency,
+                                          rollup_offset_minutes=rollups.alignment_of(time_zone))
                 membership = Membership.create(organization=org, user=owner, role=permissions.OWNER)
         except IntegrityError:  # lost a race for this slug; try the next one
             continue
@@ -95,11 +97,15 @@ def update_settings(org: Organization, actor: Actor, name: str, time_zone: str, 
     if not changes:
         return org
     org.name, org.time_zone, org.currency, org.updated_at = name, time_zone, currency, clock.now()
-    org.save()
+    # Never the rollups' alignment: only realign.change_alignment writes it, with the rollups.
+    org.save(only=[Organization.name, Organization.time_zone, Organization.currency, Organization.updated_at])
     audit.record(actor, "org.updated", org=org, target=org, changes=changes)
     if "time_zone" in changes:  # budget periods start at another instant now
         from costguardian.services.budgets import accounting as budget_accounting
+        from costguardian.services.usage import realign
 
+        # A new bucket alignment moves the rollups in a task, whose last batch rebuilds the budgets again.
+        realign.change_alignment(org, rollups.alignment_of(time_zone))
         budget_accounting.rebuild_org(org)
     return org
 

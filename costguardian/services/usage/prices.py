@@ -18,6 +18,7 @@ from costguardian.services.errors import ValidationError
 from costguardian.services.usage.repricing import reattribute, schedule_reprice
 from costguardian.services.usage.rollups import unpriced_models
 from costguardian.services.usage.pricing import NANOS_PER_USD, describe_catalog_price, usd_per_mtok_to_nanos
+from costguardian.timefmt import DATE_MESSAGE
 
 MAX_PRICE = Decimal(10_000)  # USD per million tokens; far above any model's, far below overflowing a cost
 MAX_DECIMALS = 9  # so that a price is a whole number of nano-dollars per million tokens
@@ -106,7 +107,7 @@ def validated_price_input(provider, model, effective_from, prices: dict, note,
                      errors)
     model = _name((model or "").strip(), "model", model_limit, "Enter the model, e.g. gpt-4o.", errors)
     if not isinstance(effective_from, date) or isinstance(effective_from, datetime):
-        errors["effective_from"] = "Enter a date, e.g. 2026-01-31."
+        errors["effective_from"] = DATE_MESSAGE
     elif not EARLIEST_DATE <= effective_from < LATEST_DATE:
         errors["effective_from"] = f"Choose a date between {EARLIEST_DATE.year} and {LATEST_DATE.year - 1}."
     parsed = {}
@@ -300,6 +301,11 @@ def create_alias(org: Organization, actor: Actor, *, provider: str, alias: str, 
             errors["model"] = f"'{model}' is itself an alias (of {existing[model]}); use that model."
         elif alias in existing.values():
             errors["alias"] = f"Other aliases stand for '{alias}'; it cannot be an alias itself."
+    from costguardian.services.usage import realign
+
+    if not errors and realign.pending(org):  # its rewrite would miss events still in their old buckets
+        errors["alias"] = ("The usage history is still moving to the new time zone's hours; "
+                           "add the alias again in a few minutes.")
     if errors:
         raise ValidationError(errors)
     try:

@@ -2,10 +2,12 @@
 events): totals, grouped by a dimension, per day or month in the
 organization's time zone.
 
-Rollups are hourly in UTC. A local day is the UTC hours that start inside it,
-which is exact for every zone with whole-hour offsets; for the few zones with
-half-hour offsets (India, parts of Australia) a day's edges are off by 30
-minutes.
+Rollup buckets are the organization's local hours (rollups.bucket_start: they
+start 30 minutes past the UTC hour in Asia/Kolkata, 15 in Asia/Kathmandu), so
+a local day is a whole number of buckets and its totals are exact in every
+zone. The exception is a zone whose offset moves by half an hour over the year
+(Australia/Lord_Howe): its buckets follow the standard offset, and in the
+daylight-saving months its day edges are 30 minutes off.
 """
 from __future__ import annotations
 
@@ -130,10 +132,13 @@ def exact_bounds(org, start: date, end: date) -> tuple[datetime, datetime]:
 
 
 def utc_bounds(org, start: date, end: date) -> tuple[datetime, datetime]:
-    """The same, floored to the hour, for hourly rollups (a half-hour zone's
-    day edges are 30 minutes off there; see docs/ARCHITECTURE.md)."""
+    """The same on the organization's rollup buckets: the buckets that start
+    in those days. Equal to exact_bounds wherever local midnight is a bucket
+    edge: every zone but one whose offset moves by half an hour in summer
+    (Australia/Lord_Howe; see docs/ARCHITECTURE.md)."""
     first, last = exact_bounds(org, start, end)
-    return first.replace(minute=0, second=0, microsecond=0), last.replace(minute=0, second=0, microsecond=0)
+    aligned_to = rollups.alignment(org)
+    return rollups.bucket_at_or_after(aligned_to, first), rollups.bucket_at_or_after(aligned_to, last)
 
 
 def department_subtree(org, ids: list[int]) -> list[int]:
@@ -553,11 +558,14 @@ def department_paths(org) -> dict[int, str]:
     return {dept_id: path(dept) for dept_id, dept in departments.items()}
 
 
-def filter_choices(org) -> dict[str, list[tuple]]:
+def filter_choices(org, with_users: bool = True) -> dict[str, list[tuple]]:
     """(value, label) pairs for each filter of the explorer: the values the
-    organization's usage carries, its departments, keys and members."""
-    users = [u for u in dimension_values(org, "user", by_name=True) if u != NO_USER]
-    members = [u.email for u in User.select(User.email).join(Membership).where(Membership.organization == org)]
+    organization's usage carries, its departments, keys and members
+    (`with_users` False: no "user" list, which pages replace by a picker,
+    services.team.members.user_refs_matching)."""
+    users = [u for u in dimension_values(org, "user", by_name=True) if u != NO_USER] if with_users else []
+    members = [u.email for u in User.select(User.email).join(Membership)
+               .where(Membership.organization == org)] if with_users else []
     known = set(users)
     users += [email for email in members if email not in known]
     names = member_names(org, users)

@@ -18,7 +18,7 @@ from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent,
 from costguardian.services import queue
 from costguardian.services.budgets import accounting as budget_accounting
 from costguardian.services.usage.pricing import OrgPrices, Tokens
-from costguardian.services.usage.rollups import upsert_rollups
+from costguardian.services.usage.rollups import alignment_for_write, bucket_start, upsert_rollups
 
 CHUNK = 2000
 
@@ -34,10 +34,23 @@ def schedule_reprice(org: Organization, provider: str, model: str) -> None:
     queue.enqueue("reprice_model", org.id, provider, model, delay=RERUN_AFTER)
 
 
+WAIT_FOR_MOVE = 60  # seconds between looks while the organization's rollups move to a new alignment
+
+
 def reprice_by_id(org_id: int, provider: str, model: str) -> int:
-    """The task's body: reprice unless the organization is gone meanwhile."""
+    """The task's body: reprice unless the organization is gone meanwhile.
+    While its rollups move to a new zone's hours (services/usage/realign.py)
+    it waits: an event the move has not reached is still in its old bucket,
+    where this rewrite would not look for it."""
+    from costguardian.services.usage import realign
+
     org = Organization.get_or_none(Organization.id == org_id)
-    return reprice(org, provider, model) if org is not None else 0
+    if org is None:
+        return 0
+    if realign.pending(org):
+        queue.enqueue("reprice_model", org_id, provider, model, delay=WAIT_FOR_MOVE)
+        return 0
+    return reprice(org, provider, model)
 
 
 def reprice(org: Organization, provider: str, model: str) -> int:
@@ -89,6 +102,7 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     renamed_from: set[str] = set()
+    aligned_to = alignment_for_write(org.id)
     for event in events:
         tokens = Tokens(event.input_tokens, event.cache_read_tokens, event.cache_write_tokens, event.output_tokens)
         cost, priced_by = prices.price(event.provider, model, event.occurred_at, tokens, event.batch,
@@ -98,8 +112,9 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
         updates.append((event.id, cost, priced_by))
         if model != event.model:
             renamed_from.add(event.model)
-        for key, measures, sign in ((_rollup_key(event, event.model), _measures(event, event.cost_nanos), -1),
-                                    (_rollup_key(event, model), _measures(event, cost), 1)):
+        for key, measures, sign in (
+                (_rollup_key(event, event.model, aligned_to), _measures(event, event.cost_nanos), -1),
+                (_rollup_key(event, model, aligned_to), _measures(event, cost), 1)):
             _add(totals[key], measures, sign)
             for tag in event.tags or ():
                 _add(tag_totals[(tag,) + key], measures, sign)
@@ -120,8 +135,8 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
     return len(updates)
 
 
-def _rollup_key(event, model: str) -> tuple:
-    return (event.occurred_at.replace(minute=0, second=0, microsecond=0), event.provider, model,
+def _rollup_key(event, model: str, aligned_to: int) -> tuple:
+    return (bucket_start(aligned_to, event.occurred_at), event.provider, model,
             event.api_key_id or NO_KEY, event.user_ref, event.department_id or NO_DEPARTMENT)
 
 

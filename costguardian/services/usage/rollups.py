@@ -1,16 +1,76 @@
 """Writing usage: events and the hourly (and per-tag) rollups, in one
-transaction, so that rollups always equal the sum of their events."""
+transaction, so that rollups always equal the sum of their events.
+
+A rollup bucket is one hour of the organization's local clock. Its
+`alignment` is the zone's standard offset in minutes mod 60 (0 for whole-hour
+zones, 30 for Asia/Kolkata, 45 for Asia/Kathmandu), and a bucket starts that
+many minutes before a UTC hour (Kolkata 18:30 UTC, Kathmandu 18:15 UTC), so a
+local day is a whole number of buckets in every zone. The organization caches it
+(`Organization.rollup_offset_minutes`); `bucket_start` is the one place that
+floors a moment to its bucket."""
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from peewee import OperationalError, PostgresqlDatabase, fn
 
+from costguardian import clock
 from costguardian.db import write_transaction
 from costguardian.extensions import db
-from costguardian.models import NO_DEPARTMENT, NO_KEY, UsageEvent, UsageRollup, UsageTagRollup
+from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.budgets import accounting as budget_accounting
+
+
+def alignment_of(time_zone: str | None) -> int:
+    """The zone's standard (not daylight-saving) UTC offset now, in minutes
+    mod 60: local hours start that many minutes before a UTC hour (30 past
+    in Kolkata, +05:30; 15 past in Kathmandu, +05:45). A zone whose offset
+    changes by half an hour over the year (Australia/Lord_Howe, +10:30/+11)
+    keeps its standard offset's alignment all year."""
+    moment = clock.now().replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(time_zone or "UTC"))
+    standard = moment.utcoffset() - (moment.dst() or timedelta(0))
+    return int(standard.total_seconds() // 60) % 60
+
+
+def bucket_start(alignment: int, moment: datetime) -> datetime:
+    """The start of the rollup bucket holding `moment` (naive UTC): the start
+    of its local hour, floor(moment + alignment, 1 h) - alignment."""
+    if not alignment:
+        return moment.replace(minute=0, second=0, microsecond=0)
+    shift = timedelta(minutes=alignment)
+    return (moment + shift).replace(minute=0, second=0, microsecond=0) - shift
+
+
+def is_bucket_edge(alignment: int, moment: datetime) -> bool:
+    return bucket_start(alignment, moment) == moment
+
+
+def bucket_at_or_after(alignment: int, moment: datetime) -> datetime:
+    """The first bucket starting at or after `moment`: a range's edge when
+    buckets count in the local day their start falls in."""
+    start = bucket_start(alignment, moment)
+    return start if start == moment else start + timedelta(hours=1)
+
+
+def alignment(org) -> int:
+    """The organization's bucket alignment (an Organization or its id)."""
+    if isinstance(org, Organization):
+        return org.rollup_offset_minutes or 0
+    return Organization.select(Organization.rollup_offset_minutes).where(Organization.id == org).scalar() or 0
+
+
+def alignment_for_write(org_id: int) -> int:
+    """The alignment, read inside a writing transaction holding the
+    organization row FOR SHARE on PostgreSQL (the lock budgets use), so a
+    realignment (services/usage/realign.py), which takes it alone, sees every
+    batch either entirely before or entirely after it changes the alignment."""
+    query = Organization.select(Organization.rollup_offset_minutes).where(Organization.id == org_id)
+    if isinstance(db.obj, PostgresqlDatabase):
+        query = query.for_update("FOR SHARE")
+    return query.scalar() or 0
 
 
 def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> set[str]:
@@ -26,10 +86,11 @@ def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> s
     for attempt in range(3):
         try:
             with write_transaction():
+                aligned_to = alignment_for_write(org_id)  # before any event id is drawn
                 inserted = _insert_events(rows)
                 fresh = [row for row in rows if row["event_id"] in inserted]
                 if fresh:
-                    _add_to_rollups(org_id, fresh)
+                    _add_to_rollups(org_id, fresh, aligned_to)
                     grown = budget_accounting.add_events(org_id, fresh)
             if fresh and touched is not None:
                 touched |= grown
@@ -100,11 +161,11 @@ def _insert_events(rows: list[dict]) -> set[str]:
     return inserted
 
 
-def _add_to_rollups(org_id: int, rows: list[dict]) -> None:
+def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int) -> None:
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     for row in rows:
-        key = (row["occurred_at"].replace(minute=0, second=0, microsecond=0), row["provider"], row["model"],
+        key = (bucket_start(aligned_to, row["occurred_at"]), row["provider"], row["model"],
                row["api_key"] or NO_KEY, row["user_ref"], row["department"] or NO_DEPARTMENT)
         measures = (1, row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"],
                     row["output_tokens"], row["cost_nanos"] or 0, 1 if row["cost_nanos"] is None else 0)
