@@ -155,28 +155,45 @@
 // deferred scripts, so what was typed earlier fired no request. Once htmx
 // is bound (its DOMContentLoaded listener was added before this one), a
 // field whose value differs from the one the server rendered gets its
-// event again, once, so the live search or slug check catches up. Only
+// request sent once, so the live search or slug check catches up. Only
 // reads (hx-get) and forms marked data-catch-up (the template preview):
 // a field the browser restored on reload must never re-send a change.
 (function () {
   "use strict";
   function changed(field) {
     if (field.type === "checkbox" || field.type === "radio") { return field.checked !== field.defaultChecked; }
-    if (field.tagName === "SELECT") {
+    if (field.tagName === "SELECT" && field.multiple) {
       return Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; });
+    }
+    if (field.tagName === "SELECT") {  // with no option marked selected, the first one is the rendered value
+      var marked = Array.prototype.filter.call(field.options, function (o) { return o.defaultSelected; })[0];
+      var rendered = marked || field.options[0];
+      return rendered ? field.value !== rendered.value : false;
     }
     return field.value !== field.defaultValue;
   }
   document.addEventListener("DOMContentLoaded", function () {
     if (!window.htmx) { return; }
-    document.querySelectorAll("[hx-trigger]").forEach(function (element) {
-      var trigger = element.getAttribute("hx-trigger");
+    var replayed = [];  // a field's event once, even when both it and its form listen
+    document.querySelectorAll("[hx-trigger], input[hx-get], select[hx-get], textarea[hx-get]").forEach(function (element) {
+      // A field with no hx-trigger fires on "change", htmx's default for inputs, selects and textareas.
+      var trigger = element.getAttribute("hx-trigger") || "change";
       var name = /(^|[\s,])input\b/.test(trigger) ? "input" : (/(^|[\s,])change\b/.test(trigger) ? "change" : null);
       if (!name || !(element.hasAttribute("hx-get") || element.hasAttribute("data-catch-up"))) { return; }
-      var fields = element.matches("input, textarea, select") ? [element]
+      var from = /from:(#[\w-]+)/.exec(trigger);  // "input from:#field": the event comes from that field
+      var fields = from ? [document.querySelector(from[1])].filter(Boolean)
+        : element.matches("input, textarea, select") ? [element]
         : Array.prototype.slice.call(element.querySelectorAll("input, textarea, select"));
       var typed = fields.filter(function (field) { return field.type !== "hidden" && changed(field); })[0];
-      if (typed) { window.htmx.trigger(typed, name); }
+      if (!typed || replayed.indexOf(typed) >= 0) { return; }
+      replayed.push(typed);
+      if (element.hasAttribute("hx-get")) {
+        // The request itself, as the element would send it (its target, swap, includes and push-url):
+        // a "changed" trigger noted the typed value when htmx bound it, so an event would be ignored.
+        window.htmx.ajax("GET", element.getAttribute("hx-get"), {source: element});
+      } else {
+        window.htmx.trigger(typed, name);  // a form marked data-catch-up: the field's event reaches its listener
+      }
     });
   });
 })();
