@@ -280,6 +280,20 @@ def check_backups(config) -> Check:
     return check
 
 
+def check_background_work() -> Check:
+    from costguardian.services.platform import health
+
+    check = Check("background work", "no backfill or rollup move left running")
+    backfills, moves = health.background_work()
+    if backfills:
+        check.warn(f"{len(backfills)} backfill(s) still to run: {', '.join(backfills)}",
+                   "run: .venv/bin/flask --app app migrate --backfills (batched, resumable)")
+    if moves:
+        check.warn(f"{moves} organization(s) still moving usage totals to a new time zone's hours",
+                   "keep the task consumer running; the hourly realign_stale_rollups task resumes a stopped move")
+    return check
+
+
 def check_superadmin() -> Check:
     from costguardian.models import User
 
@@ -324,7 +338,7 @@ def run_checks(app: Flask) -> list[Check]:
         with connected(db.obj):
             _guarded("encryption keys", lambda: _readable_secrets(secrets))
             checks += [_guarded("mail", lambda: check_mail(config)), _guarded("consumer", check_consumer),
-                       _guarded("superadmin", check_superadmin)]
+                       _guarded("superadmin", check_superadmin), _guarded("background work", check_background_work)]
     else:
         checks.append(check_mail(config))
         for name in ("consumer", "superadmin"):

@@ -287,3 +287,29 @@ def test_sentry_gets_unexpected_errors_without_cookies_or_credentials(people, se
         assert "cookies" not in request
         assert not {"authorization", "cookie"} & {k.lower() for k in request.get("headers", {})}
         assert "cg_live_secret" not in envelope and "cg_session" not in envelope
+
+
+def test_background_work_left_running_shows_on_the_page_and_in_check_deploy(app, people):
+    """An upgrade's batched backfill not yet run, and an organization whose
+    rollups are still moving to a new zone's hours: System health and
+    `flask check-deploy` both say so (a warning: nothing is wrong, work waits)."""
+    from costguardian import migrations_batched as batched
+    from costguardian.extensions import db
+    from costguardian.models import RollupMove
+
+    page = people["superadmin"].get(PAGE).get_data(as_text=True)
+    assert 'data-testid="backfills"' not in page and 'data-testid="rollup-moves"' not in page
+    org = make_org("Acme", owner=User.by_email("owner@acme.com"))
+    RollupMove.create(organization=org, old=0, new=30, last_id=10)  # as a change to Asia/Kolkata leaves it
+    name = "0023_usage_event_credential"
+    batched.register(db.obj, name)
+    try:
+        page = people["superadmin"].get(PAGE).get_data(as_text=True)
+        assert name in page.split('data-testid="backfills"', 1)[1].split("</small>", 1)[0]
+        assert "1 organization still moving" in page.split('data-testid="rollup-moves"', 1)[1]
+        with app.app_context():
+            output = app.test_cli_runner().invoke(args=["check-deploy"]).output
+        assert f"warn  background work: 1 backfill(s) still to run: {name}" in output
+        assert "warn  background work: 1 organization(s) still moving usage totals" in output
+    finally:
+        batched.run(db.obj, name)  # leave the session's database with nothing pending

@@ -177,6 +177,8 @@ class DatabaseHealth:
     migrations_applied: int = 0
     pending: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # applied here, no file in this release
+    backfills: list[str] = field(default_factory=list)  # batched backfills still to run (flask migrate --backfills)
+    rollup_moves: int = 0  # organizations whose rollups are still moving to a new zone's hours
 
     @property
     def all_applied(self) -> bool:
@@ -202,10 +204,31 @@ def database() -> DatabaseHealth:
         log.warning("database health check failed", exc_info=True)
         return DatabaseHealth(ok=False, backend=backend, error=f"{type(exc).__name__}: {exc}"[:300])
     files = [m for m in status if m.path is not None]
+    backfills, moves = background_work()
     return DatabaseHealth(ok=True, backend=backend, size_bytes=int(size), migrations_total=len(files),
                           migrations_applied=sum(1 for m in files if m.applied),
                           pending=[m.name for m in files if not m.applied],
-                          unknown=[m.name for m in status if m.path is None])
+                          unknown=[m.name for m in status if m.path is None],
+                          backfills=backfills, rollup_moves=moves)
+
+
+def background_work() -> tuple[list[str], int]:
+    """What an upgrade or a change of zone left running in the background:
+    batched backfills not finished, and organizations with a rollup move
+    pending (services/usage/realign.py). Empty on a database too old to have
+    the tables (the migrations are reported pending then)."""
+    from costguardian import migrations_batched
+    from costguardian.models import RollupMove
+
+    try:
+        backfills = [progress.name for progress in migrations_batched.pending(db.obj)]
+    except Exception:  # before the backfill table exists
+        backfills = []
+    try:
+        moves = RollupMove.select(RollupMove.organization).distinct().count()
+    except Exception:  # before 0027
+        moves = 0
+    return backfills, moves
 
 
 # --- deliveries and errors ------------------------------------------------------------
