@@ -208,8 +208,8 @@ def check(db, org, generator, samples: int = 20) -> list[str]:
     """The problems found (empty: the load is consistent)."""
     from peewee import fn
 
-    from costguardian.models import UsageEvent, UsageRollup, UsageTagRollup
-    from costguardian.services.usage import rollups
+    from costguardian.models import Organization, UsageDayRollup, UsageEvent, UsageRollup, UsageTagRollup
+    from costguardian.services.usage import days as day_rollups, rollups
     from costguardian.services.usage.pricing import OrgPrices, Tokens
 
     problems = []
@@ -274,6 +274,11 @@ def check(db, org, generator, samples: int = 20) -> list[str]:
                                                         else "MISMATCH"))
     rollup_rows = UsageRollup.select().where(UsageRollup.organization == org).count()
     print(f"  {count:,} events, {rollup_rows:,} rollup rows ({count / max(rollup_rows, 1):.1f}x fewer)")
+    day_problems = day_rollups.differences(Organization.get_by_id(org.id))
+    day_rows = UsageDayRollup.select().where(UsageDayRollup.organization == org).count()
+    print(f"  daily rollups equal the hourly ones per local day ({day_rows:,} rows, "
+          f"{rollup_rows / max(day_rows, 1):.1f}x fewer than hourly): " + ("ok" if not day_problems else "MISMATCH"))
+    problems += day_problems[:20]
     if count <= SAME_AS_INGEST_UP_TO:
         problems += same_as_ingest(db, org)
     return problems
@@ -323,8 +328,11 @@ def sizes(db, postgres: bool) -> None:
     if postgres:
         for table in ("usage_event", "usage_rollup", "usage_tag_rollup"):
             total, heap, rows = db.execute_sql(
-                "SELECT pg_total_relation_size(%s), pg_relation_size(%s), "
-                "(SELECT reltuples::bigint FROM pg_class WHERE relname = %s)", [table, table, table]).fetchone()
+                # a partitioned table's (usage_event's) size is its partitions'
+                "SELECT SUM(pg_total_relation_size(c.oid)), SUM(pg_relation_size(c.oid)), "
+                "(SELECT reltuples::bigint FROM pg_class WHERE relname = %s) FROM pg_class c "
+                "WHERE c.oid = %s::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
+                [table, table, table]).fetchone()
             print(f"  {table}: {rows:,} rows, table {heap / 2**20:,.0f} MiB, with indexes {total / 2**20:,.0f} MiB "
                   f"({total / max(rows, 1):.0f} B/row)")
             for name, size in db.execute_sql(
@@ -360,7 +368,7 @@ def main() -> None:
     from costguardian.models import Organization, UsageEvent
     from costguardian.services.budgets import accounting
     from costguardian.services.demo import seed as demo_seed
-    from costguardian.services.usage import rollups
+    from costguardian.services.usage import days as day_rollups, rollups
 
     with app.app_context(), db.connection_context():
         demo_seed.seed(instance)
@@ -378,6 +386,10 @@ def main() -> None:
             indexes = event_indexes(db, postgres)
             for name, _ in indexes:  # rebuilt after the load: far faster than keeping them up per row
                 db.execute_sql(f'DROP INDEX "{name}"')
+            if postgres:  # usage_event is partitioned by month (services/ops/partitions.py): COPY needs the months
+                from costguardian.services.ops import partitions
+
+                partitions.ensure_months([clock.now() - timedelta(days=d) for d in range(args.days + 1)])
             started = time.monotonic()
             generate_s = 0.0
             for first in range(0, args.events, CHUNK):
@@ -389,12 +401,24 @@ def main() -> None:
                 elapsed = time.monotonic() - started
                 print(f"  {done:,} events in {elapsed:.0f} s ({done / elapsed:,.0f}/s; generating and pricing "
                       f"{generate_s:.0f} s)", flush=True)
+            if postgres:  # the idempotency keys ingest writes with each event (partitions.insert_events)
+                with db.atomic():
+                    db.execute_sql('INSERT INTO usage_event_key SELECT organization_id, event_id, occurred_at '
+                                   'FROM usage_event WHERE organization_id = %s', [org.id])
             loaded = time.monotonic()
             for _, create in indexes:
                 db.execute_sql(create)
             indexed = time.monotonic()
             build_rollups(db, org.id, postgres, alignment)
+            rolled_hours = time.monotonic()
+            # The daily rollups are summed from the hourly ones by the same
+            # build steps a change of zone runs (services/usage/days.py).
+            Organization.update(day_rollup_zone=None).where(Organization.id == org.id).execute()
+            day_rollups.build(org.id)
+            org = Organization.get_by_id(org.id)
             rolled = time.monotonic()
+            print(f"hourly rollups {rolled_hours - indexed:.0f} s; daily rollups {rolled - rolled_hours:.0f} s",
+                  flush=True)
             demo_seed.seed_budgets(org)  # sized from the loaded spend
             accounting.rebuild_org(org)
             generator.demo._mark_used(generator.api_keys, generator.last_sent)
@@ -417,6 +441,8 @@ def main() -> None:
             connection.execute("VACUUM ANALYZE usage_event")
             connection.execute("VACUUM ANALYZE usage_rollup")
             connection.execute("VACUUM ANALYZE usage_tag_rollup")
+            connection.execute("VACUUM ANALYZE usage_day_rollup")
+            connection.execute("VACUUM ANALYZE usage_day_tag_rollup")
         print(f"vacuum {time.monotonic() - tick:.0f} s")
     if problems:
         print("PROBLEMS:\n  " + "\n  ".join(problems))

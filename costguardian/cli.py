@@ -49,6 +49,11 @@ def migrate(backfills: bool, batch_rows: int, pause: float):
     applied = apply_migrations(db.obj)
     click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
     with connected(db.obj):
+        from costguardian.services.ops import partitions
+
+        created = partitions.ensure_ahead()  # PostgreSQL: this month and the next three (the daily task's job)
+        if created:
+            click.echo("usage_event partitions created: " + ", ".join(created))
         for progress in migrations_batched.pending(db.obj):
             if not backfills:
                 left = migrations_batched.rows_left(db.obj, progress)

@@ -283,14 +283,23 @@ def check_backups(config) -> Check:
 def check_background_work() -> Check:
     from costguardian.services.platform import health
 
-    check = Check("background work", "no backfill or rollup move left running")
-    backfills, moves = health.background_work()
+    check = Check("background work", "no backfill, rollup move or daily rollup build left running")
+    backfills, moves, day_builds = health.background_work()
     if backfills:
         check.warn(f"{len(backfills)} backfill(s) still to run: {', '.join(backfills)}",
                    "run: .venv/bin/flask --app app migrate --backfills (batched, resumable)")
     if moves:
         check.warn(f"{moves} organization(s) still moving usage totals to a new time zone's hours",
                    "keep the task consumer running; the hourly realign_stale_rollups task resumes a stopped move")
+    if day_builds:
+        check.warn(f"{day_builds} organization(s) still summing daily rollups (their pages read the hourly ones)",
+                   "keep the task consumer running; the hourly build_stale_day_rollups task builds them")
+    from costguardian.services.ops import partitions
+
+    if partitions.months_ahead() == 0:  # PostgreSQL only (None on SQLite)
+        check.warn("usage_event has no partition for next month yet (ingest would create it under a brief lock)",
+                   "keep the task consumer running (daily create_usage_partitions task) or run: "
+                   ".venv/bin/flask --app app migrate")
     return check
 
 

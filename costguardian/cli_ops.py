@@ -1,5 +1,6 @@
 """Operator commands for backups: `flask --app app backup PATH` and
-`flask --app app restore PATH [--force]` (services/ops; docs/OPERATIONS.md)."""
+`flask --app app restore PATH [--force]` (services/ops; docs/OPERATIONS.md),
+and `flask --app app build-day-rollups` after an upgrade to 0029."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,7 @@ from costguardian.services.ops.connection import OpsError
 def register(app: Flask) -> None:
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
+    app.cli.add_command(build_day_rollups_command)
 
 
 def _size(count: int) -> str:
@@ -64,3 +66,23 @@ def restore_command(path: Path, force: bool):
     if unreadable:
         click.echo("warning: CG_ENCRYPTION_KEYS cannot open " + ", ".join(unreadable) + ": set the keys of the "
                    "installation that wrote the backup (they are not in the archive)", err=True)
+
+
+@click.command("build-day-rollups")
+def build_day_rollups_command():
+    """Sum the daily rollups of every organization that lacks them (after the
+    upgrade to migration 0029, or a stopped build) now, instead of waiting for
+    the hourly task. Safe while the app serves: short transactions, resumable."""
+    import time
+
+    from costguardian.services.usage import days
+
+    with connected(db):
+        stale = days.stale_organizations()
+        if not stale:
+            click.echo("every organization's daily rollups are complete")
+            return
+        for org_id in stale:
+            started = time.monotonic()
+            days.build(org_id)
+            click.echo(f"organization {org_id}: daily rollups built in {time.monotonic() - started:.1f} s")

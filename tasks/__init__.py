@@ -288,6 +288,15 @@ def prune_usage_events() -> None:
     retention.prune_all()
 
 
+@app_periodic_task(crontab(minute="10", hour="1"))
+def create_usage_partitions() -> None:
+    """Daily (PostgreSQL): the usage_event partitions of this month and the
+    next three exist (services/ops/partitions.py); a no-op on SQLite."""
+    from costguardian.services.ops import partitions
+
+    partitions.ensure_ahead()
+
+
 @app_task()
 def build_org_export(export_id: int) -> None:
     """An owner's export of the whole organization: the zip archive, then a
@@ -363,6 +372,24 @@ def realign_stale_rollups() -> None:
     from costguardian.services.usage import realign
 
     realign.realign_stale()
+
+
+@app_task(retries=3, retry_delay=60)
+def build_day_rollups(org_id: int) -> None:
+    """Sum an organization's daily rollups again from its hourly ones (after a
+    change of time zone), in steps (services/usage/days.py)."""
+    from costguardian.services.usage import days
+
+    days.build(org_id)
+
+
+@app_periodic_task(crontab(minute="19"))
+def build_stale_day_rollups() -> None:
+    """Hourly: organizations whose daily rollups are missing (from before
+    0029), unfinished (a lost task) or in another zone get them built."""
+    from costguardian.services.usage import days
+
+    days.build_stale()
 
 
 @app_periodic_task(crontab(minute="12"))

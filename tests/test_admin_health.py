@@ -17,7 +17,7 @@ from huey import crontab
 
 import tasks
 from costguardian.extensions import db
-from costguardian.models import AuditLog, Delivery, ErrorCount, TaskRun, User
+from costguardian.models import AuditLog, Delivery, ErrorCount, Organization, TaskRun, User
 from costguardian.services.platform import health
 from tests.support import Client, make_org, make_user, other_app
 
@@ -299,8 +299,10 @@ def test_background_work_left_running_shows_on_the_page_and_in_check_deploy(app,
 
     page = people["superadmin"].get(PAGE).get_data(as_text=True)
     assert 'data-testid="backfills"' not in page and 'data-testid="rollup-moves"' not in page
+    assert 'data-testid="day-rollup-builds"' not in page
     org = make_org("Acme", owner=User.by_email("owner@acme.com"))
     RollupMove.create(organization=org, old=0, new=30, last_id=10)  # as a change to Asia/Kolkata leaves it
+    Organization.update(day_rollup_zone=None).where(Organization.id == org.id).execute()  # as 0029 leaves it
     name = "0023_usage_event_credential"
     batched.register(db.obj, name)
     try:
@@ -311,5 +313,7 @@ def test_background_work_left_running_shows_on_the_page_and_in_check_deploy(app,
             output = app.test_cli_runner().invoke(args=["check-deploy"]).output
         assert f"warn  background work: 1 backfill(s) still to run: {name}" in output
         assert "warn  background work: 1 organization(s) still moving usage totals" in output
+        assert "1 organization still summing daily usage totals" in page.split('data-testid="day-rollup-builds"', 1)[1]
+        assert "warn  background work: 1 organization(s) still summing daily rollups" in output
     finally:
         batched.run(db.obj, name)  # leave the session's database with nothing pending

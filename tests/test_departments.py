@@ -204,6 +204,10 @@ def test_merge_moves_members_keys_children_and_history(org, history):
     # the rollups still equal the events, department by department
     events = _event_sums(org)
     assert {k: (v[0], v[1]) for k, v in after.items()} == events
+    # and the daily rollups (what the pages read) still equal the hourly ones
+    from costguardian.services.usage import days
+
+    assert days.differences(org) == [] and days.ready(org)
     # new usage naming the merged department's children keeps working; the merged name is gone
     result = ingest.ingest(org, None, _events("late", "Marketing", 1))
     assert result.count("rejected") == 1

@@ -56,6 +56,36 @@ def _foreign_keys(database) -> dict:
             for table in database.get_tables() if table not in BOOKKEEPING}
 
 
+def _partitioning(database) -> set[str]:
+    """What PostgreSQL has beyond the models since 0030 (services/ops/partitions.py): usage_event's
+    month partitions and its key table usage_event_key, which holds the uniqueness of
+    (organization, event_id) instead of usage_event. SQLite keeps the model's table exactly."""
+    if not isinstance(database, PostgresqlDatabase):
+        return set()
+    rows = database.execute_sql("SELECT inhrelid::regclass::text FROM pg_inherits "
+                                "WHERE inhparent = 'usage_event'::regclass").fetchall()
+    return {name.strip('"') for name, in rows} | {"usage_event_key"}
+
+
+def _model_diff(database):
+    """diff_models, but on PostgreSQL usage_event's indexes are compared here: peewee's introspection
+    sees no index of a partitioned table, and (organization, event_id) is unique in usage_event_key."""
+    diff = diff_models(database, ALL_MODELS)
+    if not isinstance(database, PostgresqlDatabase):
+        return diff
+    rows = database.execute_sql(
+        "SELECT ix.indisunique, ARRAY(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(n, o) "
+        "JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.n ORDER BY k.o) "
+        "FROM pg_index ix WHERE ix.indrelid = 'usage_event'::regclass AND NOT ix.indisprimary").fetchall()
+    found = {(tuple(columns), unique) for unique, columns in rows}
+    wanted = {(i.columns, i.unique) for i in diff.add_indexes if i.table == "usage_event"}
+    assert found == wanted - {(("organization_id", "event_id"), True)}, (found, wanted)
+    key = database.execute_sql("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'p' "
+                               "AND conrelid = 'usage_event_key'::regclass").fetchone()
+    assert key == ("PRIMARY KEY (organization_id, event_id)",)
+    return diff._replace(add_indexes=[i for i in diff.add_indexes if i.table != "usage_event"])
+
+
 def test_migrations_from_empty_equal_the_models(scratch_databases):
     migrated, from_models = scratch_databases
     previous = db.obj
@@ -63,11 +93,12 @@ def test_migrations_from_empty_equal_the_models(scratch_databases):
         db.initialize(migrated)
         applied = migration_runner(migrated).up()
         assert applied and applied[0] == "0001_initial"
-        assert not diff_models(migrated, ALL_MODELS), str(diff_models(migrated, ALL_MODELS))
+        assert not _model_diff(migrated), str(_model_diff(migrated))
+        extra = _partitioning(migrated)
         db.initialize(from_models)
         from_models.create_tables(ALL_MODELS)
-        assert _columns(migrated) == _columns(from_models)
-        assert _foreign_keys(migrated) == _foreign_keys(from_models)
+        assert {t: c for t, c in _columns(migrated).items() if t not in extra} == _columns(from_models)
+        assert {t: k for t, k in _foreign_keys(migrated).items() if t not in extra} == _foreign_keys(from_models)
         assert migration_runner(migrated).up() == []  # idempotent
     finally:
         db.initialize(previous)

@@ -204,6 +204,8 @@ def snapshot(database) -> dict[str, dict[tuple, dict]]:
         if table in BOOKKEEPING:
             continue
         keys = database.get_primary_keys(table)
+        if "id" in keys:  # usage_event's key became (id, occurred_at) when 0030 partitioned it: rows keep their id
+            keys = ["id"]
         cursor = database.execute_sql(f'SELECT * FROM "{table}"')
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, values)) for values in cursor.fetchall()]

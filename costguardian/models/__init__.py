@@ -19,7 +19,8 @@ from costguardian.models.onboarding import OnboardingProgress
 from costguardian.models.platform import (ErrorCount, GlobalPriceOverride, Impersonation, PlatformSetting,
                                           PlatformToken, TaskRun, UserSession)
 from costguardian.models.usage import (NO_DEPARTMENT, NO_KEY, NO_USER, ModelAlias, PriceOverride, RollupMove,
-                                       UsageDimension, UsageEvent, UsageRollup, UsageTagRollup)
+                                       UsageDayRollup, UsageDayTagRollup, UsageDimension, UsageEvent, UsageRollup,
+                                       UsageTagRollup)
 from costguardian.models.team import DomainJoin, Invitation
 from costguardian.models.user import ExternalIdentity, PasswordResetToken, User
 
@@ -31,6 +32,7 @@ ALL_MODELS = [
     TemplateOverride, NotificationOnce,
     Invitation, DomainJoin,
     ApiKey, UsageEvent, UsageRollup, UsageTagRollup, UsageDimension, PriceOverride, ModelAlias,
+    UsageDayRollup, UsageDayTagRollup,
     Budget, BudgetSpend, BudgetIncrease, BudgetAlert,
     ProviderCredential, GatewayReservation,
     GatewayRequest, GatewayRequestBody,
@@ -53,6 +55,6 @@ __all__ = [
     "Delivery", "DeliveryAttempt", "Notification", "NotificationOnce", "NotificationPreference", "NotificationSettings",
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
-    "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayRequestBody", "GatewayReservation", "Invitation", "Membership",
+    "UsageDayRollup", "UsageDayTagRollup", "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayRequestBody", "GatewayReservation", "Invitation", "Membership",
     "Organization", "OrgExport", "OutboxMessage", "RollupMove", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
 ]

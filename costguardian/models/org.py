@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, JSONField, TextField
+from peewee import BooleanField, CharField, DateField, DateTimeField, ForeignKeyField, IntegerField, JSONField, TextField
 
 from costguardian import clock
 from costguardian.models.base import BaseModel
@@ -21,6 +21,12 @@ class Organization(BaseModel):
     # (services/usage/rollups.py): the zone's standard offset mod 60, cached
     # when the organization is created and re-aligned when its zone changes.
     rollup_offset_minutes = IntegerField(default=0)
+    # The zone the daily rollups (UsageDayRollup) were summed in, and how far
+    # they are built: exact for the local days before day_rollups_until, for
+    # every day when it is None. Queries read them only when the zone is
+    # time_zone and they are complete (services/usage/days.py).
+    day_rollup_zone = CharField(max_length=64, null=True)
+    day_rollups_until = DateField(null=True)
     currency = CharField(max_length=3, default="USD")  # display only; money is stored in USD nanos
     # Anyone signing in with a verified address at join_domain joins as
     # join_domain_role, once the domain itself is verified (join_domain_verified_at).

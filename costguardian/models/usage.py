@@ -2,8 +2,8 @@
 an organization sets itself and the names it gives its models."""
 from __future__ import annotations
 
-from peewee import (BigIntegerField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
-                    IntegerField, JSONField)
+from peewee import (BigIntegerField, BooleanField, CharField, CompositeKey, DateField, DateTimeField,
+                    ForeignKeyField, IntegerField, JSONField)
 
 from costguardian import clock
 from costguardian.models.base import BaseModel
@@ -55,11 +55,11 @@ class UsageEvent(TenantModel):
 
 
 class RollupBase(BaseModel):
-    """The columns every rollup shares: the organization, the UTC hour, the
-    attribution dimensions and the summed measures (no table of its own)."""
+    """The columns every rollup shares: the organization, the attribution
+    dimensions and the summed measures (no table of its own). Hourly rollups
+    add their bucket's start (`hour`), daily ones the local date (`day`)."""
 
     organization = ForeignKeyField(Organization, on_delete="CASCADE", index=False)  # the key starts with it
-    hour = DateTimeField()
     provider = CharField(max_length=64)
     model = CharField(max_length=128)
     api_key_id = IntegerField(default=NO_KEY)
@@ -81,6 +81,8 @@ class RollupBase(BaseModel):
 class UsageRollup(RollupBase):
     """Sums per UTC hour and dimension combination; dashboards read these."""
 
+    hour = DateTimeField()  # the bucket's start, naive UTC (services/usage/rollups.py bucket_start)
+
     KEY = ("hour",) + RollupBase.DIMENSIONS  # with organization: the unique key
 
     class Meta:
@@ -99,6 +101,7 @@ UsageRollup.add_index(UsageRollup.index(UsageRollup.organization, UsageRollup.pr
 class UsageTagRollup(RollupBase):
     """The same sums per tag, for filtering and grouping by tag."""
 
+    hour = DateTimeField()
     tag = CharField(max_length=100)
 
     DIMENSIONS = ("tag",) + RollupBase.DIMENSIONS
@@ -107,6 +110,43 @@ class UsageTagRollup(RollupBase):
     class Meta:
         primary_key = CompositeKey("organization", "tag", "hour", "provider", "model", "api_key_id", "user_ref",
                                    "department_id")
+
+
+class UsageDayRollup(RollupBase):
+    """The hourly rollups summed per local day of the organization's zone: the
+    row of day D holds every hourly row whose bucket starts on D there. Kept
+    in the same transaction as the hourly rows (services/usage/days.py), so
+    long ranges read a 24th of the rows. Valid while
+    Organization.day_rollup_zone is the organization's zone and
+    day_rollups_until is None (complete)."""
+
+    day = DateField()
+
+    KEY = ("day",) + RollupBase.DIMENSIONS
+    HOURLY = UsageRollup
+
+    class Meta:
+        primary_key = CompositeKey("organization", "day", "provider", "model", "api_key_id", "user_ref",
+                                   "department_id")
+
+
+class UsageDayTagRollup(RollupBase):
+    """The per-tag rollups summed per local day, like UsageDayRollup."""
+
+    day = DateField()
+    tag = CharField(max_length=100)
+
+    DIMENSIONS = ("tag",) + RollupBase.DIMENSIONS
+    KEY = ("tag", "day") + RollupBase.DIMENSIONS
+    HOURLY = UsageTagRollup
+
+    class Meta:
+        primary_key = CompositeKey("organization", "tag", "day", "provider", "model", "api_key_id", "user_ref",
+                                   "department_id")
+
+
+UsageRollup.DAILY = UsageDayRollup
+UsageTagRollup.DAILY = UsageDayTagRollup
 
 
 class UsageDimension(BaseModel):

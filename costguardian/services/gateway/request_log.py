@@ -204,7 +204,6 @@ class RequestFilter:
 class Row:
     request: GatewayRequest
     key_name: str
-    local_time: datetime
     event: UsageEvent | None
 
     @property
@@ -216,10 +215,6 @@ class Row:
 class Page:
     rows: list[Row]
     next_cursor: str | None  # the `before` of the next (older) page
-
-
-def local(org, moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc).astimezone(clock.zone(org))
 
 
 def _utc_midnight(org, day: date) -> datetime:
@@ -251,8 +246,8 @@ def search(org, flt: RequestFilter, *, bodies: bool = False, before: str | None 
     found = list(listing(org, flt, bodies=bodies, before=before).limit(per_page + 1))
     shown = found[:per_page]
     events = _events(org, [r.request_id for r in shown if r.forwarded])
-    rows = [Row(r, r.api_key.name if r.api_key_id and r.api_key else "", local(org, r.started_at),
-                events.get(r.request_id)) for r in shown]
+    rows = [Row(r, r.api_key.name if r.api_key_id and r.api_key else "", events.get(r.request_id))
+            for r in shown]
     return Page(rows, cursor_of(shown[-1]) if len(found) > per_page else None)
 
 
@@ -323,8 +318,7 @@ def detail(org, request_id: str, *, bodies: bool = False) -> Detail | None:
     if request is None:
         return None
     event = _events(org, [request.request_id]).get(request.request_id)
-    row = Row(request, request.api_key.name if request.api_key_id and request.api_key else "",
-              local(org, request.started_at), event)
+    row = Row(request, request.api_key.name if request.api_key_id and request.api_key else "", event)
     body = GatewayRequestBody.in_org(org).where(GatewayRequestBody.request_id == request.request_id).first() \
         if bodies else None
     return Detail(row, body)

@@ -18,7 +18,12 @@ Ingest refuses an event older than the kept window: its event id may be one
 already pruned, and accepting it again would count it twice in the rollups.
 
 Deletion runs in batches of BATCH rows, oldest first, each in its own short
-transaction, so a large first prune never holds one long lock.
+transaction, so a large first prune never holds one long lock. On PostgreSQL,
+where usage events are partitioned by month (services/ops/partitions.py), a
+month partition whose every row is past its organization's cutoff is first
+detached and dropped whole; the batches delete what is left (organizations
+whose shorter retention ends inside a month others keep) and the events'
+idempotency keys (usage_event_key).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from costguardian.db import write_transaction
 from costguardian.models import GatewayRequest, GatewayRequestBody, Organization, UsageEvent
 from costguardian.services.actor import Actor
 from costguardian.services.errors import ValidationError
+from costguardian.services.ops import partitions
 from costguardian.services.team import audit
 
 MIN_DAYS, MAX_DAYS = 30, 3650
@@ -100,19 +106,23 @@ def _delete_batches(model, time_column, org_id: int, cutoff: datetime, batch: in
             ids = [i for i, in model.select(model.id)
                    .where(model.organization == org_id, time_column < cutoff)
                    .order_by(time_column, model.id).limit(batch).tuples()]
-            if ids:
-                deleted += model.delete().where(model.id.in_(ids)).execute()
+            if ids:  # the time bound lets PostgreSQL look in the old partitions only
+                deleted += model.delete().where(model.id.in_(ids), time_column < cutoff).execute()
         if len(ids) < batch:
             return deleted
 
 
-def prune_org(org: Organization, now: datetime | None = None, batch: int = BATCH) -> dict[str, int]:
+def prune_org(org: Organization, now: datetime | None = None, batch: int = BATCH,
+              dropped: int = 0) -> dict[str, int]:
     """Delete the organization's raw events, request rows (and their bodies)
-    older than its retention; returns how many of each."""
+    older than its retention; returns how many of each (with `dropped`, its
+    events prune_all already dropped with whole partitions)."""
     cutoff = pruned_before(org, now)
     if cutoff is None:
-        return {"usage_events": 0, "gateway_requests": 0}
-    result = {"usage_events": _delete_batches(UsageEvent, UsageEvent.occurred_at, org.id, cutoff, batch),
+        return {"usage_events": dropped, "gateway_requests": 0}
+    events = dropped + _delete_batches(UsageEvent, UsageEvent.occurred_at, org.id, cutoff, batch)
+    partitions.delete_keys(org.id, cutoff, batch)  # after their events: a kept event never loses its key
+    result = {"usage_events": events,
               "gateway_requests": _delete_batches(GatewayRequest, GatewayRequest.started_at, org.id, cutoff, batch)}
     # Bodies have their own, shorter retention; none outlives its request row.
     _delete_batches(GatewayRequestBody, GatewayRequestBody.created_at, org.id, cutoff, batch)
@@ -128,11 +138,15 @@ def prune_all(now: datetime | None = None, batch: int = BATCH) -> dict[str, int]
     from costguardian.services import billing
 
     now = now or clock.now()
+    dropped = {}
+    if partitions.partitioned():
+        cutoffs = {org.id: pruned_before(org, now) for org in Organization.select()}
+        dropped = partitions.drop_expired(cutoffs, now)
     query = Organization.select().order_by(Organization.id)
     if not billing.enabled():
         query = query.where(Organization.usage_event_retention_days.is_null(False))
     totals = {"usage_events": 0, "gateway_requests": 0}
     for org in query:
-        for name, count in prune_org(org, now, batch).items():
+        for name, count in prune_org(org, now, batch, dropped.get(org.id, 0)).items():
             totals[name] += count
     return totals

@@ -179,6 +179,7 @@ class DatabaseHealth:
     unknown: list[str] = field(default_factory=list)  # applied here, no file in this release
     backfills: list[str] = field(default_factory=list)  # batched backfills still to run (flask migrate --backfills)
     rollup_moves: int = 0  # organizations whose rollups are still moving to a new zone's hours
+    day_rollup_builds: int = 0  # organizations whose daily rollups are being summed (pages read hourly ones)
 
     @property
     def all_applied(self) -> bool:
@@ -204,19 +205,20 @@ def database() -> DatabaseHealth:
         log.warning("database health check failed", exc_info=True)
         return DatabaseHealth(ok=False, backend=backend, error=f"{type(exc).__name__}: {exc}"[:300])
     files = [m for m in status if m.path is not None]
-    backfills, moves = background_work()
+    backfills, moves, day_builds = background_work()
     return DatabaseHealth(ok=True, backend=backend, size_bytes=int(size), migrations_total=len(files),
                           migrations_applied=sum(1 for m in files if m.applied),
                           pending=[m.name for m in files if not m.applied],
                           unknown=[m.name for m in status if m.path is None],
-                          backfills=backfills, rollup_moves=moves)
+                          backfills=backfills, rollup_moves=moves, day_rollup_builds=day_builds)
 
 
-def background_work() -> tuple[list[str], int]:
+def background_work() -> tuple[list[str], int, int]:
     """What an upgrade or a change of zone left running in the background:
-    batched backfills not finished, and organizations with a rollup move
-    pending (services/usage/realign.py). Empty on a database too old to have
-    the tables (the migrations are reported pending then)."""
+    batched backfills not finished, organizations with a rollup move
+    pending (services/usage/realign.py), and organizations whose daily
+    rollups are still to be summed (services/usage/days.py). Empty on a
+    database too old to have the tables (the migrations are reported pending then)."""
     from costguardian import migrations_batched
     from costguardian.models import RollupMove
 
@@ -228,7 +230,13 @@ def background_work() -> tuple[list[str], int]:
         moves = RollupMove.select(RollupMove.organization).distinct().count()
     except Exception:  # before 0027
         moves = 0
-    return backfills, moves
+    try:
+        from costguardian.services.usage import days
+
+        day_builds = len(days.stale_organizations())
+    except Exception:  # before 0029
+        day_builds = 0
+    return backfills, moves, day_builds
 
 
 # --- deliveries and errors ------------------------------------------------------------

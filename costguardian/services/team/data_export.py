@@ -66,6 +66,8 @@ from costguardian.models import (
     RollupMove,
     StripeEvent,
     TemplateOverride,
+    UsageDayRollup,
+    UsageDayTagRollup,
     UsageDimension,
     UsageEvent,
     UsageRollup,
@@ -280,6 +282,9 @@ NOT_EXPORTED = {
     # A move of the rollups to a new time zone's hours, in progress; the
     # rollups themselves are exported.
     RollupMove: "rollup moves in progress (internal bookkeeping)",
+    # The hourly rollups summed per local day: derived, the hourly rows are exported.
+    UsageDayRollup: "daily sums of the hourly rollups (derived from usage_rollups)",
+    UsageDayTagRollup: "daily sums of the per-tag rollups (derived from usage_tag_rollups)",
 }
 
 

@@ -20,8 +20,8 @@ from peewee import JOIN, IntegrityError, OperationalError, fn
 from costguardian import clock
 from costguardian.db import write_transaction
 from costguardian.extensions import db
-from costguardian.models import (NO_DEPARTMENT, Budget, Department, Membership, User, UsageEvent, UsageRollup,
-                                 UsageTagRollup)
+from costguardian.models import (NO_DEPARTMENT, Budget, Department, Membership, User, UsageDayRollup,
+                                 UsageDayTagRollup, UsageEvent, UsageRollup, UsageTagRollup)
 from costguardian.models.org import caseless
 from costguardian.services.budgets import accounting as budget_accounting
 from costguardian.services.team import audit
@@ -282,6 +282,8 @@ def _fold(source: Department, target: Department | None) -> MergeResult:
             result.api_keys = moved
     for table in (UsageRollup, UsageTagRollup):
         result.rollup_rows += _move_rollups(table, org_id, source.id, target_id or NO_DEPARTMENT)
+    for table in (UsageDayRollup, UsageDayTagRollup):  # the same sums per local day (services/usage/days.py)
+        _move_rollups(table, org_id, source.id, target_id or NO_DEPARTMENT)
     Department.delete().where(Department.id == source.id).execute()
     return result
 

@@ -1,6 +1,8 @@
 """Organizations and memberships: creation, settings, roles and their rules."""
 from __future__ import annotations
 
+import logging
+
 import re
 import unicodedata
 from zoneinfo import available_timezones
@@ -63,8 +65,10 @@ def create_organization(name: str, owner: User, actor: Actor, time_zone: str = "
             continue
         try:
             with db.atomic():
+                # No usage yet, so its daily rollups are complete (and empty) in its zone.
                 org = Organization.create(name=name, slug=slug, time_zone=time_zone, currency=currency,
-                                          rollup_offset_minutes=rollups.alignment_of(time_zone))
+                                          rollup_offset_minutes=rollups.alignment_of(time_zone),
+                                          day_rollup_zone=time_zone, day_rollups_until=None)
                 membership = Membership.create(organization=org, user=owner, role=permissions.OWNER)
         except IntegrityError:  # lost a race for this slug; try the next one
             continue
@@ -107,7 +111,20 @@ def update_settings(org: Organization, actor: Actor, name: str, time_zone: str, 
         # A new bucket alignment moves the rollups in a task, whose last batch rebuilds the budgets again.
         realign.change_alignment(org, rollups.alignment_of(time_zone))
         budget_accounting.rebuild_org(org)
+        # The daily rollups' days have other edges now: pages read the hourly
+        # ones until a task has summed them again in the new zone (usage/days.py).
+        _enqueue_day_build(org.id)
     return org
+
+
+def _enqueue_day_build(org_id: int) -> None:
+    from costguardian.services import queue
+
+    try:
+        queue.enqueue("build_day_rollups", org_id)
+    except Exception:  # the hourly build_stale_day_rollups task finds the organization
+        logging.getLogger(__name__).exception("could not enqueue the daily rollups' build of organization %s",
+                                              org_id)
 
 
 # --- memberships --------------------------------------------------------------

@@ -19,9 +19,9 @@ from decimal import Decimal
 from peewee import SQL, Case, PostgresqlDatabase, fn
 
 from costguardian import clock
-from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Department, Membership, User, UsageDimension,
-                                 UsageRollup, UsageTagRollup)
-from costguardian.services.usage import rollups
+from costguardian.models import (NO_DEPARTMENT, NO_KEY, NO_USER, ApiKey, Department, Membership, User,
+                                 UsageDayRollup, UsageDayTagRollup, UsageDimension, UsageRollup, UsageTagRollup)
+from costguardian.services.usage import days as day_rollups, rollups
 
 GROUPS = ("provider", "model", "api_key", "user", "department", "tag")
 INTERVALS = ("total", "day", "month")
@@ -158,30 +158,37 @@ def department_subtree(org, ids: list[int]) -> list[int]:
     return sorted(result)
 
 
-def _table(flt: UsageFilter, group_by: str | None):
-    return UsageTagRollup if flt.tags or group_by == "tag" else UsageRollup
+def _table(org, flt: UsageFilter, group_by: str | None):
+    hourly = UsageTagRollup if flt.tags or group_by == "tag" else UsageRollup
+    return hourly.DAILY if day_rollups.ready(org) else hourly
 
 
-def _parts(flt: UsageFilter, group_by: str | None) -> list[tuple[object, list, int]]:
+def _parts(org, flt: UsageFilter, group_by: str | None) -> list[tuple[object, list, int]]:
     """What to read for `flt`: [(rollup table, extra conditions, sign)], summed
     with their signs. One part without a source; the gateway's tag rows for
-    "gateway"; every row minus the gateway's for "ingest"."""
+    "gateway"; every row minus the gateway's for "ingest". The daily rollups
+    when the organization's are ready (a filter is always whole local days),
+    else the hourly ones."""
     if not flt.source:
-        return [(_table(flt, group_by), [], 1)]
+        return [(_table(org, flt, group_by), [], 1)]
     if flt.source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}")
     if flt.tags or group_by == "tag":
         raise SourceWithTag("a source cannot be combined with a tag filter or grouping")
-    gateway = (UsageTagRollup, [UsageTagRollup.tag == GATEWAY_TAG], 1)
+    rows, tag_rows = (UsageDayRollup, UsageDayTagRollup) if day_rollups.ready(org) else (UsageRollup, UsageTagRollup)
+    gateway = (tag_rows, [tag_rows.tag == GATEWAY_TAG], 1)
     if flt.source == "gateway":
         return [gateway]
-    return [(UsageRollup, [], 1), (UsageTagRollup, gateway[1], -1)]
+    return [(rows, [], 1), (tag_rows, gateway[1], -1)]
 
 
 def rollup_conditions(org, table, flt: UsageFilter) -> list:
-    """The WHERE of `flt` on a rollup table (UsageRollup or UsageTagRollup)."""
-    start, end = utc_bounds(org, flt.start, flt.end)
-    conditions = [table.organization == org, table.hour >= start, table.hour < end]
+    """The WHERE of `flt` on a rollup table (hourly or daily, with or without tags)."""
+    if _is_daily(table):
+        conditions = [table.organization == org, table.day >= flt.start, table.day <= flt.end]
+    else:
+        start, end = utc_bounds(org, flt.start, flt.end)
+        conditions = [table.organization == org, table.hour >= start, table.hour < end]
     if flt.providers:
         conditions.append(table.provider.in_(flt.providers))
     if flt.models:
@@ -197,6 +204,10 @@ def rollup_conditions(org, table, flt: UsageFilter) -> list:
     return conditions
 
 
+def _is_daily(table) -> bool:
+    return table in (UsageDayRollup, UsageDayTagRollup)
+
+
 def _sums(table):
     return [fn.SUM(getattr(table, m)).alias(m) for m in UsageRollup.MEASURES]
 
@@ -209,7 +220,7 @@ def summarize(org, flt: UsageFilter, group_by: str | None = None, interval: str 
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
     sums: dict[tuple, list[int]] = {}
-    for table, extra, sign in _parts(flt, group_by):
+    for table, extra, sign in _parts(org, flt, group_by):
         group_columns = [getattr(table, _COLUMN[group_by])] if group_by is not None else []
         for segment, day in _day_segments(org, table, flt, interval != "total"):
             columns = group_columns + ([day] if day is not None else [])
@@ -241,7 +252,7 @@ def summarize_many(org, flt: UsageFilter, groups: tuple[str, ...]) -> dict[str, 
     if "tag" in groups or not set(groups) <= set(GROUPS):
         raise ValueError("summarize_many takes groups other than tag")
     sums: dict[str, dict[object, list[int]]] = {g: {} for g in groups}
-    for table, extra, sign in _parts(flt, None):
+    for table, extra, sign in _parts(org, flt, None):
         columns = [getattr(table, _COLUMN[g]) for g in groups]
         query = (table.select(*columns, *_sums(table)).where(*rollup_conditions(org, table, flt), *extra)
                  .group_by(*columns).tuples())
@@ -273,6 +284,8 @@ def _day_segments(org, table, flt: UsageFilter, by_day: bool) -> list[tuple[list
     one segment with no expression."""
     if not by_day:
         return [([], None)]
+    if _is_daily(table):
+        return [([], table.day)]
     start, end = utc_bounds(org, flt.start, flt.end)
     return [([table.hour >= seg_start, table.hour < seg_end], _local_date_sql(table.hour, minutes))
             for seg_start, seg_end, minutes in _offset_segments(org, start, end)]
@@ -322,7 +335,7 @@ def daily_series(org, flt: UsageFilter, stack_by: str | None = None, top: int = 
     if stack_by is not None and stack_by not in GROUPS:
         raise ValueError(f"stack_by must be one of {', '.join(GROUPS)}")
     by_key: dict = defaultdict(lambda: defaultdict(int))
-    for table, extra, sign in _parts(flt, stack_by):
+    for table, extra, sign in _parts(org, flt, stack_by):
         columns = [getattr(table, _COLUMN[stack_by])] if stack_by else []
         for segment, day in _day_segments(org, table, flt, True):
             query = (table.select(*columns, day, fn.SUM(table.cost_nanos))
@@ -521,12 +534,16 @@ def month_to_date(org, day: date | None = None) -> MonthToDate:
     last_start, last_end = month_range(day.replace(day=1) - timedelta(days=1))
     last_same = same_day_last_month(day)
     # local-day boundaries of the stretches, as UTC hours
-    edges = [utc_bounds(org, first, first)[0] for first in
-             (last_start, last_same + timedelta(days=1), day.replace(day=1), day)] + [utc_bounds(org, day, day)[1]]
-    table = UsageRollup
-    bucket = Case(None, [(table.hour < edge, index) for index, edge in enumerate(edges[1:])], None)
+    firsts = (last_start, last_same + timedelta(days=1), day.replace(day=1), day)
+    if day_rollups.ready(org):
+        table, column = UsageDayRollup, UsageDayRollup.day
+        edges = list(firsts) + [day + timedelta(days=1)]
+    else:
+        table, column = UsageRollup, UsageRollup.hour
+        edges = [utc_bounds(org, first, first)[0] for first in firsts] + [utc_bounds(org, day, day)[1]]
+    bucket = Case(None, [(column < edge, index) for index, edge in enumerate(edges[1:])], None)
     query = (table.select(bucket, *_sums(table))
-             .where(table.organization == org, table.hour >= edges[0], table.hour < edges[-1])
+             .where(table.organization == org, column >= edges[0], column < edges[-1])
              .group_by(SQL("1")).tuples())  # by position: PostgreSQL sees a re-bound CASE as another expression
     parts = [Totals() for _ in range(4)]
     for index, *measures in query:

@@ -35,7 +35,7 @@ from costguardian.extensions import db
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, Organization, RollupMove, UsageEvent, UsageRollup,
                                  UsageTagRollup)
 from costguardian.services import queue
-from costguardian.services.usage import rollups
+from costguardian.services.usage import days, rollups
 
 BATCH = 5000
 STALLED_AFTER = timedelta(minutes=10)  # a move with no batch for this long is enqueued again
@@ -113,11 +113,13 @@ def move_batch(move_id: int) -> tuple[int, bool] | None:
                 _add(totals[(hour,) + rest], measures, sign)
                 for tag in event.tags or ():
                     _add(tag_totals[(tag, hour) + rest], measures, sign)
+        day_sink = days.sink_for_write(org_id)
         for table, deltas in ((UsageRollup, totals), (UsageTagRollup, tag_totals)):
             deltas = {key: values for key, values in deltas.items() if any(values)}
             if deltas:
-                rollups.upsert_rollups(table, org_id, deltas)
+                rollups.upsert_rollups(table, org_id, deltas, day_sink)
                 _drop_empty(table, org_id, sorted(emptied))
+                days.drop_empty(table, org_id, sorted(emptied), day_sink)
         (RollupMove.update(after_id=events[-1].id, updated_at=clock.now())
          .where(RollupMove.id == move_id).execute())
         return org_id, False

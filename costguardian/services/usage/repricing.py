@@ -18,7 +18,8 @@ from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent,
 from costguardian.services import queue
 from costguardian.services.budgets import accounting as budget_accounting
 from costguardian.services.usage.pricing import OrgPrices, Tokens
-from costguardian.services.usage.rollups import alignment_for_write, bucket_start, upsert_rollups
+from costguardian.services.usage import days
+from costguardian.services.usage.rollups import bucket_start, upsert_rollups, write_state
 
 CHUNK = 2000
 
@@ -102,7 +103,8 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     renamed_from: set[str] = set()
-    aligned_to = alignment_for_write(org.id)
+    state = write_state(org.id)
+    aligned_to = state.alignment
     for event in events:
         tokens = Tokens(event.input_tokens, event.cache_read_tokens, event.cache_write_tokens, event.output_tokens)
         cost, priced_by = prices.price(event.provider, model, event.occurred_at, tokens, event.batch,
@@ -125,13 +127,14 @@ def _rewrite_chunk(org: Organization, events: list, model: str, prices: OrgPrice
         org.id, [budget_accounting.event_row(e) for e in events if e.id in changed],
         [budget_accounting.event_row(e, model, changed[e.id]) for e in events if e.id in changed])
     _update_events(updates, model)
-    _apply(UsageRollup, org.id, totals)
-    _apply(UsageTagRollup, org.id, tag_totals)
+    _apply(UsageRollup, org.id, totals, state.days)
+    _apply(UsageTagRollup, org.id, tag_totals, state.days)
     if renamed_from:  # rollup rows left with nothing in them
         provider = events[0].provider
         for table in (UsageRollup, UsageTagRollup):
             table.delete().where(table.organization == org.id, table.provider == provider,
                                  table.model.in_(sorted(renamed_from)), table.requests == 0).execute()
+        days.drop_empty_models(org.id, provider, sorted(renamed_from))
     return len(updates)
 
 
@@ -150,10 +153,10 @@ def _add(into: list[int], measures: tuple, sign: int) -> None:
         into[i] += sign * value
 
 
-def _apply(table, org_id: int, totals: dict[tuple, list[int]]) -> None:
+def _apply(table, org_id: int, totals: dict[tuple, list[int]], day_sink) -> None:
     deltas = {key: values for key, values in totals.items() if any(values)}
     if deltas:
-        upsert_rollups(table, org_id, deltas)
+        upsert_rollups(table, org_id, deltas, day_sink)
 
 
 def _update_events(updates: list[tuple[int, int | None, str]], model: str) -> None:

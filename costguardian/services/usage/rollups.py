@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from peewee import OperationalError, PostgresqlDatabase, fn
@@ -22,6 +23,9 @@ from costguardian.db import write_transaction
 from costguardian.extensions import db
 from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.budgets import accounting as budget_accounting
+from costguardian.services.ops import partitions
+from costguardian.services.usage import days
+from costguardian.services.usage.days import DaySink
 
 
 def alignment_of(time_zone: str | None) -> int:
@@ -62,15 +66,26 @@ def alignment(org) -> int:
     return Organization.select(Organization.rollup_offset_minutes).where(Organization.id == org).scalar() or 0
 
 
-def alignment_for_write(org_id: int) -> int:
-    """The alignment, read inside a writing transaction holding the
-    organization row FOR SHARE on PostgreSQL (the lock budgets use), so a
-    realignment (services/usage/realign.py), which takes it alone, sees every
-    batch either entirely before or entirely after it changes the alignment."""
-    query = Organization.select(Organization.rollup_offset_minutes).where(Organization.id == org_id)
+class WriteState(NamedTuple):
+    alignment: int  # the buckets' alignment (bucket_start)
+    days: DaySink | None  # where the daily rollups take the deltas (services/usage/days.py)
+
+
+def write_state(org_id: int) -> WriteState:
+    """The alignment and the daily rollups' state, read inside a writing
+    transaction holding the organization row FOR SHARE on PostgreSQL (the
+    lock budgets use), so a realignment (services/usage/realign.py) or a
+    build step of the daily rollups, which take it alone, sees every batch
+    either entirely before or entirely after it changes them."""
+    query = (Organization.select(Organization.rollup_offset_minutes, Organization.time_zone,
+                                 Organization.day_rollup_zone, Organization.day_rollups_until)
+             .where(Organization.id == org_id).tuples())
     if isinstance(db.obj, PostgresqlDatabase):
         query = query.for_update("FOR SHARE")
-    return query.scalar() or 0
+    row = query.first()
+    if row is None:
+        return WriteState(0, None)
+    return WriteState(row[0] or 0, days.sink_of(row[1], row[2], row[3]))
 
 
 def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> set[str]:
@@ -86,11 +101,11 @@ def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> s
     for attempt in range(3):
         try:
             with write_transaction():
-                aligned_to = alignment_for_write(org_id)  # before any event id is drawn
+                state = write_state(org_id)  # before any event id is drawn
                 inserted = _insert_events(rows)
                 fresh = [row for row in rows if row["event_id"] in inserted]
                 if fresh:
-                    _add_to_rollups(org_id, fresh, aligned_to)
+                    _add_to_rollups(org_id, fresh, state.alignment, state.days)
                     grown = budget_accounting.add_events(org_id, fresh)
             if fresh and touched is not None:
                 touched |= grown
@@ -116,7 +131,7 @@ _PG_TYPES = {
     "cache_write_tokens": "bigint", "output_tokens": "bigint", "batch": "boolean", "service_tier": "text",
     "cost_nanos": "bigint", "priced_by": "text", "tags": "jsonb", "tag": "text", "hour": "timestamp",
     "requests": "bigint", "unpriced_requests": "bigint", "dimension": "text", "value": "text",
-    "last_hour": "timestamp", "credential_id": "integer",
+    "last_hour": "timestamp", "credential_id": "integer", "day": "date",
 }
 
 
@@ -155,13 +170,17 @@ def _insert_events(rows: list[dict]) -> set[str]:
     inserted: set[str] = set()
     for start in range(0, len(values), 1000):
         source, params = _rows_sql(columns, values[start:start + 1000])
+        if isinstance(db.obj, PostgresqlDatabase):  # partitioned: the keys live in usage_event_key
+            inserted.update(partitions.insert_events(columns, source, params,
+                                                     [row["occurred_at"] for row in rows[start:start + 1000]]))
+            continue
         sql = (f'INSERT INTO "usage_event" ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
                f'{source} ON CONFLICT DO NOTHING RETURNING "event_id"')
         inserted.update(r[0] for r in db.execute_sql(sql, params).fetchall())
     return inserted
 
 
-def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int) -> None:
+def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int, day_sink: DaySink | None = None) -> None:
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     for row in rows:
@@ -172,9 +191,9 @@ def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int) -> None:
         _accumulate(totals[key], measures)
         for tag in row["tags"]:
             _accumulate(tag_totals[(tag,) + key], measures)
-    upsert_rollups(UsageRollup, org_id, totals)
+    upsert_rollups(UsageRollup, org_id, totals, day_sink)
     if tag_totals:
-        upsert_rollups(UsageTagRollup, org_id, tag_totals)
+        upsert_rollups(UsageTagRollup, org_id, tag_totals, day_sink)
     record_dimensions(org_id, totals, tag_totals)
 
 
@@ -207,11 +226,17 @@ def _accumulate(into: list[int], measures: tuple) -> None:
         into[i] += value
 
 
-def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
+_READ = object()
+
+
+def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]], day_sink=_READ) -> None:
     """Add the totals (key tuple in model.KEY order -> measures in
     model.MEASURES order) to the rollup rows, creating missing ones: INSERT …
     ON CONFLICT DO UPDATE SET x = x + excluded.x. Keys are sorted so
-    concurrent batches lock rows in the same order (no deadlocks)."""
+    concurrent batches lock rows in the same order (no deadlocks).
+
+    Deltas to the hourly rollups go to the daily ones too (days.mirror), where
+    `day_sink` says (the caller's write_state().days; read here when not given)."""
     table = model._meta.table_name
     key_columns = ("organization_id",) + model.KEY
     columns = key_columns + model.MEASURES
@@ -224,6 +249,8 @@ def upsert_rollups(model, org_id: int, totals: dict[tuple, list[int]]) -> None:
         source, params = _rows_sql(columns, values)
         db.execute_sql(f'INSERT INTO "{table}" ({quoted}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {update}',
                        params)
+    if hasattr(model, "DAILY"):
+        days.mirror(model, org_id, totals, days.sink_for_write(org_id) if day_sink is _READ else day_sink)
 
 
 def unpriced_models(org):
