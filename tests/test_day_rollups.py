@@ -284,3 +284,20 @@ def test_the_migration_leaves_existing_organizations_to_the_task_or_the_command(
     assert f"organization {org.id}: daily rollups built in" in output
     _assert_exact(org)
     assert "complete" in app.test_cli_runner().invoke(args=["build-day-rollups"]).output
+
+
+def test_a_zone_changed_and_back_before_the_build_ran_is_built_again(app_ctx, make_org, pinned, real_queue):
+    """Berlin, then UTC and events, then Berlin again before the consumer ran
+    the first build: the daily rows missed those events, so they are stale
+    (pages read the hourly rows) until the queued builds have run."""
+    org = make_org("Acme", time_zone="Europe/Berlin")
+    _ingest(org, _events(100, seed=8))
+    orgs.update_settings(org, SYSTEM, org.name, "UTC", org.currency)
+    _ingest(org, _events(100, seed=9, prefix="utc"))
+    orgs.update_settings(org, SYSTEM, org.name, "Europe/Berlin", org.currency)
+    back = Organization.get_by_id(org.id)
+    assert not days.ready(back) and back.id in days.stale_organizations()
+    assert queries.explorer_report(back, UsageFilter(START, NOW.date()), "model").total.requests == 200
+    while (task := real_queue.dequeue()) is not None:
+        real_queue.execute(task)
+    _assert_exact(org)

@@ -306,3 +306,25 @@ def test_the_api_reports_a_re_sent_id_at_another_month_as_a_duplicate(app, app_c
     assert (first["accepted"], first["duplicates"]) == (2, 0)
     assert (again["accepted"], again["duplicates"]) == (0, 3)
     assert UsageEvent.select().count() == 2 and _totals(org)[0] == 2
+
+
+def test_events_are_found_by_id_in_their_own_month(app_ctx, make_org, backend):
+    """The request log and the chat read events by id: on PostgreSQL through
+    usage_event_key's times and the (organization, occurred_at) index of each
+    month, never a scan of every partition (the events table has no
+    (organization, event_id) index since 0030)."""
+    org = make_org("Acme")
+    with time_machine.travel(NOW.replace(tzinfo=timezone.utc), tick=False):
+        partitions.ensure_ahead()
+        assert _statuses(org, [_event(f"find-{i}", when) for i, when in enumerate(MONTHS)]) == ["accepted"] * 4
+    conditions = partitions.event_id_conditions(org.id, ["find-0", "find-3", "missing"])
+    assert sorted(e.event_id for e in UsageEvent.select().where(*conditions)) == ["find-0", "find-3"]
+    assert list(UsageEvent.select().where(*partitions.event_id_conditions(org.id, ["missing"]))) == []
+    if backend != "postgres":
+        return
+    sql, params = UsageEvent.select().where(*conditions).sql()
+    with db.atomic():
+        db.execute_sql("SET LOCAL enable_seqscan = off")  # the tables are tiny: ask what it would do at scale
+        plan = "\n".join(row for row, in db.execute_sql("EXPLAIN " + sql, params).fetchall())
+    assert "Seq Scan" not in plan, plan
+    assert plan.count(" on usage_event_") == 2, plan  # pruned to the two months that hold them, read by index

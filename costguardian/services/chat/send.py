@@ -31,6 +31,7 @@ from costguardian.models.chat import (ASSISTANT, BLOCKED, COMPARE, ERROR, OK, PE
 from costguardian.services.budgets import budgets
 from costguardian.services.chat import choices, context, conversations
 from costguardian.services.gateway import proxy, ratelimits
+from costguardian.services.ops import partitions
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ class _Turn:
         answer.status, answer.error = self.outcome, self.seen.error[:2000]
         if reply is not None and reply.record is not None:
             answer.latency_ms = reply.record.latency_ms
-        event = (UsageEvent.in_org(self.org).where(UsageEvent.event_id == answer.request_id).first()
+        event = (UsageEvent.select().where(*partitions.event_id_conditions(self.org.id, [answer.request_id])).first()
                  if answer.request_id else None)
         if event is not None:
             answer.input_tokens, answer.output_tokens = event.input_tokens, event.output_tokens

@@ -28,6 +28,7 @@ from costguardian.models import ApiKey, GatewayRequest, GatewayRequestBody, Orga
 from costguardian.models.org import MAX_ID
 from costguardian.services.actor import Actor
 from costguardian.services.errors import ValidationError
+from costguardian.services.ops import partitions
 from costguardian.services.team import audit
 
 BODY_LIMIT = 256 * 1024  # bytes kept of each body
@@ -287,7 +288,7 @@ def listing(org, flt: RequestFilter, *, bodies: bool = False, before: str | None
 def _events(org, request_ids: list[str]) -> dict[str, UsageEvent]:
     if not request_ids:
         return {}
-    return {e.event_id: e for e in UsageEvent.in_org(org).where(UsageEvent.event_id.in_(request_ids))}
+    return {e.event_id: e for e in UsageEvent.select().where(*partitions.event_id_conditions(org.id, request_ids))}
 
 
 def keys_of(org) -> list[tuple[int, str]]:

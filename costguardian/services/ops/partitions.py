@@ -132,6 +132,23 @@ def insert_events(columns: tuple[str, ...], source: str, params: list, moments: 
     raise AssertionError("unreachable")
 
 
+def event_id_conditions(org_id: int, event_ids: list[str]) -> list:
+    """The WHERE that finds the organization's events with these ids. On
+    PostgreSQL usage_event has no (organization, event_id) index (the key
+    table holds the uniqueness), so their times are read from usage_event_key
+    first: each event is then found in its own month by (organization,
+    occurred_at) instead of by a scan of every partition."""
+    from costguardian.models import UsageEvent
+
+    conditions = [UsageEvent.organization == org_id, UsageEvent.event_id.in_(list(event_ids))]
+    if isinstance(_real(None), PostgresqlDatabase):
+        times = sorted({moment for moment, in db.execute_sql(
+            f'SELECT "occurred_at" FROM "{KEY_TABLE}" WHERE "organization_id" = %s AND "event_id" = ANY(%s)',
+            (org_id, list(event_ids))).fetchall()})
+        conditions.append(UsageEvent.occurred_at.in_(times))
+    return conditions
+
+
 def ensure_months(months, database=None) -> list[str]:
     """Create the month partitions of `months` (any moments in them) that no
     partition holds yet; returns the names created. Safe when several

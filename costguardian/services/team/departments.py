@@ -25,6 +25,7 @@ from costguardian.models import (NO_DEPARTMENT, Budget, Department, Membership, 
 from costguardian.models.org import caseless
 from costguardian.services.budgets import accounting as budget_accounting
 from costguardian.services.team import audit
+from costguardian.services.usage import rollups
 from costguardian.services.usage import queries as usage_queries
 from costguardian.services.actor import Actor
 from costguardian.services.errors import RuleViolation, ValidationError
@@ -258,6 +259,10 @@ def _fold(source: Department, target: Department | None) -> MergeResult:
     """Move everything of `source` to `target` (None: no department) and
     delete `source`; the caller holds the transaction."""
     org_id = source.organization_id
+    # The organization row FOR SHARE, as every rollup writer holds it, so no
+    # build step of the daily rollups (which holds it alone) sums these rows
+    # while they move (services/usage/days.py).
+    rollups.write_state(org_id)
     result = MergeResult()
     target_id = target.id if target is not None else None
     if target is not None and target.id in descendant_ids(source.organization, source):

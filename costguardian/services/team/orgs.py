@@ -101,8 +101,15 @@ def update_settings(org: Organization, actor: Actor, name: str, time_zone: str, 
     if not changes:
         return org
     org.name, org.time_zone, org.currency, org.updated_at = name, time_zone, currency, clock.now()
+    only = [Organization.name, Organization.time_zone, Organization.currency, Organization.updated_at]
+    if "time_zone" in changes:
+        # The daily rollups are in another zone's days now: none are read or
+        # written until a build has summed them again (services/usage/days.py),
+        # even if the zone changes back before it ran (their rows missed the writes).
+        org.day_rollup_zone, org.day_rollups_until = None, None
+        only += [Organization.day_rollup_zone, Organization.day_rollups_until]
     # Never the rollups' alignment: only realign.change_alignment writes it, with the rollups.
-    org.save(only=[Organization.name, Organization.time_zone, Organization.currency, Organization.updated_at])
+    org.save(only=only)
     audit.record(actor, "org.updated", org=org, target=org, changes=changes)
     if "time_zone" in changes:  # budget periods start at another instant now
         from costguardian.services.budgets import accounting as budget_accounting

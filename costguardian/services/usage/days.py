@@ -147,7 +147,10 @@ def build_step(org_id: int) -> bool | None:
         if until is None:
             return True
         last = until + timedelta(days=STEP_DAYS - 1)
-        start, end = queries.utc_bounds(org, until, last)
+        # Exact local midnights, as `mirror` assigns days (by the local date of
+        # a bucket's start), also for hourly rows off the current grid (a
+        # realignment still moving them).
+        start, end = queries.exact_bounds(org, until, last)
         for hourly in (UsageRollup, UsageTagRollup):
             _sum_hours(org, hourly, start, end)
         more = UsageRollup.select(UsageRollup.hour).where(UsageRollup.organization == org_id,
@@ -228,8 +231,8 @@ def differences(org) -> list[str]:
         expected: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(hourly.MEASURES))
         conditions = [hourly.organization == org.id]
         if org.day_rollups_until is not None:
-            conditions.append(hourly.hour < queries.utc_bounds(org, org.day_rollups_until,
-                                                               org.day_rollups_until)[0])
+            conditions.append(hourly.hour < queries.exact_bounds(org, org.day_rollups_until,
+                                                                 org.day_rollups_until)[0])
         for row in hourly.select(*[getattr(hourly, c) for c in hourly.KEY + hourly.MEASURES]) \
                 .where(*conditions).tuples().iterator():
             record = dict(zip(hourly.KEY + hourly.MEASURES, row))
