@@ -103,7 +103,7 @@ def main() -> None:
         "from costguardian.services import keys\nfrom costguardian.services.team import accounts, orgs\n"
         "from costguardian.services.actor import Actor\n"
         "app = create_app(); migrate(db.obj)\n"
-        "with db.connection_context():\n"
+        "with app.app_context(), db.connection_context():\n"
         "    import uuid; tag = uuid.uuid4().hex[:6]\n"
         "    u = accounts.sign_up(f'bench-{tag}@bench.example.com', 'B', 'bench password 1', Actor.system())\n"
         "    o = orgs.create_organization('Bench ' + tag, u, Actor.system())\n"
@@ -120,9 +120,9 @@ def main() -> None:
     try:
         for _ in range(100):
             try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still importing
                 time.sleep(0.1)
         rng = random.Random(1)
         run_id = f"b{int(time.time())}"

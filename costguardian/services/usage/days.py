@@ -82,18 +82,19 @@ def mirror(hourly_model, org_id: int, totals: dict[tuple, list[int]], sink: DayS
     from costguardian.services.usage.rollups import upsert_rollups
 
     position = hourly_model.KEY.index("hour")
+    zone, until = sink
     days_of: dict[datetime, date] = {}
-    daily: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(UsageRollup.MEASURES))
-    for key, measures in totals.items():
+    daily: dict[tuple, list[int]] = {}
+    for key, measures in totals.items():  # on the ingest path: kept lean
         hour = key[position]
         day = days_of.get(hour)
         if day is None:
-            day = days_of[hour] = local_day(sink.zone, hour)
-        if sink.until is not None and day >= sink.until:
+            day = days_of[hour] = local_day(zone, hour)
+        if until is not None and day >= until:
             continue  # a build step sums this day from the hourly rows later
-        into = daily[key[:position] + (day,) + key[position + 1:]]
-        for i, value in enumerate(measures):
-            into[i] += value
+        daily_key = key[:position] + (day,) + key[position + 1:]
+        into = daily.get(daily_key)
+        daily[daily_key] = list(measures) if into is None else [a + b for a, b in zip(into, measures)]
     daily = {key: values for key, values in daily.items() if any(values)}
     if daily:
         upsert_rollups(hourly_model.DAILY, org_id, daily)
