@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +17,7 @@ from costguardian.services.team import orgs
 from costguardian.services.usage import days, ingest, prices, queries, realign
 from costguardian.services.usage.queries import UsageFilter
 from tests.support import SYSTEM
+from tests.test_half_hour_zones import _by_local_day  # [requests, cost] per local day from raw events
 
 NOW = datetime(2026, 12, 10, 12, 0)
 START = date(2026, 9, 20)  # both sides of Berlin's (25 Oct) and St. John's (1 Nov) change back from DST
@@ -88,16 +87,6 @@ def _hourly_answers(org) -> dict:
     hourly.day_rollup_zone = None
     assert not days.ready(hourly)
     return _answers(hourly)
-
-
-def _by_local_day(org) -> dict[date, list[int]]:
-    zone = ZoneInfo(org.time_zone)
-    result: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    for e in UsageEvent.select().where(UsageEvent.organization == org):
-        day = e.occurred_at.replace(tzinfo=timezone.utc).astimezone(zone).date()
-        result[day][0] += 1
-        result[day][1] += e.cost_nanos or 0
-    return result
 
 
 def _assert_exact(org) -> None:

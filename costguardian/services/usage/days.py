@@ -118,7 +118,10 @@ def drop_empty_models(org_id: int, provider: str, models: list[str]) -> None:
                              table.requests == 0).execute()
 
 
-def _lock_alone(org_id: int) -> None:
+def lock_alone(org_id: int) -> None:
+    """Hold the organization row FOR UPDATE (PostgreSQL; SQLite's write
+    transactions are serial): rollup writers, which hold it FOR SHARE
+    (rollups.write_state), wait for a build step or a realignment batch."""
     if isinstance(db.obj, PostgresqlDatabase):
         Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
 
@@ -131,7 +134,7 @@ def build_step(org_id: int) -> bool | None:
     from costguardian.services.usage import queries
 
     with write_transaction():
-        _lock_alone(org_id)
+        lock_alone(org_id)
         org = Organization.get_or_none(Organization.id == org_id)
         if org is None:
             return None

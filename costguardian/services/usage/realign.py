@@ -27,11 +27,10 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from peewee import PostgresqlDatabase, fn
+from peewee import fn
 
 from costguardian import clock
 from costguardian.db import write_transaction
-from costguardian.extensions import db
 from costguardian.models import (NO_DEPARTMENT, NO_KEY, Organization, RollupMove, UsageEvent, UsageRollup,
                                  UsageTagRollup)
 from costguardian.services import queue
@@ -42,17 +41,12 @@ STALLED_AFTER = timedelta(minutes=10)  # a move with no batch for this long is e
 log = logging.getLogger(__name__)
 
 
-def _lock_alone(org_id: int) -> None:
-    if isinstance(db.obj, PostgresqlDatabase):
-        Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
-
-
 def change_alignment(org: Organization, new: int) -> bool:
     """Store the organization's new alignment and start moving its rollups;
     False when it is already aligned so (nothing to move)."""
     move = None
     with write_transaction():
-        _lock_alone(org.id)
+        days.lock_alone(org.id)
         old = rollups.alignment(org.id)
         if old == new:
             return False
@@ -83,7 +77,7 @@ def move_batch(move_id: int) -> tuple[int, bool] | None:
         if move is None:
             return None
         org_id = move.organization_id
-        _lock_alone(org_id)
+        days.lock_alone(org_id)
         move = RollupMove.get_or_none(RollupMove.id == move_id)  # re-read under the lock: another task may have moved on
         if move is None:
             return None

@@ -180,7 +180,7 @@ def _insert_events(rows: list[dict]) -> set[str]:
     return inserted
 
 
-def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int, day_sink: DaySink | None = None) -> None:
+def _add_to_rollups(org_id: int, rows: list[dict], aligned_to: int, day_sink: DaySink | None) -> None:
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     tag_totals: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)
     for row in rows:
