@@ -5,7 +5,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
 
-from peewee import Database, SqliteDatabase
+import threading
+
+from peewee import Database, OperationalError, SqliteDatabase
 from playhouse.db_url import parse as parse_db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -22,6 +24,64 @@ SQLITE_PRAGMAS = {
 }
 
 
+class SerializedSqliteDatabase(PooledSqliteDatabase):
+    """SQLite with the write transactions of this process queued on a lock.
+
+    A transaction that will write begins IMMEDIATE (write_transaction,
+    locked); when another connection holds the write lock, SQLite's busy
+    handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, so under
+    concurrent writers (gateway calls admitted and recorded by many threads)
+    a waiting thread slept long after the lock was free, and the threads'
+    retries burned CPU. Here the threads of one process wait their turn on a
+    lock that hands over the moment the holder commits (not in arrival order:
+    a Python lock is not fair); other processes (the Huey consumer, a second
+    gunicorn worker) and writes outside such a transaction still meet SQLite's
+    busy handler, in the gaps between the queued transactions. A thread waits
+    for the lock as long as the busy timeout, then fails with the same
+    "database is locked" error."""
+
+    WRITE_LOCKS = ("IMMEDIATE", "EXCLUSIVE")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writer = threading.Lock()
+        self._writing = threading.local()
+        self._writer_timeout = SQLITE_PRAGMAS["busy_timeout"] / 1000
+
+    def begin(self, lock_type=None):
+        lock_type = lock_type or self._lock_type
+        if not lock_type or lock_type.upper() not in self.WRITE_LOCKS:
+            return super().begin(lock_type)
+        self.connection()  # from the pool (which may wait) before the lock, not while holding it
+        if not self._writer.acquire(timeout=self._writer_timeout):
+            raise OperationalError("database is locked")
+        self._writing.held = True
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def commit(self):
+        super().commit()  # a failed COMMIT leaves the transaction open: its rollback lets go
+        self._release_writer()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._release_writer()
+
+    def _close(self, conn, *args, **kwargs):  # a connection closed in a transaction ends it
+        self._release_writer()
+        return super()._close(conn, *args, **kwargs)
+
+    def _release_writer(self):
+        if getattr(self._writing, "held", False):
+            self._writing.held = False
+            self._writer.release()
+
+
 def connect_database(url: str) -> Database:
     """A peewee Database for `sqlite:///path` or `postgresql://user@host/db`."""
     scheme = urlparse(url).scheme
@@ -35,8 +95,8 @@ def connect_database(url: str) -> Database:
         # A burst of requests beyond the pool waits up to `timeout` seconds for
         # a connection (without it, the 17th of 100 gateway calls arriving at
         # once failed with MaxConnectionsExceeded when the pool held 16).
-        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=32, stale_timeout=600,
-                                    timeout=10, check_same_thread=False)
+        return SerializedSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=32, stale_timeout=600,
+                                        timeout=10, check_same_thread=False)
     if scheme in ("postgres", "postgresql"):
         params = parse_db_url(url)
         return PooledPostgresqlDatabase(

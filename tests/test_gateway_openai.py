@@ -484,3 +484,25 @@ def test_a_success_that_is_not_json_is_a_502_recorded_as_an_upstream_error(gatew
     [call] = gateway.calls(1)
     assert (call.status_code, call.outcome) == (502, "upstream_error")
     assert call.error.startswith("upstream_invalid_answer")
+
+
+def test_a_cookie_one_provider_answer_sets_is_never_sent_with_later_calls(gateway, monkeypatch):
+    """One session (and connection pool) serves every thread and organization:
+    a cookie a provider sets (Cloudflare's __cf_bm on api.openai.com) must not
+    ride along with another organization's next call."""
+    fake = gateway.upstream
+    wire, original = fake._routes[("POST", "/v1/chat/completions")]
+
+    def setting_a_cookie(request):
+        response = original(request)
+        response.set_cookie("__cf_bm", "bot-management-cookie", path="/")
+        return response
+
+    monkeypatch.setitem(fake._routes, ("POST", "/v1/chat/completions"), (wire, setting_a_cookie))
+    client = gateway.openai()
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    gateway.events(2)
+    sent = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert len(sent) == 2
+    assert not any(name.lower() == "cookie" for request in sent for name in request.headers)

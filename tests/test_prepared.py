@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from costguardian import clock
 from costguardian.extensions import db
-from costguardian.models import ApiKey, Department
+from costguardian.models import ApiKey, Department, Organization
 from costguardian.prepared import Prepared
 from costguardian.services import keys
 from costguardian.services.budgets import budgets
@@ -25,6 +26,42 @@ def test_the_kept_sql_binds_each_runs_own_values(make_user, make_org):
     assert [k.name for k in by_prefix.all(second.prefix)] == ["second"]
     assert by_prefix.first("nope") is None
     assert list(by_prefix.kept().values()) == [True]
+
+
+def test_rows_of_joined_models_come_out_whole_once_the_columns_are_remembered(make_user, make_org, monkeypatch):
+    acme = make_org("Acme", make_user("owner@acme.example.com"))
+    globex = make_org("Globex", make_user("owner@globex.example.com"))
+    made = {org.name: keys.create_key(org, SYSTEM, f"{org.name} key", ["ingest"]).key for org in (acme, globex)}
+    with_org = Prepared(lambda prefix: ApiKey.select(ApiKey, Organization).join(Organization)
+                        .where(ApiKey.prefix == prefix))
+    first = with_org.first(made["Acme"].prefix)  # works out the columns on its first row
+    initialized = []
+    for cls in {type(with_org.execute(made["Acme"].prefix))}:
+        original = cls.initialize
+        monkeypatch.setattr(cls, "initialize", lambda self: initialized.append(self) or original(self))
+    second = with_org.first(made["Globex"].prefix)
+    again = with_org.all(made["Acme"].prefix)
+    assert initialized == []  # taken from the first run
+    assert (first.name, first.organization.name) == ("Acme key", "Acme")
+    assert (second.name, second.organization.name, second.organization.id) == ("Globex key", "Globex", globex.id)
+    assert [(k.id, k.organization.time_zone) for k in again] == [(made["Acme"].id, acme.time_zone)]
+
+
+def test_a_prepared_write_binds_each_runs_own_values(make_user, make_org):
+    org = make_org("Acme", make_user("owner@acme.example.com"))
+    # Every field with a default named: peewee binds the defaults of those left out (not the arguments).
+    insert = Prepared(lambda *row: Department.insert_many(
+        [row], fields=[Department.organization, Department.name, Department.name_key, Department.created_at,
+                       Department.updated_at]))
+    rename = Prepared(lambda name, org_id, key: Department.update(name=name).where(
+        Department.organization == org_id, Department.name_key == key))
+    now = clock.now()
+    insert.write(org.id, "Search", "search", now, now)
+    insert.write(org.id, "Ads", "ads", now, now)
+    rename.write("Paid search", org.id, "search")
+    rename.write("Display ads", org.id, "ads")
+    assert sorted(Department.in_org(org).select(Department.name).tuples()) == [("Display ads",), ("Paid search",)]
+    assert all(insert.kept().values()) and all(rename.kept().values())
 
 
 def test_sql_is_kept_per_number_of_arguments(make_user, make_org):
@@ -61,3 +98,13 @@ def test_every_prepared_query_of_a_gateway_call_keeps_its_sql(gateway):
     run = {p: kept for p in ours for (database, _), kept in p.kept().items() if database == here}
     assert len(run) >= 8  # the key, the credential, aliases, prices, budgets, time zone, counters, reservations…
     assert all(run.values()), [p.build for p, kept in run.items() if not kept]
+
+
+def test_named_tuples_are_made_right_and_their_wrapper_is_not_kept(make_user, make_org):
+    org = make_org("Acme", make_user("owner@acme.example.com"))
+    Department.create(organization=org, name="Search", name_key="search")
+    Department.create(organization=org, name="Ads", name_key="ads")
+    names = Prepared(lambda key: Department.select(Department.name).where(Department.name_key == key).namedtuples())
+    assert [row.name for row in names.all("search")] == ["Search"]
+    assert [row.name for row in names.all("ads")] == ["Ads"]
+    assert names._columns == {}  # its constructor closes over the first wrapper (and its cursor): built again

@@ -197,19 +197,32 @@ def _upsert(deltas: dict[tuple[int, datetime], list[int]]) -> dict[tuple[int, da
     """Add the deltas to the counters; returns each counter's spend after it
     (empty where the database cannot say: SQLite before 3.35 has no RETURNING)."""
     now = clock.now()
-    rows = [{"budget": budget_id, "period_start": start, "spend_nanos": spend, "requests": requests,
-             "updated_at": now}
-            for (budget_id, start), (spend, requests) in sorted(deltas.items())]  # one lock order
-    query = (BudgetSpend.insert_many(rows)
-             .on_conflict(conflict_target=[BudgetSpend.budget, BudgetSpend.period_start],
-                          update={BudgetSpend.spend_nanos: BudgetSpend.spend_nanos + EXCLUDED.spend_nanos,
-                                  BudgetSpend.requests: BudgetSpend.requests + EXCLUDED.requests,
-                                  BudgetSpend.updated_at: EXCLUDED.updated_at}))
+    flat = [value for (budget_id, start), (spend, requests) in sorted(deltas.items())  # one lock order
+            for value in (budget_id, start, spend, requests, now)]
     if isinstance(db.obj, SqliteDatabase) and sqlite3.sqlite_version_info < (3, 35, 0):
-        query.execute()
+        _counter_upsert(flat).execute()
         return {}
-    returned = query.returning(BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos).tuples()
-    return {(budget_id, start): int(spend) for budget_id, start, spend in returned.execute()}
+    return {(budget_id, start): int(spend) for budget_id, start, spend in _UPSERT_COUNTERS.execute(*flat)}
+
+
+_COUNTER_FIELDS = [BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos, BudgetSpend.requests,
+                   BudgetSpend.updated_at]
+
+
+def _counter_upsert(flat):
+    """Add the rows of `flat` (budget, period start, spend, requests, now; five values a row) to the counters."""
+    width = len(_COUNTER_FIELDS)
+    return (BudgetSpend.insert_many([tuple(flat[i:i + width]) for i in range(0, len(flat), width)],
+                                    fields=_COUNTER_FIELDS)
+            .on_conflict(conflict_target=[BudgetSpend.budget, BudgetSpend.period_start],
+                         update={BudgetSpend.spend_nanos: BudgetSpend.spend_nanos + EXCLUDED.spend_nanos,
+                                 BudgetSpend.requests: BudgetSpend.requests + EXCLUDED.requests,
+                                 BudgetSpend.updated_at: EXCLUDED.updated_at}))
+
+
+# Its SQL is kept per number of counters (a call touches its covering budgets' counters).
+_UPSERT_COUNTERS = Prepared(lambda *flat: _counter_upsert(flat).returning(
+    BudgetSpend.budget, BudgetSpend.period_start, BudgetSpend.spend_nanos).tuples())
 
 
 # --- sums over the history (backfill, reports, checks) -------------------------------

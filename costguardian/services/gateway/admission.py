@@ -26,6 +26,7 @@ Soft budgets never block and hold no reservation. See docs/ARCHITECTURE.md
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -281,10 +282,8 @@ def _reserve(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, 
         expires = now + reservation_ttl()
         first = None
         for budget_id, period_start in keys:
-            row = GatewayReservation.create(organization=org_id, budget=budget_id, period_start=period_start,
-                                            amount_nanos=est.cost_nanos, admission=first, created_at=now,
-                                            expires_at=expires)
-            first = first or row.id
+            row_id = _insert_reservation(org_id, budget_id, period_start, est.cost_nanos, first, now, expires)
+            first = first or row_id
     return Admission(first, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
 
 
@@ -347,6 +346,23 @@ def _postgres() -> bool:
     return isinstance(db.obj, PostgresqlDatabase)
 
 
+_RESERVATION_FIELDS = [GatewayReservation.organization, GatewayReservation.budget, GatewayReservation.period_start,
+                       GatewayReservation.amount_nanos, GatewayReservation.admission, GatewayReservation.created_at,
+                       GatewayReservation.expires_at]
+_RESERVE = Prepared(lambda *row: GatewayReservation.insert_many([row], fields=_RESERVATION_FIELDS)
+                    .returning(GatewayReservation.id).tuples())
+_SETTLE = Prepared(lambda admission_id, same_id: GatewayReservation.delete().where(
+    (GatewayReservation.id == admission_id) | (GatewayReservation.admission == same_id)))
+
+
+def _insert_reservation(*row) -> int:
+    """Insert one reservation (organization, budget, period start, amount,
+    admission, created, expires); returns its id."""
+    if not _postgres() and sqlite3.sqlite_version_info < (3, 35, 0):  # no RETURNING
+        return GatewayReservation.insert_many([row], fields=_RESERVATION_FIELDS).execute()
+    return _RESERVE.scalar(*row)
+
+
 _ORG_KEY_SHARE = Prepared(lambda org_id: Organization.select(Organization.id).where(Organization.id == org_id)
                           .for_update("FOR KEY SHARE").tuples())
 _LIVE_BUDGETS = Prepared(lambda *ids: (lambda query: query.for_update("FOR KEY SHARE") if _postgres() else query)(
@@ -371,9 +387,8 @@ def settle(admission: Admission) -> None:
     if admission is None or admission.id is None:
         return
     try:
-        (GatewayReservation.delete()
-         .where((GatewayReservation.id == admission.id) | (GatewayReservation.admission == admission.id))
-         .execute())
+        with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
+            _SETTLE.write(admission.id, admission.id)
     except _DATABASE_DOWN:
         log.exception("settling gateway admission %s failed; its reservation expires instead", admission.id)
 

@@ -17,9 +17,11 @@ reached. `finish`, run after the answer was sent, records the call
 from __future__ import annotations
 
 import dataclasses
+import http.cookiejar
 import json
 import logging
 import math
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 from flask import current_app
 from urllib3.exceptions import ReadTimeoutError
 
@@ -114,18 +117,44 @@ def handle(org, api_key, endpoint_name: str, raw_body: bytes, headers: Mapping[s
 
 # --- one call ------------------------------------------------------------------------
 
-_local = threading.local()
+_sessions: dict[bool, requests.Session] = {}
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_sessions_lock = threading.Lock()
+# Connections kept open to one provider host: as many as calls can be in
+# flight in a worker (gunicorn.conf.py's threads), so none is opened per call.
+POOL_SIZE = 256
 
 
 def _session(guarded: bool) -> requests.Session:
-    """A pooled session per thread (keep-alive to the providers); for
-    admin-typed URLs the SSRF-guarded one (the peer checked on connect)."""
-    sessions = getattr(_local, "sessions", None)
-    if sessions is None:
-        sessions = _local.sessions = {}
-    if guarded not in sessions:
-        sessions[guarded] = webhook_urls.session() if guarded else requests.Session()
-    return sessions[guarded]
+    """The session every thread of the process shares (keep-alive to the
+    providers from one pool: a session per thread kept a connection per
+    thread, and a call landing on a thread without one paid a new TCP
+    connection); for admin-typed URLs the SSRF-guarded one (the peer checked
+    on connect). Cookies are refused: one organization's provider must not
+    set what is sent with another's calls."""
+    session = _sessions.get(guarded)
+    if session is None:
+        with _sessions_lock:
+            session = _sessions.get(guarded)
+            if session is None:
+                if guarded:
+                    session = webhook_urls.session(pool_maxsize=POOL_SIZE)
+                else:
+                    session = requests.Session()
+                    # requests reads the environment's proxy variables (and ~/.netrc, and the
+                    # CA-bundle ones) on every call: read once here, unless proxies are set
+                    # (then requests keeps applying them, no_proxy included, per URL).
+                    if not any(os.environ.get(name) for name in PROXY_VARIABLES):
+                        session.trust_env = False
+                        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+                            "CURL_CA_BUNDLE") or True
+                    adapter = requests.adapters.HTTPAdapter(pool_connections=webhook_urls.POOL_HOSTS,
+                                                            pool_maxsize=POOL_SIZE)
+                    session.mount("http://", adapter)
+                    session.mount("https://", adapter)
+                session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+                _sessions[guarded] = session
+    return session
 
 
 class _Exchange:

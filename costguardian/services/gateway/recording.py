@@ -21,7 +21,9 @@ from datetime import datetime
 
 from peewee import IntegrityError
 
+from costguardian.db import write_transaction
 from costguardian.models import GatewayRequest
+from costguardian.prepared import Prepared
 from costguardian.observability import metrics
 from costguardian.services.gateway import request_log
 from costguardian.services.usage import ingest
@@ -112,14 +114,21 @@ def _record_usage(call: CallRecord) -> str:
     return result.status
 
 
+_LOG_FIELDS = [GatewayRequest.organization, GatewayRequest.request_id, GatewayRequest.api_key,
+               GatewayRequest.endpoint, GatewayRequest.provider, GatewayRequest.model, GatewayRequest.credential_id,
+               GatewayRequest.started_at, GatewayRequest.status_code, GatewayRequest.outcome, GatewayRequest.error,
+               GatewayRequest.streamed, GatewayRequest.forwarded, GatewayRequest.usage_estimated,
+               GatewayRequest.latency_ms, GatewayRequest.ttft_ms]
+_INSERT_LOG = Prepared(lambda *row: GatewayRequest.insert_many([row], fields=_LOG_FIELDS).on_conflict_ignore())
+
+
 def _log(call: CallRecord) -> None:
     try:
-        GatewayRequest.insert(
-            organization=call.org, request_id=call.request_id, api_key=call.api_key, endpoint=call.endpoint,
-            provider=call.provider, model=call.requested_model[:200], credential_id=call.credential_id,
-            started_at=call.started_at, status_code=call.status_code, outcome=call.outcome,
-            error=call.error[:ERROR_CHARS], streamed=call.streamed, forwarded=call.forwarded,
-            usage_estimated=call.usage_estimated, latency_ms=max(0, call.latency_ms),
-            ttft_ms=call.ttft_ms).on_conflict_ignore().execute()
+        with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
+            _INSERT_LOG.write(
+                call.org.id, call.request_id, call.api_key.id if call.api_key is not None else None, call.endpoint,
+                call.provider, call.requested_model[:200], call.credential_id, call.started_at, call.status_code,
+                call.outcome, call.error[:ERROR_CHARS], call.streamed, call.forwarded, call.usage_estimated,
+                max(0, call.latency_ms), call.ttft_ms)
     except IntegrityError:  # the same request recorded twice
         pass

@@ -197,29 +197,34 @@ class _WatchedHTTPSConnection(HTTPSConnection):
         return sock
 
 
+POOL_HOSTS = 64  # hosts whose connections are kept (the gateway's session serves every organization's)
+
+
 class _Adapter(HTTPAdapter):
-    def __init__(self, guard: bool, deadline: Deadline | None):
+    def __init__(self, guard: bool, deadline: Deadline | None, pool_maxsize: int = 10):
         settings = {"guard": guard, "deadline": deadline}
         http = type("_HTTPConnection", (_WatchedHTTPConnection,), settings)
         https = type("_HTTPSConnection", (_WatchedHTTPSConnection,), settings)
         self._pools = {"http": type("_HTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
                        "https": type("_HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https})}
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, pool_connections=POOL_HOSTS, pool_maxsize=pool_maxsize)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(self._pools)
 
 
-def session(deadline: Deadline | None = None) -> requests.Session:
+def session(deadline: Deadline | None = None, pool_maxsize: int = 10) -> requests.Session:
     """A requests session for one webhook send: no proxies from the
     environment, (unless private addresses are allowed) a socket-level check
-    of the peer address, and the attempt's `deadline` on every connection."""
+    of the peer address, and the attempt's `deadline` on every connection.
+    `pool_maxsize`: connections kept open per host (the gateway shares one
+    session between all its threads)."""
     http = requests.Session()
     http.trust_env = False
     guard = not private_allowed()
-    if guard or deadline is not None:
-        adapter = _Adapter(guard, deadline)
-        http.mount("http://", adapter)
-        http.mount("https://", adapter)
+    adapter = (_Adapter(guard, deadline, pool_maxsize) if guard or deadline is not None
+               else HTTPAdapter(max_retries=0, pool_connections=POOL_HOSTS, pool_maxsize=pool_maxsize))
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
     return http

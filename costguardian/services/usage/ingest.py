@@ -20,6 +20,7 @@ from costguardian.models import NO_DEPARTMENT, NO_USER, Department, ModelAlias
 from costguardian.models.org import caseless
 from costguardian.money import usd_decimal
 from costguardian.observability import metrics
+from costguardian.prepared import Prepared
 from costguardian.services.ops import retention
 from costguardian.services.usage import catalog, rollups
 from costguardian.services.usage.pricing import OrgPrices, Tokens
@@ -317,6 +318,10 @@ def validate_event(raw, ctx: _Context) -> dict:
 
 # --- the batch ------------------------------------------------------------------
 
+_ALIASES = Prepared(lambda org_id: ModelAlias.select(ModelAlias.provider, ModelAlias.alias, ModelAlias.model)
+                    .where(ModelAlias.organization == org_id).tuples())
+
+
 def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gateway_tags: bool = False,
            credential_id: int | None = None) -> BatchResult:
     """Validate, price and store a batch for `org`, sent with `api_key` (or None
@@ -328,7 +333,7 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
         now=now or clock.now(),
         departments=(dict(Department.in_org(org).select(Department.name_key, Department.id).tuples())
                      if any(isinstance(raw, dict) and raw.get("department") for raw in raw_events) else {}),
-        aliases={(a.provider, a.alias.lower()): a.model for a in ModelAlias.in_org(org)},
+        aliases={(provider, alias.lower()): model for provider, alias, model in _ALIASES.execute(org.id)},
         key_user=(api_key.user.email if api_key is not None and api_key.user_id else NO_USER),
         key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
         gateway_tags=gateway_tags,

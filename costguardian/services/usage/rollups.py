@@ -21,6 +21,7 @@ from peewee import OperationalError, PostgresqlDatabase, fn
 from costguardian import clock
 from costguardian.db import write_transaction
 from costguardian.extensions import db
+from costguardian.prepared import Prepared
 from costguardian.models import NO_DEPARTMENT, NO_KEY, Organization, UsageEvent, UsageRollup, UsageTagRollup
 from costguardian.services.budgets import accounting as budget_accounting
 from costguardian.services.ops import partitions
@@ -71,18 +72,23 @@ class WriteState(NamedTuple):
     days: DaySink | None  # where the daily rollups take the deltas (services/usage/days.py)
 
 
+def _write_state_query(org_id):
+    query = (Organization.select(Organization.rollup_offset_minutes, Organization.time_zone,
+                                 Organization.day_rollup_zone, Organization.day_rollups_until)
+             .where(Organization.id == org_id).tuples())
+    return query.for_update("FOR SHARE") if isinstance(db.obj, PostgresqlDatabase) else query
+
+
+_WRITE_STATE = Prepared(_write_state_query)
+
+
 def write_state(org_id: int) -> WriteState:
     """The alignment and the daily rollups' state, read inside a writing
     transaction holding the organization row FOR SHARE on PostgreSQL (the
     lock budgets use), so a realignment (services/usage/realign.py) or a
     build step of the daily rollups, which take it alone, sees every batch
     either entirely before or entirely after it changes them."""
-    query = (Organization.select(Organization.rollup_offset_minutes, Organization.time_zone,
-                                 Organization.day_rollup_zone, Organization.day_rollups_until)
-             .where(Organization.id == org_id).tuples())
-    if isinstance(db.obj, PostgresqlDatabase):
-        query = query.for_update("FOR SHARE")
-    row = query.first()
+    row = _WRITE_STATE.first(org_id)
     if row is None:
         return WriteState(0, None)
     return WriteState(row[0] or 0, days.sink_of(row[1], row[2], row[3]))

@@ -1,0 +1,75 @@
+"""SQLite's writers of one process take turns on a lock
+(db.SerializedSqliteDatabase) instead of sleeping in SQLite's busy handler:
+concurrent write transactions all commit, a failed one releases the lock,
+and a writer that cannot get it in time fails as SQLite would."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from peewee import OperationalError
+
+from costguardian.db import SerializedSqliteDatabase, connected, write_transaction
+from costguardian.extensions import db
+from costguardian.models import Department
+
+
+@pytest.fixture
+def serialized(backend):
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL locks rows, not the database")
+    assert isinstance(db.obj, SerializedSqliteDatabase)
+    return db.obj
+
+
+def test_concurrent_write_transactions_all_commit_and_a_failed_one_lets_go(app, make_user, make_org, serialized):
+    org = make_org("Acme", make_user("owner@acme.example.com"))
+    errors = []
+
+    def writer(n: int) -> None:
+        try:
+            with app.app_context(), connected(db):
+                for i in range(15):
+                    try:
+                        with write_transaction():
+                            Department.create(organization=org, name=f"T{n}-{i}", name_key=f"t{n}-{i}")
+                            if i % 5 == 4:
+                                raise RuntimeError("rolled back")
+                    except RuntimeError:
+                        pass
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert Department.in_org(org).count() == 8 * 12  # three of each fifteen rolled back
+    assert not serialized._writer.locked()
+
+
+def test_a_writer_waiting_longer_than_the_busy_timeout_gets_database_is_locked(app, serialized, monkeypatch):
+    monkeypatch.setattr(serialized, "_writer_timeout", 0.2)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with app.app_context(), connected(db), write_transaction():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(OperationalError, match="database is locked"):
+            with write_transaction():
+                pass
+    finally:
+        release.set()
+        thread.join(10)
+    with write_transaction():  # free again
+        assert Department.select().count() >= 0
+    assert not serialized._writer.locked()
