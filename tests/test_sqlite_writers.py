@@ -5,6 +5,7 @@ and a writer that cannot get it in time fails as SQLite would."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from peewee import OperationalError
@@ -73,3 +74,22 @@ def test_a_writer_waiting_longer_than_the_busy_timeout_gets_database_is_locked(a
     with write_transaction():  # free again
         assert Department.select().count() >= 0
     assert not serialized._writer.locked()
+
+
+def test_the_write_ahead_log_is_checkpointed_by_a_thread_not_by_commits(app, serialized, make_user, make_org):
+    """Connections of the process leave checkpoints to the checkpointer
+    thread (db.Checkpointer): a commit never stalls on copying the log."""
+    assert db.obj.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    checkpointer = serialized._checkpointing()
+    assert checkpointer.thread.is_alive()
+    org = make_org("Acme", make_user("owner@acme.example.com"))
+    for i in range(200):  # commits that fill the log
+        with write_transaction():
+            Department.create(organization=org, name=f"D{i}" + "x" * 2000, name_key=f"d{i}")
+    busy, in_log, copied = checkpointer.checkpoint()
+    assert busy == 0 and in_log > 0 and copied == in_log  # everything in the log copied
+    ran = checkpointer.runs
+    deadline = time.monotonic() + 10
+    while checkpointer.runs == ran and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpointer.runs > ran  # and the thread keeps doing it

@@ -141,13 +141,11 @@ def _session(guarded: bool) -> requests.Session:
                     session = webhook_urls.session(pool_maxsize=POOL_SIZE)
                 else:
                     session = requests.Session()
-                    # requests reads the environment's proxy variables (and ~/.netrc, and the
-                    # CA-bundle ones) on every call: read once here, unless proxies are set
-                    # (then requests keeps applying them, no_proxy included, per URL).
-                    if not any(os.environ.get(name) for name in PROXY_VARIABLES):
-                        session.trust_env = False
-                        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-                            "CURL_CA_BUNDLE") or True
+                    # The environment's CA bundle read once (requests reads it per call in
+                    # Session.request, which _post skips); its proxy variables only when set
+                    # (then requests applies them, no_proxy included, per URL).
+                    session.trust_env = any(os.environ.get(name) for name in PROXY_VARIABLES)
+                    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
                     adapter = requests.adapters.HTTPAdapter(pool_connections=webhook_urls.POOL_HOSTS,
                                                             pool_maxsize=POOL_SIZE)
                     session.mount("http://", adapter)
@@ -155,6 +153,29 @@ def _session(guarded: bool) -> requests.Session:
                 session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
                 _sessions[guarded] = session
     return session
+
+
+_prepared_urls: dict[str, str] = {}
+PREPARED_URLS = 4096
+
+
+def _post(session: requests.Session, url: str, body: bytes, headers: dict, timeouts: tuple[float, float]):
+    """`session.post(url, data=body, headers=headers, stream=True, timeout=timeouts, allow_redirects=False)`
+    without Session.request's merging of the session's params, cookies, auth
+    and hooks into every call (the gateway's sessions set none of them):
+    a tenth of a call's CPU. The URL is prepared (IDNA, quoting) once."""
+    prepared = requests.PreparedRequest()
+    prepared.method = "POST"
+    prepared.url = _prepared_urls.get(url)
+    if prepared.url is None:
+        prepared.prepare_url(url, None)
+        if len(_prepared_urls) >= PREPARED_URLS:
+            _prepared_urls.clear()
+        _prepared_urls[url] = prepared.url
+    prepared.prepare_headers(headers)
+    prepared.prepare_body(body, None)
+    prepared.prepare_hooks({})
+    return session.send(prepared, stream=True, timeout=timeouts, allow_redirects=False)
 
 
 class _Exchange:
@@ -282,8 +303,7 @@ class _Exchange:
         self.record.forwarded = self.endpoint.records
         metrics.gateway_overhead(clock.monotonic() - self.started)
         try:
-            response = _session(guarded).post(url, data=json.dumps(outgoing).encode(), headers=headers, stream=True,
-                                              timeout=self.timeouts, allow_redirects=False)
+            response = _post(_session(guarded), url, json.dumps(outgoing).encode(), headers, self.timeouts)
         except requests.Timeout:
             return self.upstream_failed(504, recording.TIMEOUT, f"{route.provider.label} did not answer within "
                                         f"{self.timeouts[1]:g} s.", "upstream_timeout")
