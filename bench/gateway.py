@@ -17,7 +17,9 @@ project dependency) is pointed at the same fake and measured the same way.
 Mode `latency` (default): p50/p99 of sequential chat completions (concurrency
 1), throughput at concurrency 16 (and its errors), and the time to the first
 streamed byte — directly against the fake, through Cost Guardian, through
-LiteLLM. Mode `streams`: the idle latency of the dashboard page (signed in)
+LiteLLM, and through a bare Flask view relaying with requests under the same
+gunicorn settings (the floor of this stack: no key, budget or recording).
+Mode `streams`: the idle latency of the dashboard page (signed in)
 and of the ingest API, then the same with N streamed calls held open through
 the gateway while the fake trickles their tokens.
 
@@ -146,6 +148,39 @@ def start_cost_guardian(port: int, env: dict, folder: Path) -> subprocess.Popen:
     return process
 
 
+# --- the floor: Flask and requests relaying, nothing else --------------------------------
+
+BARE = """
+import requests
+from flask import Flask, Response, request
+
+app = Flask(__name__)
+session = requests.Session()
+
+
+@app.post("/v1/chat/completions")
+def chat():
+    upstream = session.post({upstream!r} + "/v1/chat/completions", data=request.get_data(), stream=True,
+                            headers={{"Authorization": request.headers["Authorization"],
+                                     "Content-Type": "application/json"}})
+    streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+    return Response(upstream.iter_content(chunk_size=None) if streamed else upstream.content,
+                    status=upstream.status_code, content_type=upstream.headers.get("Content-Type"))
+"""
+
+
+def start_bare(port: int, upstream: str, folder: Path) -> subprocess.Popen:
+    """The same gunicorn settings serving a Flask view that relays the call
+    with one shared requests session: no key, budget, routing or recording —
+    what this stack costs per call before Cost Guardian does anything."""
+    (folder / "bare_relay.py").write_text(BARE.format(upstream=upstream))
+    process = start([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                     "--chdir", str(folder), "--bind", f"127.0.0.1:{port}", "bare_relay:app"],
+                    log=folder / "bare.log", drop=("DATABASE_URL", "HUEY_URL", "CG_INSTANCE_PATH"))
+    wait_until_up(f"http://127.0.0.1:{port}/nothing-here")
+    return process
+
+
 # --- LiteLLM's proxy, in its own environment ---------------------------------------------
 
 def litellm_binary() -> Path:
@@ -250,6 +285,10 @@ def latency_mode(args, folder: Path) -> None:
         processes.append(start_cost_guardian(cg_port, env, folder))
         targets = [Target("direct (fake upstream)", f"{upstream}/v1", FAKE_OPENAI_KEY),
                    Target("Cost Guardian gateway", f"http://127.0.0.1:{cg_port}/v1", gateway_key)]
+        if not args.no_bare:
+            bare_port = free_port()
+            processes.append(start_bare(bare_port, upstream, folder))
+            targets.append(Target("bare Flask relay (floor)", f"http://127.0.0.1:{bare_port}/v1", FAKE_OPENAI_KEY))
         if not args.no_litellm:
             processes.append(start_litellm(litellm_port, upstream, folder))
             targets.append(Target(f"LiteLLM proxy {LITELLM_VERSION}", f"http://127.0.0.1:{litellm_port}",
@@ -263,11 +302,11 @@ def latency_mode(args, folder: Path) -> None:
         direct = results[targets[0].name]
         print(f"\n{args.requests} sequential calls each; concurrency 16 for {args.seconds:g} s; "
               f"gunicorn gthread, {os.cpu_count()} cores")
-        print(f"{'':26} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} {'TTFB p50':>9} {'+TTFB':>7} "
+        print(f"{'':27} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} {'TTFB p50':>9} {'+TTFB':>7} "
               f"{'req/s @16':>10} {'× direct':>9} {'errors':>7}")
         for name, (whole, first, rate, calls, errors) in results.items():
             p50, p99, ttfb = percentile(whole, 50), percentile(whole, 99), percentile(first, 50)
-            print(f"{name:26} {p50:8.2f} {p99:8.2f} {p50 - percentile(direct[0], 50):+7.2f} "
+            print(f"{name:27} {p50:8.2f} {p99:8.2f} {p50 - percentile(direct[0], 50):+7.2f} "
                   f"{p99 - percentile(direct[0], 99):+7.2f} {ttfb:9.2f} {ttfb - percentile(direct[1], 50):+7.2f} "
                   f"{rate:10.1f} {rate / direct[2]:9.2f} {errors:7d}")
     finally:
@@ -360,6 +399,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="sequential calls per target")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the concurrency-16 run")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare Flask relay (the stack's floor)")
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--chunk-delay", type=float, default=1.0)
     parser.add_argument("--samples", type=int, default=40)

@@ -9,7 +9,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 
 from peewee import Database, OperationalError, SqliteDatabase
 from playhouse.db_url import parse as parse_db_url
@@ -19,6 +18,10 @@ from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from costguardian.extensions import db
 
 log = logging.getLogger(__name__)
+
+# A commit still checkpoints once the log holds this many pages (SQLite's
+# default is 1,000): only reached if the checkpointer thread stopped working.
+SAFETY_CHECKPOINT_PAGES = 20_000
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
 
@@ -59,16 +62,18 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
     def _connect(self):
         conn = super()._connect()
         # The write-ahead log is copied into the database by this process's
-        # checkpointer thread, not by whichever commit crosses 1,000 pages.
-        self._checkpointing().started()
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # checkpointer thread, not by whichever commit crosses 1,000 pages
+        # (a commit still does at SAFETY_CHECKPOINT_PAGES, should the thread fail).
+        self._checkpointing()
+        conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_CHECKPOINT_PAGES}")
         return conn
 
     def _checkpointing(self) -> "Checkpointer":
-        with self._checkpointer_lock:
-            if self._checkpointer is None or not self._checkpointer.alive():
-                self._checkpointer = Checkpointer(self.database, self._timeout)
-            return self._checkpointer
+        return Checkpointer.of(self.database, self._timeout)
+
+    def close_all(self):
+        super().close_all()
+        Checkpointer.stop(self.database)
 
     def begin(self, lock_type=None):
         lock_type = lock_type or self._lock_type
@@ -111,34 +116,52 @@ class Checkpointer:
     With SQLite's default, the commit that brings the log past 1,000 pages
     runs the checkpoint itself, inside the write transaction: a gateway call
     every 34 stalled about 4 ms (docs/PERFORMANCE.md), and every writer of
-    the process waited behind it. Here the process's connections turn that
-    off and this thread runs a PASSIVE checkpoint every INTERVAL seconds
-    (it copies what no reader still needs, without taking the write lock, so
-    writers go on meanwhile; the GIL is released while SQLite works), on a
-    connection opened for it each time (a database file replaced by a
-    restore is then the one checkpointed). A process that exits without it
-    leaves the log to the next connection's checkpoint (SQLite checkpoints
-    when the last connection closes, too)."""
+    the process waited behind it. Here the process's connections leave it
+    (up to SAFETY_CHECKPOINT_PAGES) to one thread per database file, which
+    runs a PASSIVE checkpoint every INTERVAL seconds (it copies what no
+    reader still needs, without taking the write lock, so writers go on
+    meanwhile; the GIL is released while SQLite works), on a connection
+    opened for it each time (a database file replaced by a restore is then
+    the one checkpointed). It stops when the file is gone or the database's
+    connections are all closed (close_all); the next connection starts
+    another. SQLite also checkpoints when the last connection closes."""
 
     INTERVAL = 0.5
+    WARN_AFTER = 20  # failures in a row before a warning (the log then grows until one succeeds)
+
+    _running: dict[str, "Checkpointer"] = {}  # one per database file and process
+    _registry_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, path: str, timeout: float) -> "Checkpointer":
+        """The running checkpointer of `path` in this process (started if none)."""
+        key = str(Path(path).absolute())
+        with cls._registry_lock:
+            running = cls._running.get(key)
+            if running is None or not running.alive():
+                running = cls._running[key] = cls(key, timeout)
+                running.thread.start()
+            return running
+
+    @classmethod
+    def stop(cls, path: str) -> None:
+        """Stop the checkpointer of `path` (its connections were closed); the
+        next connection starts another."""
+        with cls._registry_lock:
+            running = cls._running.pop(str(Path(path).absolute()), None)
+        if running is not None:
+            running.stopping.set()
 
     def __init__(self, path: str, timeout: float):
         self.path, self.timeout = path, timeout
         self.pid = os.getpid()
         self.thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
-        self.runs = 0  # checkpoints attempted (for the tests)
-        self._started = False
-        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.copied = 0  # checkpoints that completed (for the tests)
+        self.failures = 0  # in a row
 
     def alive(self) -> bool:
-        return self.pid == os.getpid() and (not self._started or self.thread.is_alive())
-
-    def started(self) -> "Checkpointer":
-        with self._lock:
-            if not self._started:
-                self._started = True
-                self.thread.start()
-        return self
+        return self.pid == os.getpid() and self.thread.is_alive() and not self.stopping.is_set()
 
     def checkpoint(self) -> tuple[int, int, int]:
         """(busy, pages in the log, pages copied): one PASSIVE checkpoint."""
@@ -146,20 +169,25 @@ class Checkpointer:
         conn = sqlite3.connect(Path(self.path).absolute().as_uri() + "?mode=rw", uri=True, timeout=self.timeout,
                                isolation_level=None)
         try:
-            return tuple(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+            result = tuple(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
         finally:
             conn.close()
-            self.runs += 1
+        if result[0] == 0:
+            self.copied += 1
+        return result
 
     def _run(self) -> None:
-        while True:
-            time.sleep(self.INTERVAL)
-            if not Path(self.path).exists():  # the database was removed: the next connection starts another
-                return
+        while not self.stopping.wait(self.INTERVAL):
             try:
+                if not Path(self.path).exists():  # the database was removed: the next connection starts another
+                    return
                 self.checkpoint()
+                self.failures = 0
             except Exception:  # locked, or being replaced: tried again at the next interval
-                log.debug("SQLite checkpoint of %s failed", self.path, exc_info=True)
+                self.failures += 1
+                level = logging.WARNING if self.failures == self.WARN_AFTER else logging.DEBUG
+                log.log(level, "SQLite checkpoint of %s failed (%d in a row)", self.path, self.failures,
+                        exc_info=True)
 
 
 def connect_database(url: str) -> Database:

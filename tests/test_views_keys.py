@@ -82,6 +82,8 @@ def test_empty_page_offers_the_form_with_sensible_defaults(owner_client, make_us
 
 def test_the_table_lists_the_org_s_keys_with_their_details(owner_client, make_user, make_org):
     client, owner, org = owner_client
+    org.time_zone = "America/New_York"  # times in the organization's zone, and the note says which
+    org.save(only=[Organization.time_zone])
     alice = make_user("alice@acme.com", name="Alice")
     add_member(org, alice, "member")
     research = Department.create(organization=org, name="Research")
@@ -108,6 +110,8 @@ def test_the_table_lists_the_org_s_keys_with_their_details(owner_client, make_us
     assert "Revoked" in revoked_row and "Rotate" not in revoked_row and "Revoke</button>" not in revoked_row
     assert html.index("batch jobs") < html.index("retired")  # revoked keys last
     assert not shown_keys(html)
+    # The note under the table names the zone the times are shown in (it said UTC).
+    assert "Times are in America/New York time." in html and "UTC" not in html
 
 
 def test_an_expired_key_shows_expired_and_can_only_be_revoked(owner_client):
