@@ -1,14 +1,13 @@
 """Database connection (SQLite or PostgreSQL from one URL) and migrations."""
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
-from urllib.parse import urlparse
-
 import logging
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from urllib.parse import urlparse
 
 from peewee import Database, OperationalError, SqliteDatabase
 from playhouse.db_url import parse as parse_db_url
@@ -56,8 +55,6 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
         self._writer = threading.Lock()
         self._writing = threading.local()
         self._writer_timeout = SQLITE_PRAGMAS["busy_timeout"] / 1000
-        self._checkpointer: Checkpointer | None = None
-        self._checkpointer_lock = threading.Lock()
 
     def _connect(self):
         conn = super()._connect()
