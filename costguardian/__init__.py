@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -39,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
+    _limiter_skips_gateway(app)
     if app.config["CG_TRUSTED_PROXIES"]:
         n = app.config["CG_TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
@@ -53,6 +54,28 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     cli.init_app(app)
     return app
+
+
+GATEWAY_PATHS = ("/v1/", "/anthropic/")
+
+
+def _limiter_skips_gateway(app: Flask) -> None:
+    """Flask-Limiter looks for limits on every request in a before_request
+    hook (4% of a gateway call's CPU under load), though only the sign-in and
+    account views have any; the gateway's paths have their own limits
+    (services/gateway/ratelimits), so the hook passes them by."""
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit not in hooks:  # (a bound method: equal to the one registered)
+        return  # the limiter is off (RATELIMIT_ENABLED)
+    index = hooks.index(limiter._check_request_limit)
+    check = hooks[index]
+
+    def check_request_limit():
+        if request.path.startswith(GATEWAY_PATHS):
+            return None
+        return check()
+
+    hooks[index] = check_request_limit
 
 
 def _database_for(url: str):

@@ -93,9 +93,11 @@ def check_session():
     from costguardian.services.platform import sessions
 
     g.user_session = None
-    if request.endpoint is None or request.endpoint in SESSIONLESS_ENDPOINTS or not current_user.is_authenticated:
+    if request.endpoint is None or request.endpoint in SESSIONLESS_ENDPOINTS:
         return None
     if getattr(current_app.view_functions.get(request.endpoint), "api_key_auth", False):
+        return None  # (before current_user: an API call has no session to load a user from)
+    if not current_user.is_authenticated:
         return None
     user = current_user._get_current_object()
     key = session.get(SESSION_KEY)

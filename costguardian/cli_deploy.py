@@ -212,7 +212,7 @@ def check_queue(config) -> Check:
 
 
 def check_rate_limits(config) -> Check:
-    uri = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
+    uri = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")  # (finalize fills the default)
     check = Check("rate limits", f"rate-limit counters in {urlparse(uri).scheme}")
     if uri.startswith("memory://"):
         workers = os.environ.get("WEB_CONCURRENCY", "1")

@@ -36,7 +36,10 @@ DEFAULTS: dict[str, object] = {
     "CG_SIGNUP_DOMAINS": None,  # comma-separated domains allowed to sign up
     "CG_DEFAULT_PLAN": None,  # plan code for new organizations
     "CG_IMPERSONATION": None,  # 1/0: may platform admins act as users
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # Rate-limit counters (sign-in limits, the gateway's RPM/TPM). Unset: a SQLite file in the
+    # instance folder, shared by every process of the host (costguardian/ratelimit_storage.py);
+    # redis://… to share them across hosts; memory:// for one process only.
+    "RATELIMIT_STORAGE_URI": None,
     "LOGIN_LIMIT_PER_IP": "20 per minute",
     "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
     "PASSWORD_RESET_TTL_MINUTES": 60,
@@ -153,6 +156,8 @@ def finalize(config: dict, instance_path: str) -> None:
     config["DATABASE_URL"] = resolve_sqlite_url(str(config["DATABASE_URL"]))
     config["HUEY_URL"] = resolve_sqlite_url(str(config["HUEY_URL"]))
     config["SECRET_KEY_FALLBACKS"] = key_list(config.get("SECRET_KEY_FALLBACKS"))
+    if not config.get("RATELIMIT_STORAGE_URI"):
+        config["RATELIMIT_STORAGE_URI"] = "cg-sqlite:///" + str(Path(instance_path).resolve() / "ratelimits.sqlite")
     if config.get("BILLING_ENABLED"):
         missing = [k for k in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET") if not config.get(k)]
         if missing:

@@ -8,6 +8,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from peewee import DatabaseProxy
 
+from costguardian import ratelimit_storage  # noqa: F401 (registers the cg-sqlite:// scheme with limits)
 from costguardian.signing import RotatingLoginManager
 
 db = DatabaseProxy()

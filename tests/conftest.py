@@ -99,7 +99,7 @@ def pytest_configure(config):
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{instance}/test.db"
         os.environ["HUEY_URL"] = f"sqlite:///{instance}/huey.db"
-        os.environ["RATELIMIT_STORAGE_URI"] = "memory://"
+        os.environ["RATELIMIT_STORAGE_URI"] = f"cg-sqlite:///{instance}/ratelimits.sqlite"  # the default's kind
     config.cg_backend = backend
 
 

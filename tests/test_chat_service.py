@@ -217,7 +217,7 @@ def test_the_organizations_request_limit_counts_chat_calls(chat_org, app):
     from costguardian.models.chat import ERROR
     from costguardian.services.gateway import ratelimits
 
-    if not str(app.config["RATELIMIT_STORAGE_URI"]).startswith("memory"):
+    if not str(app.config["RATELIMIT_STORAGE_URI"]).startswith(("memory", "cg-sqlite")):
         pytest.skip("Redis keeps its windows by its own clock, which time-machine does not move")
     ratelimits.reset(app)
     Organization.update(gateway_rpm_limit=2).where(Organization.id == chat_org.org.id).execute()

@@ -5,8 +5,9 @@ OpenAI-style x-ratelimit-* headers, nothing forwarded or recorded for a
 refused call; and a key's "calls may choose their attribution" setting.
 
 Requests are counted in a sliding window aligned to the clock on the
-in-memory storage: tests that count requests freeze the clock mid-minute
-(time-machine moves `limits`' time.time()). Redis keeps its windows by its
+in-memory storage and the SQLite file (the SQLite pass's, as by default):
+tests that count requests freeze the clock mid-minute (time-machine moves
+`limits`' time.time()). Redis keeps its windows by its
 own clock, so the tests that need the window to move run on memory only.
 """
 from __future__ import annotations
@@ -44,8 +45,14 @@ def frozen():
         yield traveller
 
 
+def follows_clock(app) -> bool:
+    """The storage measures windows by this process's time.time() (memory://, the
+    SQLite file), which time-machine moves; Redis keeps its own clock."""
+    return str(app.config["RATELIMIT_STORAGE_URI"]).startswith(("memory", "cg-sqlite"))
+
+
 def memory_only(app):
-    if not str(app.config["RATELIMIT_STORAGE_URI"]).startswith("memory"):
+    if not follows_clock(app):
         pytest.skip("Redis keeps its windows by its own clock, which time-machine does not move")
 
 
@@ -89,7 +96,7 @@ def test_rpm_refuses_the_call_after_the_limit_with_429_and_openai_headers(gatewa
     assert headers["x-ratelimit-limit-requests"] == "3" and headers["x-ratelimit-remaining-requests"] == "0"
     assert 1 <= int(headers["retry-after"]) <= 60 and headers["x-should-retry"] == "true"
     assert headers["X-CG-Request-Id"].startswith("gw_")
-    if str(app.config["RATELIMIT_STORAGE_URI"]).startswith("memory"):
+    if follows_clock(app):
         # Frozen at 09:00:10: the window of 09:00 ends in 50 s.
         assert headers["retry-after"] == "50" and headers["x-ratelimit-reset-requests"] == "50s"
     assert len(gateway.upstream.requests) == 3  # the refused call never reached the provider

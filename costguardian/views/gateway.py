@@ -20,7 +20,6 @@ import weakref
 from flask import Blueprint, current_app, g, request
 
 from costguardian import web
-from costguardian.db import connected
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
 from costguardian.services.gateway import models_list, proxy, ratelimits
@@ -78,8 +77,15 @@ class _AfterSend:
 
 def _after_send(app, finish) -> None:
     try:
-        with app.app_context(), connected(db):
-            finish()
+        with app.app_context():
+            # A connection only if the finish needs one (a call whose recording another
+            # thread writes does not: recording's group commit), returned afterwards.
+            was_open = not db.is_closed()
+            try:
+                finish()
+            finally:
+                if not was_open and not db.is_closed():
+                    db.close()
     except Exception:
         log.exception("finishing a gateway call failed")
 

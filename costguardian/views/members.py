@@ -2,7 +2,7 @@
 bulk role changes, department moves and removals."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, request, url_for
+from flask import Blueprint, abort, current_app, g, request, url_for
 from flask_login import current_user
 
 from costguardian import permissions
@@ -23,7 +23,11 @@ PICKS = "partials/members/_picks.html"
 @bp.before_app_request
 def _last_seen():
     """Coalesced "last active": at most one write per user every few minutes."""
-    if request.endpoint is not None and request.endpoint not in SESSIONLESS_ENDPOINTS and current_user.is_authenticated:
+    if request.endpoint is None or request.endpoint in SESSIONLESS_ENDPOINTS:
+        return
+    if getattr(current_app.view_functions.get(request.endpoint), "api_key_auth", False):
+        return  # an API call: its key, not a person's session
+    if current_user.is_authenticated:
         members_service.touch_last_seen(current_user._get_current_object())
 
 

@@ -411,11 +411,13 @@ class _Exchange:
     # --- after the answer was sent
 
     def finish(self) -> None:
-        """Record the call, then release its budget reservation."""
+        """Record the call and release its budget reservation (together:
+        recording.record)."""
         try:
             if self.relay is not None:
                 self.read_stream()
-            recording.record(self.record)
+            recording.record(self.record, self.admission)
+            self.admission = None  # released by the recording (or, if that failed, expiring)
         except Exception:
             log.exception("recording gateway request %s failed", self.request_id)
         finally:

@@ -6,10 +6,10 @@
     admitted.charge(ratelimits.tokens_of(record))  # after the call, in its finish
 
 Counted with the `limits` library, in one storage per app built from
-`RATELIMIT_STORAGE_URI` (the same setting as the sign-in limits): `memory://`
-is shared by every thread of the process, so a deployment of several
-processes (gunicorn workers, several hosts) needs `redis://` for the limits
-to hold across them (docs/OPERATIONS.md). A storage that cannot be reached
+`RATELIMIT_STORAGE_URI` (the same setting as the sign-in limits): by default
+a SQLite file shared by every process of the host (costguardian/
+ratelimit_storage.py), `redis://` to share them across hosts, `memory://`
+for one process only (docs/OPERATIONS.md). A storage that cannot be reached
 lets calls through (fails open) and logs: budgets, not rate limits, guard
 money. Redis is given short socket timeouts (STORAGE_TIMEOUT) so that a
 hung Redis delays a call by at most that much, not for ever.
@@ -115,7 +115,8 @@ class Admitted:
 class _Limiters:
     def __init__(self, uri: str, key_prefix: str):
         options = ({"key_prefix": key_prefix, "socket_timeout": STORAGE_TIMEOUT,
-                    "socket_connect_timeout": STORAGE_TIMEOUT} if uri.startswith("redis") else {})
+                    "socket_connect_timeout": STORAGE_TIMEOUT} if uri.startswith("redis")
+                   else {"key_prefix": key_prefix} if uri.startswith("cg-sqlite") else {})
         self.storage = storage_from_string(uri, **options)
         self.requests = SlidingWindowCounterRateLimiter(self.storage)
         self.tokens = FixedWindowRateLimiter(self.storage)

@@ -16,16 +16,18 @@ stored, unless the organization logged requests when the call was made: then
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask import current_app
 from peewee import IntegrityError
 
 from costguardian.db import write_transaction
 from costguardian.models import GatewayRequest
 from costguardian.prepared import Prepared
 from costguardian.observability import metrics
-from costguardian.services.gateway import request_log
+from costguardian.services.gateway import admission, request_log
 from costguardian.services.usage import ingest
 
 log = logging.getLogger(__name__)
@@ -73,15 +75,166 @@ class CallRecord:
         return tags
 
 
-def record(call: CallRecord) -> str | None:
-    """Store the call; returns the usage event's status (accepted,
-    duplicate) or None when no event was due."""
-    status = _record_usage(call) if call.forwarded else None
-    _log(call)
+def record(call: CallRecord, held=None) -> str | None:
+    """Store the call and release `held` (its admission.Admission, if any)
+    in the same transaction; returns the usage event's status (accepted,
+    duplicate, rejected) or None when no event was due. Returns once both are
+    committed (or, when the database failed, logged: the reservation then
+    expires)."""
+    item = _Item(call, held)
+    _recorder().submit(item)
+    return item.status
+
+
+# --- group commit ----------------------------------------------------------------------
+#
+# Calls that finish while another call's recording is being written wait for
+# it, then the first of them writes all of them in one transaction: their
+# events through ingest together (one insert, one upsert per rollup and
+# counter row they share), their log rows in one insert, their reservations in
+# one delete. Alone, a call is written at once, as before; under load the
+# database work per call shrinks with the batch (docs/PERFORMANCE.md). No
+# thread of its own: the threads that finish calls take turns, so nothing is
+# left unwritten when a worker stops, and a test sees its call stored as soon
+# as the call's finish returns.
+
+MAX_BATCH = 200  # calls written in one transaction
+
+
+class _Item:
+    __slots__ = ("call", "held", "status", "done", "priced", "result")
+
+    def __init__(self, call: CallRecord, held):
+        self.call, self.held = call, held
+        self.status: str | None = None
+        self.done = False
+        self.priced = None  # its ingest.Priced (when forwarded)
+        self.result = None  # its ingest.EventResult
+
+
+class _Recorder:
+    def __init__(self):
+        self.pending: list[_Item] = []
+        self.queue_lock = threading.Lock()
+        self.turn = threading.Lock()  # the thread holding it writes what is pending
+
+    def submit(self, item: _Item) -> None:
+        with self.queue_lock:
+            self.pending.append(item)
+        while not item.done:
+            with self.turn:
+                if item.done:  # written by the batch of the thread that had the turn
+                    return
+                with self.queue_lock:
+                    batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                _write(batch)
+
+
+def _recorder() -> _Recorder:
+    return current_app.extensions.setdefault("cg_gateway_recorder", _Recorder())
+
+
+def _write(batch: list[_Item]) -> None:
+    try:
+        try:
+            _price(batch)
+            stored = _write_together(batch)
+        except Exception:
+            log.exception("recording %d gateway calls together failed; recording them one by one", len(batch))
+            for item in batch:
+                _write_alone(item)
+        else:
+            _after_commit(batch, stored)
+    finally:
+        for item in batch:
+            item.done = True
+
+
+def _price(batch: list[_Item]) -> None:
+    """Validate and price the events (no writes), the calls of one key and
+    credential together."""
+    groups: dict[tuple, list[_Item]] = {}
+    for item in batch:
+        call = item.call
+        if call.forwarded:
+            key_id = call.api_key.id if call.api_key is not None else None
+            groups.setdefault((call.org.id, key_id, call.credential_id), []).append(item)
+    for items in groups.values():
+        first = items[0].call
+        priced = ingest.price(first.org, first.api_key, [_event(i.call, i.call.usage) for i in items],
+                              gateway_tags=True, credential_id=first.credential_id)
+        for item, result in zip(items, priced.result.results):
+            item.priced, item.result = priced, result
+            if result.status == "rejected" and "usage" in result.errors:
+                _unreadable_usage(item, result.errors["usage"])
+
+
+def _unreadable_usage(item: _Item, error: str) -> None:
+    """A usage object the converter cannot read must not lose the call: zero
+    tokens, marked, and the reason in the log."""
+    call = item.call
+    log.warning("gateway request %s: the provider's usage object was refused (%s); recorded without tokens",
+                call.request_id, error)
+    call.tags = [*call.tags, "usage:unreadable"]
+    item.priced = ingest.price(call.org, call.api_key, [_event(call, None)], gateway_tags=True,
+                               credential_id=call.credential_id)
+    item.result = item.priced.result.results[0]
+
+
+def _write_together(batch: list[_Item]) -> list[tuple]:
+    """One transaction: the events (per organization, in id order: the order
+    admission locks counters in), the log rows, the reservations released. Returns (organization, its priced batches, the
+    counters touched) for `_after_commit`."""
+    by_org: dict[int, tuple[object, list]] = {}
+    for item in batch:
+        if item.priced is not None:
+            _, priced = by_org.setdefault(item.call.org.id, (item.call.org, []))
+            if not any(p is item.priced for p in priced):
+                priced.append(item.priced)
+    held = [item.held.id for item in batch if item.held is not None and item.held.id is not None]
+    with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
+        stored = [(org, priced, ingest.store(org, priced)) for _, (org, priced) in sorted(by_org.items())]
+        _INSERT_LOGS.write(*[value for item in batch for value in _log_row(item.call)])
+        if held:
+            admission.release(held)
+    return stored
+
+
+def _after_commit(batch: list[_Item], stored: list[tuple]) -> None:
+    for org, priced, touched in stored:
+        ingest.after_store(org, priced, touched)  # logs its own failures
+    for item in batch:
+        call = item.call
+        if item.result is not None:
+            item.status = item.result.status
+            if item.status == "rejected":
+                log.error("gateway request %s could not be recorded: %s", call.request_id, item.result.errors)
+        _done(call)
+
+
+def _done(call: CallRecord) -> None:
     metrics.gateway_call(call.endpoint, call.outcome)
     if call.bodies is not None:  # after the usage event and the log row: a failure here loses only the bodies
-        request_log.store(call.org, call.request_id, call.bodies)
-    return status
+        try:
+            request_log.store(call.org, call.request_id, call.bodies)
+        except Exception:
+            log.exception("keeping the bodies of gateway request %s failed", call.request_id)
+
+
+def _write_alone(item: _Item) -> None:
+    """One call in transactions of its own (after its batch failed): a call
+    that cannot be written does not keep the others from being written."""
+    call = item.call
+    try:
+        if call.forwarded:
+            item.status = _record_usage(call)
+        _log(call)
+        _done(call)
+    except Exception:
+        log.exception("recording gateway request %s failed", call.request_id)
+    finally:
+        if item.held is not None:
+            admission.settle(item.held)
 
 
 def _event(call: CallRecord, usage: dict | None) -> dict:
@@ -119,16 +272,21 @@ _LOG_FIELDS = [GatewayRequest.organization, GatewayRequest.request_id, GatewayRe
                GatewayRequest.started_at, GatewayRequest.status_code, GatewayRequest.outcome, GatewayRequest.error,
                GatewayRequest.streamed, GatewayRequest.forwarded, GatewayRequest.usage_estimated,
                GatewayRequest.latency_ms, GatewayRequest.ttft_ms]
-_INSERT_LOG = Prepared(lambda *row: GatewayRequest.insert_many([row], fields=_LOG_FIELDS).on_conflict_ignore())
+_INSERT_LOGS = Prepared(lambda *flat: GatewayRequest.insert_many(
+    [flat[i:i + len(_LOG_FIELDS)] for i in range(0, len(flat), len(_LOG_FIELDS))], fields=_LOG_FIELDS)
+    .on_conflict_ignore())
+
+
+def _log_row(call: CallRecord) -> tuple:
+    return (call.org.id, call.request_id, call.api_key.id if call.api_key is not None else None, call.endpoint,
+            call.provider, call.requested_model[:200], call.credential_id, call.started_at, call.status_code,
+            call.outcome, call.error[:ERROR_CHARS], call.streamed, call.forwarded, call.usage_estimated,
+            max(0, call.latency_ms), call.ttft_ms)
 
 
 def _log(call: CallRecord) -> None:
     try:
         with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
-            _INSERT_LOG.write(
-                call.org.id, call.request_id, call.api_key.id if call.api_key is not None else None, call.endpoint,
-                call.provider, call.requested_model[:200], call.credential_id, call.started_at, call.status_code,
-                call.outcome, call.error[:ERROR_CHARS], call.streamed, call.forwarded, call.usage_estimated,
-                max(0, call.latency_ms), call.ttft_ms)
+            _INSERT_LOGS.write(*_log_row(call))
     except IntegrityError:  # the same request recorded twice
         pass

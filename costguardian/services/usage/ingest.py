@@ -329,6 +329,26 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
     gateway's recording (RESERVED_TAG_KEYS) are refused unless `gateway_tags`
     (only the gateway's recording passes it, with the vault `credential_id`
     that served the call)."""
+    batch = price(org, api_key, raw_events, now, gateway_tags=gateway_tags, credential_id=credential_id)
+    touched = store(org, [batch])
+    after_store(org, [batch], touched)
+    return batch.result
+
+
+@dataclass
+class Priced:
+    """A batch validated and priced but not stored yet (ingest's first half;
+    `store` writes it, `after_store` tells people about it)."""
+
+    result: BatchResult
+    rows: list[dict]  # the accepted events, as stored
+    row_results: list[EventResult]  # their results, in the same order
+    source: str  # for the metrics: gateway, api or internal
+
+
+def price(org, api_key, raw_events: list, now: datetime | None = None, *, gateway_tags: bool = False,
+          credential_id: int | None = None) -> Priced:
+    """Validate and price a batch (reads only)."""
     ctx = _Context(
         now=now or clock.now(),
         departments=(dict(Department.in_org(org).select(Department.name_key, Department.id).tuples())
@@ -370,28 +390,44 @@ def ingest(org, api_key, raw_events: list, now: datetime | None = None, *, gatew
         results.append(result)
         rows.append(row)
         row_results.append(result)
-    if rows:
-        touched: set = set()
-        inserted = rollups.store_events(org.id, rows, touched)
-        for row, result in zip(rows, row_results):
+    source = "gateway" if gateway_tags else "api" if api_key is not None else "internal"
+    return Priced(BatchResult(results), rows, row_results, source)
+
+
+def store(org, batches: list[Priced]) -> set:
+    """Store priced batches of `org` in one transaction (a savepoint of the
+    caller's, when it has one): events whose id is already stored turn
+    duplicate. Returns the (budget id, period start) pairs for `after_store`."""
+    rows = [row for batch in batches for row in batch.rows]
+    touched: set = set()
+    if not rows:
+        return touched
+    inserted = rollups.store_events(org.id, rows, touched)
+    for batch in batches:
+        for row, result in zip(batch.rows, batch.row_results):
             if row["event_id"] not in inserted:
                 result.status, result.cost_nanos = "duplicate", None
-        # The events are stored: whatever happens while telling people about
-        # them must not turn the answer into an error (the periodic budget
-        # check and the next batch catch up on anything missed here).
-        try:
-            _tell_about_unpriced(org, [r for r in row_results if r.status == "accepted" and r.cost_nanos is None])
-            if touched:
-                from costguardian.services.budgets import budgets
+    return touched
 
-                budgets.check_thresholds(org, touched)
-                metrics.budgets_checked("ingest", len({budget_id for budget_id, _ in touched}))
-        except Exception:
-            current_app.logger.exception("notifying after an ingest batch of organization %s failed", org.id)
-    batch = BatchResult(results)
-    metrics.ingested("gateway" if gateway_tags else "api" if api_key is not None else "internal",
-                     batch.count("accepted"), batch.count("duplicate"), batch.count("rejected"))
-    return batch
+
+def after_store(org, batches: list[Priced], touched: set) -> None:
+    """After the commit: unpriced-model notices, budget thresholds, metrics.
+    The events are stored: whatever happens while telling people about them
+    must not turn the answer into an error (the periodic budget check and the
+    next batch catch up on anything missed here)."""
+    try:
+        _tell_about_unpriced(org, [r for batch in batches for r in batch.row_results
+                                   if r.status == "accepted" and r.cost_nanos is None])
+        if touched:
+            from costguardian.services.budgets import budgets
+
+            budgets.check_thresholds(org, touched)
+            metrics.budgets_checked("ingest", len({budget_id for budget_id, _ in touched}))
+    except Exception:
+        current_app.logger.exception("notifying after an ingest batch of organization %s failed", org.id)
+    for batch in batches:
+        result = batch.result
+        metrics.ingested(batch.source, result.count("accepted"), result.count("duplicate"), result.count("rejected"))
 
 
 def _tell_about_unpriced(org, unpriced: list) -> None:
