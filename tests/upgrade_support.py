@@ -100,6 +100,17 @@ _MODEL_FIELDS = {(m._meta.table_name, f.column_name): f for m in ALL_MODELS for 
 GENERIC_DAY = datetime(2026, 1, 1, 12, 0)
 
 
+def data_tables(database) -> list[str]:
+    """The tables rows are written to and read from: not the migrations' own,
+    nor PostgreSQL's partitions of usage_event (0030), whose rows are the
+    parent table's (writing them into a partition as well wrote them twice)."""
+    partitions = set()
+    if isinstance(database, PostgresqlDatabase):
+        partitions = {name for (name,) in database.execute_sql(
+            "SELECT relname FROM pg_class WHERE relispartition AND relnamespace = current_schema()::regnamespace")}
+    return [t for t in database.get_tables() if t not in BOOKKEEPING and t not in partitions]
+
+
 class Filler:
     """Writes rows into the schema the database has now. `insert(table,
     values)` drops the values of columns this schema lacks and fills every
@@ -108,7 +119,7 @@ class Filler:
 
     def __init__(self, database):
         self.db = database
-        self.tables = [t for t in database.get_tables() if t not in BOOKKEEPING]
+        self.tables = data_tables(database)
         self.columns = {t: {c.name: c for c in database.get_columns(t)} for t in self.tables}
         self.fks = {t: {fk.column: (fk.dest_table, fk.dest_column) for fk in database.get_foreign_keys(t)}
                     for t in self.tables}
@@ -164,7 +175,8 @@ class Filler:
         """Insert one row; returns it as stored (with its id)."""
         columns = self.columns[table]
         row = {name: value for name, value in values.items() if name in columns}
-        auto_id = self.pks[table] == ["id"] and "int" in columns["id"].data_type.lower()
+        # (usage_event's key became (id, occurred_at) when 0030 partitioned it: its id still comes from its sequence)
+        auto_id = "id" in self.pks[table] and "int" in columns["id"].data_type.lower()
         for name, column in columns.items():
             if name in row or (auto_id and name == "id") or (column.null and not fill_nullable):
                 continue
@@ -200,9 +212,7 @@ class Filler:
 def snapshot(database) -> dict[str, dict[tuple, dict]]:
     """Every row of every table, keyed by primary key."""
     found = {}
-    for table in database.get_tables():
-        if table in BOOKKEEPING:
-            continue
+    for table in data_tables(database):
         keys = database.get_primary_keys(table)
         if "id" in keys:  # usage_event's key became (id, occurred_at) when 0030 partitioned it: rows keep their id
             keys = ["id"]

@@ -15,6 +15,7 @@ from costguardian.models.mail import OutboxMessage
 from costguardian.models.notifications import (Delivery, DeliveryAttempt, Notification, NotificationOnce,
                                                NotificationPreference, NotificationSettings, TemplateOverride, WebhookEndpoint)
 from costguardian.models.org import Department, Membership, Organization, TenantModel
+from costguardian.models.settings_version import OrgSettingsVersion
 from costguardian.models.onboarding import OnboardingProgress
 from costguardian.models.platform import (ErrorCount, GlobalPriceOverride, Impersonation, PlatformSetting,
                                           PlatformToken, TaskRun, UserSession)
@@ -43,6 +44,7 @@ ALL_MODELS = [
     ProviderSyncConnection, ProviderUsageBucket, ProviderCostBucket, KnownProviderKey,
     ProviderKey, ProviderKeyMatch,
     OrgExport, RollupMove,
+    OrgSettingsVersion,
 ]
 
 __all__ = [
@@ -56,5 +58,5 @@ __all__ = [
     "TemplateOverride", "WebhookEndpoint",
     "ALL_MODELS", "NO_DEPARTMENT", "NO_KEY", "NO_USER", "ApiKey", "ModelAlias", "PriceOverride", "UsageEvent",
     "UsageDayRollup", "UsageDayTagRollup", "UsageDimension", "UsageRollup", "UsageTagRollup", "AuditLog", "BaseModel", "Department", "DomainJoin", "ExternalIdentity", "GatewayRequest", "GatewayRequestBody", "GatewayReservation", "Invitation", "Membership",
-    "Organization", "OrgExport", "OutboxMessage", "RollupMove", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
+    "Organization", "OrgExport", "OrgSettingsVersion", "OutboxMessage", "RollupMove", "PasswordResetToken", "ProviderCredential", "TenantModel", "User",
 ]

@@ -19,7 +19,7 @@ import weakref
 
 from flask import Blueprint, current_app, g, request
 
-from costguardian import web
+from costguardian import settings_cache, web
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
 from costguardian.services.gateway import models_list, proxy, ratelimits
@@ -126,7 +126,10 @@ def gateway_key_required(wire: str):
                 return _send(proxy.error_reply(wire, 429, exc.message, g.gateway_request_id,
                                                code="rate_limit_exceeded", headers=exc.headers,
                                                kind=exc.kind if wire == OPENAI else "rate_limit_error"))
-            return view(*args, **kwargs)
+            # The organization's budgets, credentials, aliases and prices as kept by this
+            # process, if its settings have not changed since (settings_cache: one read).
+            with settings_cache.pinned(key.organization_id):
+                return view(*args, **kwargs)
 
         wrapped.required_scope = "gateway"
         wrapped.api_key_auth = True

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from peewee import EXCLUDED, PostgresqlDatabase, SqliteDatabase, fn
 
-from costguardian import clock
+from costguardian import clock, settings_cache
 from costguardian.prepared import Prepared
 from costguardian.db import write_transaction
 from costguardian.extensions import db
@@ -95,6 +95,16 @@ TIME_ZONE_OF = Prepared(lambda org_id: Organization.select(Organization.time_zon
 
 
 def org_scopes(org_id: int) -> list[Scope]:
+    """Every budget of the organization as a Scope (kept per process while
+    its settings do not change: costguardian/settings_cache.py)."""
+    return settings_cache.cached("scopes", org_id, None, lambda: _load_scopes(org_id))
+
+
+def time_zone_of(org_id: int) -> str | None:
+    return settings_cache.cached("time_zone", org_id, None, lambda: TIME_ZONE_OF.scalar(org_id))
+
+
+def _load_scopes(org_id: int) -> list[Scope]:
     budgets = _BUDGETS_OF.all(org_id)
     if not budgets:
         return []
@@ -163,7 +173,7 @@ def _collect(org_id: int, batches: list[tuple[list[dict], int]], now: datetime |
     if not scopes:
         return {}, set(), {}
     now = now or clock.now()
-    tz_name = TIME_ZONE_OF.scalar(org_id)
+    tz_name = time_zone_of(org_id)
     deltas: dict[tuple[int, datetime], list[int]] = {}
     current: set[tuple[int, datetime]] = set()
     for scope in scopes:

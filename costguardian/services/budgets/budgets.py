@@ -285,7 +285,7 @@ def _after_limit_change(budget: Budget) -> None:
 def _tz(org_or_id) -> str:
     if isinstance(org_or_id, Organization):
         return org_or_id.time_zone
-    return budget_accounting.TIME_ZONE_OF.scalar(org_or_id)
+    return budget_accounting.time_zone_of(org_or_id)
 
 
 def _period(budget: Budget, now: datetime, tz_name: str | None = None) -> budget_periods.Period:

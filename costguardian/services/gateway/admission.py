@@ -36,7 +36,7 @@ from flask import current_app, has_app_context
 from peewee import IntegrityError, InterfaceError, OperationalError, PostgresqlDatabase, fn
 from playhouse.pool import MaxConnectionsExceeded
 
-from costguardian import clock, timefmt
+from costguardian import clock, settings_cache, timefmt
 from costguardian.prepared import Prepared
 from costguardian.db import write_transaction
 from costguardian.extensions import db
@@ -175,7 +175,8 @@ _ALIASES_OF_PROVIDER = Prepared(lambda org_id, provider: ModelAlias.select(Model
 def recorded_model(org: Organization, provider: str, model: str) -> str:
     """The model name ingest will store for the call: the organization's
     alias first (an Azure deployment "prod-4o" → gpt-4o), then the catalog's."""
-    aliases = {alias.lower(): target for alias, target in _ALIASES_OF_PROVIDER.execute(org.id, provider)}
+    aliases = settings_cache.cached("aliases_of", org.id, provider, lambda: {
+        alias.lower(): target for alias, target in _ALIASES_OF_PROVIDER.execute(org.id, provider)})
     return aliases.get((model or "").lower()) or catalog.resolve_model(provider, model or "")[0]
 
 

@@ -15,6 +15,7 @@ stored, unless the organization logged requests when the call was made: then
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datetime import datetime
 from flask import current_app
 from peewee import IntegrityError
 
+from costguardian import settings_cache
 from costguardian.db import write_transaction
 from costguardian.models import GatewayRequest
 from costguardian.prepared import Prepared
@@ -137,7 +139,10 @@ def _recorder() -> _Recorder:
 def _write(batch: list[_Item]) -> None:
     try:
         try:
-            _price(batch)
+            with contextlib.ExitStack() as pins:  # the organizations' settings as kept, if unchanged
+                for org_id in sorted({item.call.org.id for item in batch}):
+                    pins.enter_context(settings_cache.pinned(org_id))
+                _price(batch)
             stored = _write_together(batch)
         except Exception:
             log.exception("recording %d gateway calls together failed; recording them one by one", len(batch))

@@ -23,9 +23,10 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from flask import current_app
 from peewee import fn
 
-from costguardian import clock, crypto
+from costguardian import clock, crypto, settings_cache
 from costguardian.prepared import Prepared
 from costguardian.db import locked
 from costguardian.models import ProviderCredential, User
@@ -95,10 +96,18 @@ _ENABLED_FOR_PROVIDER = Prepared(
 def credential_for(org, provider: str, model: str | None = None) -> ResolvedCredential | None:
     """The credential a call to `provider` (for `model`) should use, or None:
     enabled, its allow-list admitting the model (and for Azure, a deployment
-    serving it), the provider's default first, then the oldest."""
+    serving it), the provider's default first, then the oldest. Kept per
+    process while the organization's settings do not change (settings_cache)."""
     catalogue_entry = providers.get(provider)
     if catalogue_entry is None:
         return None
+    # (the operator's base URLs are part of what is resolved: CG_PROVIDER_BASE_URLS)
+    key = (provider, model, str(current_app.config.get("CG_PROVIDER_BASE_URLS") or ""))
+    return settings_cache.cached("credential", org.id, key,
+                                 lambda: _credential_for(org, provider, catalogue_entry, model))
+
+
+def _credential_for(org, provider: str, catalogue_entry: Provider, model: str | None) -> ResolvedCredential | None:
     for credential in _ENABLED_FOR_PROVIDER.execute(org.id, provider, True):
         deployment = ""
         if model is not None:

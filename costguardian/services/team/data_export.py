@@ -56,6 +56,7 @@ from costguardian.models import (
     OnboardingProgress,
     Organization,
     OrgExport,
+    OrgSettingsVersion,
     PriceOverride,
     ProviderCostBucket,
     ProviderCredential,
@@ -285,6 +286,8 @@ NOT_EXPORTED = {
     # The hourly rollups summed per local day: derived, the hourly rows are exported.
     UsageDayRollup: "daily sums of the hourly rollups (derived from usage_rollups)",
     UsageDayTagRollup: "daily sums of the per-tag rollups (derived from usage_tag_rollups)",
+    # A number the database's triggers change with the settings: what processes keep in memory is checked by it.
+    OrgSettingsVersion: "the settings' version number (kept by the database itself)",
 }
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 
-from costguardian import clock
+from costguardian import clock, settings_cache
 from costguardian.models import NO_DEPARTMENT, NO_USER, Department, ModelAlias
 from costguardian.models.org import caseless
 from costguardian.money import usd_decimal
@@ -351,9 +351,11 @@ def price(org, api_key, raw_events: list, now: datetime | None = None, *, gatewa
     """Validate and price a batch (reads only)."""
     ctx = _Context(
         now=now or clock.now(),
-        departments=(dict(Department.in_org(org).select(Department.name_key, Department.id).tuples())
+        departments=(settings_cache.cached("departments", org.id, None, lambda: dict(
+            Department.in_org(org).select(Department.name_key, Department.id).tuples()))
                      if any(isinstance(raw, dict) and raw.get("department") for raw in raw_events) else {}),
-        aliases={(provider, alias.lower()): model for provider, alias, model in _ALIASES.execute(org.id)},
+        aliases=settings_cache.cached("aliases", org.id, None, lambda: {
+            (provider, alias.lower()): model for provider, alias, model in _ALIASES.execute(org.id)}),
         key_user=(api_key.user.email if api_key is not None and api_key.user_id else NO_USER),
         key_department=(api_key.department_id or NO_DEPARTMENT) if api_key is not None else NO_DEPARTMENT,
         gateway_tags=gateway_tags,

@@ -188,8 +188,15 @@ class OrgPrices:
 
     @classmethod
     def for_org(cls, org) -> "OrgPrices":
+        from costguardian import settings_cache
+
+        org_id = getattr(org, "id", org)
+        return settings_cache.cached("prices", org_id, None, lambda: cls._load(org_id))
+
+    @classmethod
+    def _load(cls, org_id: int) -> "OrgPrices":
         own, platform = [], []
-        for row in _OVERRIDES.execute(getattr(org, "id", org)):
+        for row in _OVERRIDES.execute(org_id):
             (own if row.organization is not None else platform).append(row)
         return cls(own, platform)
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import OperationalError, PostgresqlDatabase, fn
 
-from costguardian import clock
+from costguardian import clock, settings_cache
 from costguardian.db import write_transaction
 from costguardian.extensions import db
 from costguardian.prepared import Prepared
@@ -112,7 +112,11 @@ def store_events(org_id: int, rows: list[dict], touched: set | None = None) -> s
                 fresh = [row for row in rows if row["event_id"] in inserted]
                 if fresh:
                     _add_to_rollups(org_id, fresh, state.alignment, state.days)
-                    grown = budget_accounting.add_events(org_id, fresh)
+                    # The budgets as kept by the process if unchanged: the version is read under
+                    # this transaction's locks (after write_state), so a budget created meanwhile
+                    # either committed before (a new version) or waits for this commit.
+                    with settings_cache.pinned(org_id):
+                        grown = budget_accounting.add_events(org_id, fresh)
             if fresh and touched is not None:
                 touched |= grown
             return inserted
