@@ -215,10 +215,11 @@ def check_rate_limits(config) -> Check:
     uri = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")  # (finalize fills the default)
     check = Check("rate limits", f"rate-limit counters in {urlparse(uri).scheme}")
     if uri.startswith("memory://"):
-        workers = os.environ.get("WEB_CONCURRENCY", "1")
+        workers = os.environ.get("WEB_CONCURRENCY") or str(min(2, os.cpu_count() or 1))  # gunicorn.conf.py's default
         if workers.isdigit() and int(workers) > 1:
             check.problem(f"RATELIMIT_STORAGE_URI is memory:// with WEB_CONCURRENCY={workers}: each process "
-                          "lets the full limit through", "set RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379/1")
+                          "lets the full limit through", "unset RATELIMIT_STORAGE_URI (a SQLite file shared by "
+                          "this host's processes) or, for several hosts, set RATELIMIT_STORAGE_URI=redis://…")
         return check
     try:
         from limits.storage import storage_from_string
@@ -231,7 +232,8 @@ def check_rate_limits(config) -> Check:
     if not reachable:
         check.problem("the rate-limit storage cannot be reached" + (f": {error}" if error else "")
                       + " (gateway calls then go through without limits)",
-                      "check RATELIMIT_STORAGE_URI and that Redis runs")
+                      "check RATELIMIT_STORAGE_URI (and that Redis runs, or that the SQLite file's folder is "
+                      "writable)")
     return check
 
 

@@ -101,10 +101,12 @@ def test_a_database_not_ready_is_named_and_its_checks_skipped(app_ctx, tmp_path,
     assert failures["consumer"] == failures["superadmin"] == ["not checked: the database is not ready (above)"]
 
 
-def test_rate_limit_storage_must_be_shared_by_several_workers_and_reachable(monkeypatch):
+def test_rate_limit_storage_must_be_shared_by_several_workers_and_reachable(monkeypatch, tmp_path):
     monkeypatch.setenv("WEB_CONCURRENCY", "4")
     (what, fix), = check_rate_limits({"RATELIMIT_STORAGE_URI": "memory://"}).problems
     assert "each process lets the full limit through" in what and "redis://" in fix
+    shared = check_rate_limits({"RATELIMIT_STORAGE_URI": f"cg-sqlite:///{tmp_path}/ratelimits.sqlite"})
+    assert not shared.problems and "cg-sqlite" in shared.ok_text  # the default: a file every worker shares
     monkeypatch.setenv("WEB_CONCURRENCY", "1")
     assert not check_rate_limits({"RATELIMIT_STORAGE_URI": "memory://"}).problems
     (what, _), = check_rate_limits({"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/1"}).problems

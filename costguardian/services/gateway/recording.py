@@ -180,7 +180,7 @@ def _unreadable_usage(item: _Item, error: str) -> None:
     call = item.call
     log.warning("gateway request %s: the provider's usage object was refused (%s); recorded without tokens",
                 call.request_id, error)
-    call.tags = [*call.tags, "usage:unreadable"]
+    call.tags = _unreadable(call.tags)
     item.priced = ingest.price(call.org, call.api_key, [_event(call, None)], gateway_tags=True,
                                credential_id=call.credential_id)
     item.result = item.priced.result.results[0]
@@ -188,8 +188,9 @@ def _unreadable_usage(item: _Item, error: str) -> None:
 
 def _write_together(batch: list[_Item]) -> list[tuple]:
     """One transaction: the events (per organization, in id order: the order
-    admission locks counters in), the log rows, the reservations released. Returns (organization, its priced batches, the
-    counters touched) for `_after_commit`."""
+    admission locks counters in), the log rows, the reservations released.
+    Returns (organization, its priced batches, the counters touched) for
+    `_after_commit`."""
     by_org: dict[int, tuple[object, list]] = {}
     for item in batch:
         if item.priced is not None:
@@ -209,12 +210,9 @@ def _after_commit(batch: list[_Item], stored: list[tuple]) -> None:
     for org, priced, touched in stored:
         ingest.after_store(org, priced, touched)  # logs its own failures
     for item in batch:
-        call = item.call
         if item.result is not None:
-            item.status = item.result.status
-            if item.status == "rejected":
-                log.error("gateway request %s could not be recorded: %s", call.request_id, item.result.errors)
-        _done(call)
+            item.status = _status(item)
+        _done(item.call)
 
 
 def _done(call: CallRecord) -> None:
@@ -232,7 +230,7 @@ def _write_alone(item: _Item) -> None:
     call = item.call
     try:
         if call.forwarded:
-            item.status = _record_usage(call)
+            item.status = _record_usage(item)
         _log(call)
         _done(call)
     except Exception:
@@ -256,20 +254,22 @@ def _event(call: CallRecord, usage: dict | None) -> dict:
     return event
 
 
-def _record_usage(call: CallRecord) -> str:
-    result = ingest.ingest(call.org, call.api_key, [_event(call, call.usage)], gateway_tags=True,
-                           credential_id=call.credential_id).results[0]
-    if result.status == "rejected" and "usage" in result.errors:
-        # A usage object the converter cannot read must not lose the call: zero
-        # tokens, marked, and the reason in the log.
-        log.warning("gateway request %s: the provider's usage object was refused (%s); recorded without tokens",
-                    call.request_id, result.errors["usage"])
-        call.tags = [*call.tags, "usage:unreadable"]
-        result = ingest.ingest(call.org, call.api_key, [_event(call, None)], gateway_tags=True,
-                               credential_id=call.credential_id).results[0]
-    if result.status == "rejected":
-        log.error("gateway request %s could not be recorded: %s", call.request_id, result.errors)
-    return result.status
+def _record_usage(item: _Item) -> str:
+    """The call's usage event alone, in a transaction of its own."""
+    _price([item])
+    touched = ingest.store(item.call.org, [item.priced])
+    ingest.after_store(item.call.org, [item.priced], touched)
+    return _status(item)
+
+
+def _status(item: _Item) -> str:
+    if item.result.status == "rejected":
+        log.error("gateway request %s could not be recorded: %s", item.call.request_id, item.result.errors)
+    return item.result.status
+
+
+def _unreadable(tags: list[str]) -> list[str]:
+    return tags if "usage:unreadable" in tags else [*tags, "usage:unreadable"]
 
 
 _LOG_FIELDS = [GatewayRequest.organization, GatewayRequest.request_id, GatewayRequest.api_key,
