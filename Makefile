@@ -17,7 +17,7 @@ run: setup
 	$(BIN)/flask seed-demo --events $(DEMO_EVENTS) --if-empty
 	@echo "Cost Guardian on http://127.0.0.1:$(PORT)  (Ctrl-C stops the server and the task consumer)"
 	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
-	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile instance/huey.log & \
+	$(BIN)/huey_consumer tasks.huey --workers 2 --worker-type thread --max-delay 1 --logfile "$${CG_INSTANCE_PATH:-instance}/huey.log" & \
 	$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 0: in this one),

@@ -35,8 +35,10 @@ BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's transaction
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS entries (key TEXT NOT NULL, at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS entries_key_at ON entries (key, at)",
+    # One row per hit of a moving window, kept until the window has passed it.
+    "CREATE TABLE IF NOT EXISTS window_entries (key TEXT NOT NULL, at REAL NOT NULL, expires_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS window_entries_key_at ON window_entries (key, at)",
+    "CREATE INDEX IF NOT EXISTS window_entries_expires_at ON window_entries (expires_at)",
 )
 
 
@@ -132,7 +134,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
     def clear(self, key: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM counters WHERE key = ?", (self._key(key),))
-            db.execute("DELETE FROM entries WHERE key = ?", (self._key(key),))
+            db.execute("DELETE FROM window_entries WHERE key = ?", (self._key(key),))
 
     def check(self) -> bool:
         try:
@@ -143,19 +145,20 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
 
     def reset(self) -> int | None:
         with self._transaction() as db:
-            counted = db.execute("SELECT (SELECT COUNT(*) FROM counters) + (SELECT COUNT(DISTINCT key) FROM entries)"
-                                 ).fetchone()[0]
+            counted = db.execute("SELECT (SELECT COUNT(*) FROM counters) + "
+                                 "(SELECT COUNT(DISTINCT key) FROM window_entries)").fetchone()[0]
             db.execute("DELETE FROM counters")
-            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM window_entries")
         return counted
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
-        """Expired counters go, now and then (a key that is never used again
-        would otherwise stay for ever). Moving-window entries are pruned per
-        key when the key is next used."""
+        """Expired counters and window entries go, now and then: a key never
+        used again (a sign-in limit per typed email address) would otherwise
+        stay for ever."""
         if now - self._pruned >= PRUNE_EVERY:
             self._pruned = now
             db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM window_entries WHERE expires_at <= ?", (now,))
 
     # --- moving window (Flask-Limiter's strategy for the sign-in limits)
 
@@ -164,18 +167,20 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
             return False
         key, now = self._key(key), time.time()
         with self._transaction() as db:
-            db.execute("DELETE FROM entries WHERE key = ? AND at <= ?", (key, now - expiry))
-            taken = db.execute("SELECT COUNT(*) FROM entries WHERE key = ?", (key,)).fetchone()[0]
+            self._prune(db, now)
+            db.execute("DELETE FROM window_entries WHERE key = ? AND at <= ?", (key, now - expiry))
+            taken = db.execute("SELECT COUNT(*) FROM window_entries WHERE key = ?", (key,)).fetchone()[0]
             if taken + amount > limit:
                 return False
-            db.executemany("INSERT INTO entries (key, at) VALUES (?, ?)", [(key, now)] * amount)
+            db.executemany("INSERT INTO window_entries (key, at, expires_at) VALUES (?, ?, ?)",
+                           [(key, now, now + expiry)] * amount)
             return True
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(the oldest entry still in the window, the entries in it)."""
         now = time.time()
         oldest, count = self._connection().execute(
-            "SELECT MIN(at), COUNT(*) FROM entries WHERE key = ? AND at > ?", (self._key(key), now - expiry)).fetchone()
+            "SELECT MIN(at), COUNT(*) FROM window_entries WHERE key = ? AND at > ?", (self._key(key), now - expiry)).fetchone()
         return (oldest, count) if count else (now, 0)
 
     # --- sliding-window counter (the gateway's requests per minute)

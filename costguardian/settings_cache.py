@@ -28,6 +28,7 @@ created again (the tests, a restore onto a new database) does not repeat a
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Callable, Hashable, TypeVar
 
@@ -36,9 +37,10 @@ from costguardian.prepared import Prepared
 
 T = TypeVar("T")
 
-MAX_ENTRIES = 20_000  # then everything kept is dropped and loaded again as used
+MAX_ENTRIES = 20_000  # then the least recently used goes
 
-_entries: dict[tuple, tuple[int, object]] = {}
+_entries: OrderedDict[tuple, tuple[int, object]] = OrderedDict()
+_entries_lock = threading.Lock()
 _pins = threading.local()
 
 
@@ -82,11 +84,15 @@ def cached(kind: str, org_id: int, key: Hashable, load: Callable[[], T]) -> T:
     if current is None:
         return load()
     slot = (id(db.obj), kind, org_id, key)
-    entry = _entries.get(slot)
-    if entry is not None and entry[0] == current:
-        return entry[1]
+    with _entries_lock:
+        entry = _entries.get(slot)
+        if entry is not None and entry[0] == current:
+            _entries.move_to_end(slot)
+            return entry[1]
     value = load()
-    if len(_entries) >= MAX_ENTRIES:
-        _entries.clear()
-    _entries[slot] = (current, value)
+    with _entries_lock:
+        _entries[slot] = (current, value)
+        _entries.move_to_end(slot)
+        while len(_entries) > MAX_ENTRIES:  # (a caller naming endless models pushes out only the oldest)
+            _entries.popitem(last=False)
     return value

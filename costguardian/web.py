@@ -3,6 +3,7 @@ security headers, error pages and template globals."""
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_login import current_user
@@ -206,11 +207,19 @@ def error_response(status: int, detail: str):
     return make_response(render_template("errors/error.html", status=status, title=title, detail=detail), status)
 
 
+_LIMIT_UNIT = re.compile(r"\b(\d+) (second|minute|hour|day|month|year)\b")
+
+
+def _limit_in_words(limit: str) -> str:
+    """Flask-Limiter's "5 per 15 minute", "20 per 1 minute" as "5 per 15 minutes", "20 per minute"."""
+    return _LIMIT_UNIT.sub(lambda m: m[2] if m[1] == "1" else f"{m[1]} {m[2]}s", limit)
+
+
 def _http_error(exc: HTTPException):
     detail = exc.description or ""
     if exc.code == 429:
         detail = ("Too many attempts. For your account's safety, please wait a few minutes "
-                  f"and try again ({exc.description}).")
+                  f"and try again ({_limit_in_words(exc.description or '')}).")
     elif exc.code == 404 and "requested URL was not found" in detail:
         detail = "There is nothing at this address."
     response = error_response(exc.code or 500, detail)

@@ -124,6 +124,7 @@ def test_calls_finishing_together_are_recorded_and_released_together(app, org):
 
     assert statuses == ["accepted"] * 4
     events = UsageEvent.select().where(UsageEvent.organization == org.id)
+    assert len({e.received_at for e in events}) == 1  # priced as one batch (alone, each has its own instant)
     assert sorted(e.event_id for e in events) == [f"gw_group_{n}" for n in range(4)]
     assert sorted(e.output_tokens for e in events) == [100, 200, 300, 400]
     assert GatewayRequest.select().where(GatewayRequest.organization == org.id).count() == 4
@@ -153,3 +154,26 @@ def test_a_call_that_cannot_be_written_does_not_lose_the_others(app, org, caplog
     assert GatewayReservation.select().count() == 0  # the failed call's reservation is released too
     assert "recording 3 gateway calls together failed" in caplog.text
     assert "recording gateway request gw_group_1 failed" in caplog.text
+
+
+def test_calls_of_two_organizations_finishing_together_each_count_in_their_own(app, org, make_user, make_org):
+    other = make_org("Globex", owner=make_user("owner@globex.com"))
+    ours, theirs = (keys.create_key(o, SYSTEM, "gateway", ["gateway"]).key for o in (org, other))
+    est = admission.estimate(_call(org, ours))
+    budgets_ = {o.id: _hard_budget(o, 100 * est.cost_nanos) for o in (org, other)}
+    granted = [admission.admit(_call(org if n % 2 else other, ours if n % 2 else theirs)) for n in range(6)]
+    recorder = recording._recorder()
+
+    def work(n):
+        return recording.record(_record(org if n % 2 else other, ours if n % 2 else theirs, n), granted[n])
+
+    statuses = _queued_behind_the_turn(app, recorder.turn, lambda: recorder.pending, 6, work)
+
+    assert statuses == ["accepted"] * 6
+    assert GatewayReservation.select().count() == 0
+    for o in (org, other):
+        events = list(UsageEvent.select().where(UsageEvent.organization == o.id))
+        assert len(events) == 3 and {e.api_key_id for e in events} == {(ours if o is org else theirs).id}
+        spend = BudgetSpend.select().where(BudgetSpend.budget == budgets_[o.id].id).get()
+        assert (spend.spend_nanos, spend.requests) == (sum(e.cost_nanos for e in events), 3)
+        assert GatewayRequest.select().where(GatewayRequest.organization == o.id).count() == 3

@@ -21,6 +21,7 @@ def test_failed_attempts_lock_the_account_for_a_while(client, make_user):
     assert response.status_code == 429
     html = response.get_data(as_text=True)
     assert "Too many attempts" in html and "wait a few minutes" in html
+    assert "(5 per 15 minutes)" in html  # the limit in words (Flask-Limiter says "5 per 15 minute")
     assert int(response.headers["Retry-After"]) > 0
     # the limit is per account: another account from the same client still works
     make_user("bob@example.com")

@@ -90,13 +90,20 @@ def test_key_prefixes_keep_two_apps_apart(tmp_path):
     assert not FixedWindowRateLimiter(one).hit(item, "k")
 
 
-def test_expired_counters_are_swept(storage):
+def test_expired_counters_and_window_entries_are_swept(storage):
+    """Keys never used again (a sign-in limit per typed email address) do not
+    stay for ever: their rows go once their windows have passed."""
+    moving = MovingWindowRateLimiter(storage)
     with time_machine.travel(MID_MINUTE, tick=False) as traveller:
         storage.incr("old", 60)
+        assert moving.hit(parse("5/minute"), "typed-once@example.com")
         traveller.shift(timedelta(seconds=ratelimit_storage.PRUNE_EVERY + 61))
         storage.incr("new", 60)
-    rows = [key for (key,) in storage._connection().execute("SELECT key FROM counters")]
-    assert rows == ["new"]
+        assert moving.hit(parse("5/minute"), "another@example.com")
+    db = storage._connection()
+    assert [key for (key,) in db.execute("SELECT key FROM counters")] == ["new"]
+    [kept] = [key for (key,) in db.execute("SELECT key FROM window_entries")]
+    assert "another@example.com" in kept
 
 
 RACER = textwrap.dedent("""
@@ -161,9 +168,16 @@ def test_two_gunicorn_workers_keep_one_sign_in_limit_by_default(tmp_path, backen
                               cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
 
-    def served() -> list[tuple[str, str]]:
-        lines = access.read_text().split("\n") if access.exists() else []
-        return [tuple(line.split()) for line in lines if line.strip()]
+    def served(lines: int = 0) -> list[tuple[str, str]]:
+        """The access log's lines, waiting for `lines` of them (gunicorn writes a
+        line just after its answer was sent)."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [tuple(line.split()) for line in (access.read_text() if access.exists() else "").split("\n")
+                     if line.strip()]
+            if len(found) >= lines or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     try:
         deadline = time.monotonic() + 90
@@ -184,8 +198,9 @@ def test_two_gunicorn_workers_keep_one_sign_in_limit_by_default(tmp_path, backen
                                   data={"email": "someone@example.com", "password": "wrong", "csrf_token": token[1]})
             assert answer.status_code in (422, 429), answer.status_code
             sent += 1
-        attempts = [status for _, status in served()[2:]]  # (after the /healthz probe and the form)
-        assert len({pid for pid, _ in served()[2:]}) == 2, served()
+        lines = served(2 + sent)[2:]  # (after the /healthz probe and the form)
+        attempts = [status for _, status in lines]
+        assert len({pid for pid, _ in lines}) == 2, lines
         assert len(attempts) == sent and attempts.count("429") == sent - 3, attempts
     finally:
         server.terminate()

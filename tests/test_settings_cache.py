@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from costguardian import clock, crypto, settings_cache
+from costguardian.extensions import db
 from costguardian.models import (ApiKey, Budget, GlobalPriceOverride, ModelAlias, Organization, OrgSettingsVersion,
                                  PriceOverride, ProviderCredential)
 from costguardian.services import keys
@@ -145,3 +146,18 @@ def test_the_time_zone_kept_follows_the_organization(org):
     Organization.update(time_zone="Europe/Berlin").where(Organization.id == org.id).execute()
     with settings_cache.pinned(org.id):
         assert accounting.time_zone_of(org.id) == "Europe/Berlin"
+
+
+def test_a_change_rolled_back_does_not_leave_its_version_to_the_next_change(org):
+    """A transaction changes a budget, reads under a pin (the process keeps
+    what it read under the new number) and rolls back: the next change must
+    not get that number, or its readers would get the rolled-back rows."""
+    _budget(org)
+    with pytest.raises(RuntimeError), db.atomic():
+        _budget(org, name="Rolled back")
+        with settings_cache.pinned(org.id):
+            assert len(accounting.org_scopes(org.id)) == 2  # kept, under a number that is then rolled back
+        raise RuntimeError("rolled back")
+    _budget(org, name="Kept")
+    with settings_cache.pinned(org.id):
+        assert {s.budget.name for s in accounting.org_scopes(org.id)} == {"Monthly", "Kept"}

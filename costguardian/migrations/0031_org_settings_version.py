@@ -9,6 +9,11 @@ from peewee import BigIntegerField, ForeignKeyField, Model, PostgresqlDatabase
 
 TABLES = ("budget", "department", "model_alias", "price_override", "provider_credential")
 START = 10**12  # versions start at a random number below this
+# A change adds 1 + a random number below STEP: a transaction that changed settings and then rolled
+# back must not leave its number to the next change (a process may have kept what it read under it).
+STEP = 10**9
+PG_NEXT = f"version + 1 + floor(random() * {STEP})::bigint"
+SQLITE_NEXT = f"version + 1 + abs(random() % {STEP})"
 
 
 def _pg(db) -> bool:
@@ -39,25 +44,25 @@ def up(migrator, db):
                 VALUES (NEW.id, floor(random() * {START})::bigint) ON CONFLICT DO NOTHING;
               RETURN NULL;
             END $$''')
-        sql('''CREATE FUNCTION cg_settings_version_bump_org() RETURNS trigger LANGUAGE plpgsql AS $$
+        sql(f'''CREATE FUNCTION cg_settings_version_bump_org() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              UPDATE org_settings_version SET version = version + 1 WHERE organization_id = NEW.id;
+              UPDATE org_settings_version SET version = {PG_NEXT} WHERE organization_id = NEW.id;
               RETURN NULL;
             END $$''')
-        sql('''CREATE FUNCTION cg_settings_version_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+        sql(f'''CREATE FUNCTION cg_settings_version_bump() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF TG_OP <> 'INSERT' THEN
-                UPDATE org_settings_version SET version = version + 1 WHERE organization_id = OLD.organization_id;
+                UPDATE org_settings_version SET version = {PG_NEXT} WHERE organization_id = OLD.organization_id;
               END IF;
               IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.organization_id IS DISTINCT FROM OLD.organization_id)
               THEN
-                UPDATE org_settings_version SET version = version + 1 WHERE organization_id = NEW.organization_id;
+                UPDATE org_settings_version SET version = {PG_NEXT} WHERE organization_id = NEW.organization_id;
               END IF;
               RETURN NULL;
             END $$''')
-        sql('''CREATE FUNCTION cg_settings_version_bump_all() RETURNS trigger LANGUAGE plpgsql AS $$
+        sql(f'''CREATE FUNCTION cg_settings_version_bump_all() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              UPDATE org_settings_version SET version = version + 1;
+              UPDATE org_settings_version SET version = {PG_NEXT};
               RETURN NULL;
             END $$''')
         sql('CREATE TRIGGER cg_settings_version_new AFTER INSERT ON "organization" '
@@ -72,25 +77,25 @@ def up(migrator, db):
             'FOR EACH STATEMENT EXECUTE FUNCTION cg_settings_version_bump_all()')
         return
     sql(f'INSERT INTO "org_settings_version" ("organization_id", "version") '
-        f'SELECT "id", abs(random()) % {START} FROM "organization"')
+        f'SELECT "id", abs(random() % {START}) FROM "organization"')
     sql(f'CREATE TRIGGER cg_settings_version_new AFTER INSERT ON "organization" BEGIN '
         f'INSERT OR IGNORE INTO org_settings_version (organization_id, version) '
-        f'VALUES (NEW.id, abs(random()) % {START}); END')
+        f'VALUES (NEW.id, abs(random() % {START})); END')
     sql('CREATE TRIGGER cg_settings_version_time_zone AFTER UPDATE OF "time_zone" ON "organization" '
         'WHEN OLD.time_zone IS NOT NEW.time_zone BEGIN '
-        'UPDATE org_settings_version SET version = version + 1 WHERE organization_id = NEW.id; END')
-    bump = 'UPDATE org_settings_version SET version = version + 1 WHERE organization_id = {}.organization_id;'
+        f'UPDATE org_settings_version SET version = {SQLITE_NEXT} WHERE organization_id = NEW.id; END')
+    bump = f'UPDATE org_settings_version SET version = {SQLITE_NEXT} WHERE organization_id = {{}}.organization_id;'
     for table in TABLES:
         sql(f'CREATE TRIGGER cg_settings_version_{table}_insert AFTER INSERT ON "{table}" '
             f'BEGIN {bump.format("NEW")} END')
         sql(f'CREATE TRIGGER cg_settings_version_{table}_update AFTER UPDATE ON "{table}" BEGIN '
-            f'UPDATE org_settings_version SET version = version + 1 '
+            f'UPDATE org_settings_version SET version = {SQLITE_NEXT} '
             f'WHERE organization_id IN (OLD.organization_id, NEW.organization_id); END')
         sql(f'CREATE TRIGGER cg_settings_version_{table}_delete AFTER DELETE ON "{table}" '
             f'BEGIN {bump.format("OLD")} END')
     for event in ("INSERT", "UPDATE", "DELETE"):
         sql(f'CREATE TRIGGER cg_settings_version_global_{event.lower()} AFTER {event} ON "global_price_override" '
-            f'BEGIN UPDATE org_settings_version SET version = version + 1; END')
+            f'BEGIN UPDATE org_settings_version SET version = {SQLITE_NEXT}; END')
 
 
 def down(migrator, db):

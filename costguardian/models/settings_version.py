@@ -12,7 +12,9 @@ from costguardian.models.org import Organization
 class OrgSettingsVersion(BaseModel):
     organization = ForeignKeyField(Organization, primary_key=True, on_delete="CASCADE", backref="+")
     # Starts at a random number (so a database made again from nothing, as the
-    # tests do, never repeats a number a process still holds), +1 per change.
+    # tests do, never repeats a number a process still holds); each change adds
+    # 1 + a random number below 10⁹, so a change rolled back does not leave its
+    # number to the next one (what a process read under it may be kept).
     version = BigIntegerField()
 
     class Meta:

@@ -53,7 +53,7 @@ def _send(reply: proxy.Reply):
         # Werkzeug's development server skips close() when the caller reset the
         # connection (the OpenAI SDK closes right after `data: [DONE]`); the
         # answer is then freed as the request ends, so this finishes the call.
-        weakref.finalize(response, after).atexit = False
+        weakref.finalize(response, _finish_collected, after).atexit = False
     return response
 
 
@@ -73,6 +73,15 @@ class _AfterSend:
                 return
             self.done = True
         _after_send(self.app, self.finish)
+
+
+def _finish_collected(after: _AfterSend) -> None:
+    """The response was garbage-collected: finish the call unless its close()
+    did, on a thread of its own — the collecting thread may be anywhere, inside
+    a transaction of its own or writing a batch of recordings, which the call
+    must not join (or wait for)."""
+    if not after.done:
+        threading.Thread(target=after, name="gateway-finish", daemon=True).start()
 
 
 def _after_send(app, finish) -> None:

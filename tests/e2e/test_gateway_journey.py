@@ -73,6 +73,7 @@ def test_add_a_key_copy_the_snippet_run_it_and_see_the_call_priced(app, page, li
     snippet = page.locator("#snippet-openai-python")
     expect(snippet).to_contain_text('model="gpt-4o-mini"')
     copy = page.get_by_role("button", name="Copy the Python (openai) snippet")
+    page.wait_for_load_state()  # the copy buttons' script (deferred) runs after the markup is there
     copy.click()
     expect(copy).to_have_text("Copied")
     code = page.evaluate("navigator.clipboard.readText()")

@@ -253,6 +253,9 @@ def admit(call: Call) -> Admission:
         from costguardian.services.budgets import budgets
 
         budget, held = blocked
+        # The covering budgets are the process's kept rows (settings_cache), shared by its
+        # threads: the refusal's message and alert read the budget (its owner, organization) anew.
+        budget = Budget.get_or_none(Budget.id == budget.id) or budget
         status = budgets.statuses([budget], now)[0]
         _alert_blocked(status, now)
         raise _blocked(call.org, status, held, est)

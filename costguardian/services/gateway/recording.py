@@ -20,6 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 from flask import current_app
 from peewee import IntegrityError
@@ -98,18 +99,21 @@ def record(call: CallRecord, held=None) -> str | None:
 # database work per call shrinks with the batch (docs/PERFORMANCE.md). No
 # thread of its own: the threads that finish calls take turns, so nothing is
 # left unwritten when a worker stops, and a test sees its call stored as soon
-# as the call's finish returns.
+# as the call's finish returns. What follows the commit (threshold alerts,
+# the kept bodies) runs once the turn is passed on, and the batch's threads
+# return after it.
 
 MAX_BATCH = 200  # calls written in one transaction
 
 
 class _Item:
-    __slots__ = ("call", "held", "status", "done", "priced", "result")
+    __slots__ = ("call", "held", "status", "done", "finished", "priced", "result")
 
     def __init__(self, call: CallRecord, held):
         self.call, self.held = call, held
         self.status: str | None = None
-        self.done = False
+        self.done = False  # committed (or failed and logged)
+        self.finished: threading.Event | None = None  # its batch's work after the commit is done too
         self.priced = None  # its ingest.Priced (when forwarded)
         self.result = None  # its ingest.EventResult
 
@@ -126,18 +130,27 @@ class _Recorder:
         while not item.done:
             with self.turn:
                 if item.done:  # written by the batch of the thread that had the turn
-                    return
+                    break
                 with self.queue_lock:
                     batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                _write(batch)
+                after_commit = _write(batch)
+            after_commit()  # the notifications and kept bodies, once the next batch may be written
+        item.finished.wait()
 
 
 def _recorder() -> _Recorder:
     return current_app.extensions.setdefault("cg_gateway_recorder", _Recorder())
 
 
-def _write(batch: list[_Item]) -> None:
+def _write(batch: list[_Item]) -> Callable[[], None]:
+    """Write the batch (committed when this returns: its items are done);
+    returns what remains to do after the commit, which sets the items
+    finished."""
+    finished = threading.Event()
+    stored = None
     try:
+        for item in batch:
+            item.finished = finished
         try:
             with contextlib.ExitStack() as pins:  # the organizations' settings as kept, if unchanged
                 for org_id in sorted({item.call.org.id for item in batch}):
@@ -149,10 +162,24 @@ def _write(batch: list[_Item]) -> None:
             for item in batch:
                 _write_alone(item)
         else:
-            _after_commit(batch, stored)
+            for item in batch:
+                if item.result is not None:
+                    item.status = _status(item)
+    except BaseException:
+        finished.set()
+        raise
     finally:
         for item in batch:
             item.done = True
+
+    def after_commit() -> None:
+        try:
+            if stored is not None:
+                _after_commit(batch, stored)
+        finally:
+            finished.set()
+
+    return after_commit
 
 
 def _price(batch: list[_Item]) -> None:
@@ -208,15 +235,19 @@ def _write_together(batch: list[_Item]) -> list[tuple]:
 
 def _after_commit(batch: list[_Item], stored: list[tuple]) -> None:
     for org, priced, touched in stored:
-        ingest.after_store(org, priced, touched)  # logs its own failures
+        try:
+            ingest.after_store(org, priced, touched)
+        except Exception:
+            log.exception("telling about recorded gateway calls of organization %s failed", org.id)
     for item in batch:
-        if item.result is not None:
-            item.status = _status(item)
         _done(item.call)
 
 
 def _done(call: CallRecord) -> None:
-    metrics.gateway_call(call.endpoint, call.outcome)
+    try:
+        metrics.gateway_call(call.endpoint, call.outcome)
+    except Exception:  # a metrics failure never stops the rest
+        log.warning("could not count gateway request %s", call.request_id, exc_info=True)
     if call.bodies is not None:  # after the usage event and the log row: a failure here loses only the bodies
         try:
             request_log.store(call.org, call.request_id, call.bodies)
