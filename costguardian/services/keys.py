@@ -259,8 +259,18 @@ def key_choices(org: Organization) -> list[tuple[int, str]]:
 
 
 # Every API call looks its key up: the SQL is built once (costguardian.prepared).
-_BY_PREFIX = Prepared(lambda prefix, one: ApiKey.select(ApiKey, Organization).join(Organization)
-                      .where(ApiKey.prefix == prefix).limit(one))
+def _by_prefix(prefix, one):
+    """The key with its organization, and the organization's settings version
+    (`settings_version`, for settings_cache: read with the key, not after it)."""
+    from costguardian.models import OrgSettingsVersion
+
+    version = (OrgSettingsVersion.select(OrgSettingsVersion.version)
+               .where(OrgSettingsVersion.organization == ApiKey.organization))
+    return (ApiKey.select(ApiKey, Organization, version.alias("settings_version")).join(Organization)
+            .where(ApiKey.prefix == prefix).limit(one))
+
+
+_BY_PREFIX = Prepared(_by_prefix)
 
 
 def authenticate(authorization: str | None, scope: str) -> ApiKey:

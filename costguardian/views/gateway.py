@@ -137,7 +137,7 @@ def gateway_key_required(wire: str):
                                                kind=exc.kind if wire == OPENAI else "rate_limit_error"))
             # The organization's budgets, credentials, aliases and prices as kept by this
             # process, if its settings have not changed since (settings_cache: one read).
-            with settings_cache.pinned(key.organization_id):
+            with settings_cache.pinned(key.organization_id, getattr(key, "settings_version", None)):
                 return view(*args, **kwargs)
 
         wrapped.required_scope = "gateway"

@@ -352,9 +352,7 @@ def _reserve_together(batch: list[_Ask]) -> None:
         for org_id in sorted(by_org):
             asks = by_org[org_id]
             keys = sorted({(budget.id, period.start) for ask in asks for budget, period in ask.covering})
-            spend, live = _lock_counters(org_id, keys, now)
-            keys = [k for k in keys if k[0] in live]
-            held, raised = (_held(keys, now), _raised(keys)) if keys else ({}, {})
+            spend, live, held, raised = _state(org_id, keys, now)
             for ask in asks:
                 outcome = _check_and_hold(org_id, ask, live, spend, held, raised)
                 outcomes.append((ask, outcome))
@@ -387,6 +385,27 @@ def _check_and_hold(org_id: int, ask: _Ask, live: set, spend: dict, held: dict, 
         first = first or row_id
         held[(budget_id, period_start)] = held.get((budget_id, period_start), 0) + est.cost_nanos
     return Admission(first, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
+
+
+def _state(org_id: int, keys: list[tuple[int, datetime]], now: datetime) -> tuple[dict, set, dict, dict]:
+    """(spend, the ids of the budgets that still exist, money held by calls in
+    flight, raises) of these (budget, period start) keys, read under the
+    admission's locks. On PostgreSQL one call of the database function
+    `cg_admission_state` (migration 0032) makes the same statements in the
+    same order in one round trip."""
+    if _postgres():
+        flat_budgets, flat_starts = [b for b, _ in keys], [s for _, s in keys]
+        rows = db.execute_sql("SELECT * FROM cg_admission_state(%s, %s, %s, %s)",
+                              (org_id, flat_budgets, flat_starts, now)).fetchall()
+        live = {b for b, _, alive, _, _, _ in rows if alive}
+        spend = {(b, s): int(value) for b, s, alive, value, _, _ in rows if alive}
+        held = {(b, s): int(value) for b, s, alive, _, value, _ in rows if alive}
+        raised = {(b, s): int(value) for b, s, alive, _, _, value in rows if alive}
+        return spend, live, held, raised
+    spend, live = _lock_counters(org_id, keys, now)
+    keys = [k for k in keys if k[0] in live]
+    held, raised = (_held(keys, now), _raised(keys)) if keys else ({}, {})
+    return spend, live, held, raised
 
 
 def _lock_counters(org_id: int, keys: list[tuple[int, datetime]], now: datetime) -> tuple[dict, set[int]]:
