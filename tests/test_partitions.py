@@ -258,7 +258,7 @@ def test_migration_0030_keeps_existing_events_in_the_attached_table(app_ctx, scr
     before = scratch.execute_sql('SELECT "id", "event_id", "occurred_at" FROM "usage_event" ORDER BY 1').fetchall()
 
     with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc), tick=False):
-        assert runner.up() == ["0030_usage_event_partitions"]
+        assert runner.up("0030_usage_event_partitions") == ["0030_usage_event_partitions"]
         assert partitions.partitioned(scratch)
         names = [p.name for p in partitions.partitions(scratch)]
         assert names == ["usage_event_before_y2027m01", "usage_event_y2027m01", "usage_event_y2027m02",
@@ -269,6 +269,7 @@ def test_migration_0030_keeps_existing_events_in_the_attached_table(app_ctx, scr
         assert {row[3] for row in after} == {"usage_event_before_y2027m01"}
         assert scratch.execute_sql('SELECT COUNT(*) FROM "usage_event_key"').fetchone()[0] == 40
 
+        later = runner.up()  # the migrations after 0030, which today's ingest needs (settings versions)
         org = Organization.get_by_id(org.id)
         result = ingest.ingest(org, None, [_event("old-3", datetime(2026, 12, 1)), _event("new-1", datetime(2026, 12, 6))],
                                now=datetime(2026, 12, 6, 12, 0))
@@ -276,7 +277,7 @@ def test_migration_0030_keeps_existing_events_in_the_attached_table(app_ctx, scr
         new = UsageEvent.get(UsageEvent.event_id == "new-1")
         assert new.id > before[-1][0]  # the sequence went on
         assert _where("new-1") == "usage_event_before_y2027m01"  # this month is still in the old table
-    assert runner.down() == ["0030_usage_event_partitions"]
+    assert runner.down("0030_usage_event_partitions") == [*reversed(later), "0030_usage_event_partitions"]
     assert not partitions.partitioned(scratch)
     assert scratch.execute_sql('SELECT COUNT(*) FROM "usage_event"').fetchone()[0] == 41
 

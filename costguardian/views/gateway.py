@@ -22,7 +22,7 @@ from flask import Blueprint, current_app, g, request
 from costguardian import settings_cache, web
 from costguardian.extensions import csrf, db
 from costguardian.services import keys
-from costguardian.services.gateway import models_list, proxy, ratelimits
+from costguardian.services.gateway import models_list, proxy, ratelimits, recording
 from costguardian.services.gateway.providers import ANTHROPIC, OPENAI
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,16 @@ class _AfterSend:
 
 def _finish_collected(after: _AfterSend) -> None:
     """The response was garbage-collected: finish the call unless its close()
-    did, on a thread of its own — the collecting thread may be anywhere, inside
-    a transaction of its own or writing a batch of recordings, which the call
-    must not join (or wait for)."""
-    if not after.done:
+    did. The collecting thread may be anywhere: inside a transaction of its
+    own or writing a batch of recordings, which the call must not join (or
+    wait for) — then on a thread of its own; otherwise at once, as the
+    request's objects are released."""
+    if after.done:
+        return
+    if recording.writing_here() or (not db.is_closed() and db.in_transaction()):
         threading.Thread(target=after, name="gateway-finish", daemon=True).start()
+    else:
+        after()
 
 
 def _after_send(app, finish) -> None:

@@ -118,6 +118,15 @@ class _Item:
         self.result = None  # its ingest.EventResult
 
 
+_writing = threading.local()  # .now: this thread is writing a batch (or what follows its commit)
+
+
+def writing_here() -> bool:
+    """Is this thread writing recordings? (Then a call it finishes must not
+    wait for its own turn.)"""
+    return getattr(_writing, "now", False)
+
+
 class _Recorder:
     def __init__(self):
         self.pending: list[_Item] = []
@@ -133,8 +142,16 @@ class _Recorder:
                     break
                 with self.queue_lock:
                     batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                after_commit = _write(batch)
-            after_commit()  # the notifications and kept bodies, once the next batch may be written
+                _writing.now = True
+                try:
+                    after_commit = _write(batch)
+                finally:
+                    _writing.now = False
+            _writing.now = True
+            try:
+                after_commit()  # the notifications and kept bodies, once the next batch may be written
+            finally:
+                _writing.now = False
         item.finished.wait()
 
 

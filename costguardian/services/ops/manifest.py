@@ -54,6 +54,16 @@ def postgres_tables(connection) -> list[str]:
     return [row[0] for row in rows]
 
 
+def postgres_functions(connection) -> list[str]:
+    """The schema's own functions (the triggers' and the admission's, migrations
+    0031 and 0032), as `name(argument types)`; not those of extensions."""
+    rows = connection.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = current_schema() AND p.prokind = 'f' AND NOT EXISTS "
+        "(SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1").fetchall()
+    return [row[0] for row in rows]
+
+
 def row_counts(connection, tables: list[str]) -> dict[str, int]:
     return {table: int(connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]) for table in tables}
 

@@ -182,8 +182,8 @@ def _restore_sqlite(target: Target, dump: Path) -> None:
 
 
 def _restore_postgres(target: Target, dump: Path, scratch: Path) -> None:
-    """One transaction drops every table of the schema and recreates the
-    archive's: `pg_restore` writes the dump as SQL, piped into `psql
+    """One transaction drops every table and function of the schema and
+    recreates the archive's: `pg_restore` writes the dump as SQL, piped into `psql
     --single-transaction` after the DROPs, so a failure leaves the database as
     it was. (`pg_restore --clean` alone cannot: it fails on constraints that
     later migrations added to the archive's tables.)"""
@@ -196,10 +196,12 @@ def _restore_postgres(target: Target, dump: Path, scratch: Path) -> None:
         raise OpsError(f"cannot connect to {target.label}: {exc}") from None
     try:
         tables = manifest.postgres_tables(connection)
+        functions = manifest.postgres_functions(connection)
     finally:
         connection.close()
     prelude = scratch / "drop.sql"
-    prelude.write_text("".join(f'DROP TABLE IF EXISTS "{table}" CASCADE;\n' for table in tables))
+    prelude.write_text("".join(f'DROP TABLE IF EXISTS "{table}" CASCADE;\n' for table in tables)
+                       + "".join(f"DROP FUNCTION IF EXISTS {function} CASCADE;\n" for function in functions))
     env = target.tool_environment()
     script = subprocess.Popen([pg_restore, "--no-owner", "--no-privileges", "--file=-", str(dump)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
