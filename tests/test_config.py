@@ -49,7 +49,7 @@ def test_production_refuses_to_start_without_secrets(tmp_path, missing):
     assert not (tmp_path / "secret_key").exists()
 
 
-def test_production_cookies_and_headers_are_strict():
+def test_production_cookies_and_headers_are_strict(app):  # (the suite's app: a migrated database for /login)
     with other_app(CG_ENV="production") as app:
         assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
         response = app.test_client().get("/login")
