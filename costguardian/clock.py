@@ -22,6 +22,13 @@ def monotonic() -> float:
     return time.monotonic()
 
 
+def timestamp() -> float:
+    """Now as seconds since the epoch: the `limits` library's clock (it
+    measures its windows with time.time()), for a storage that must agree
+    with it (costguardian/ratelimit_storage.py)."""
+    return time.time()
+
+
 def now_aware() -> datetime:
     """The current instant in UTC, time-zone aware (for signatures, headers)."""
     return datetime.now(timezone.utc)

@@ -15,8 +15,8 @@ three strategies the app uses: fixed window (incr/get), moving window
 RPM). Each check-and-take runs in one BEGIN IMMEDIATE transaction, so two
 processes racing for a window's last request cannot both get it.
 
-Times are `time.time()`, as in `limits` itself (windows are measured in the
-library's clock, which tests move with time-machine).
+Times are `clock.timestamp()` — time.time(), the clock `limits` itself
+measures windows with (tests move both with time-machine).
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ import math
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 
 from limits.storage.base import MovingWindowSupport, SlidingWindowCounterSupport, Storage, TimestampedSlidingWindow
+
+from costguardian import clock
 
 SCHEME = "cg-sqlite"
 PRUNE_EVERY = 60.0  # seconds between two sweeps of expired rows, per process
@@ -95,7 +96,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
     # --- fixed window
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        now = time.time()
+        now = clock.timestamp()
         with self._transaction() as db:
             value = self._incr(db, self._key(key), expiry, amount, now)
             self._prune(db, now)
@@ -111,14 +112,14 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
         return db.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()[0]
 
     def decr(self, key: str, amount: int = 1) -> int:
-        now = time.time()
+        now = clock.timestamp()
         with self._transaction() as db:
             db.execute("UPDATE counters SET value = MAX(value - ?, 0) WHERE key = ? AND expires_at > ?",
                        (amount, self._key(key), now))
             return self._get(db, self._key(key), now)
 
     def get(self, key: str) -> int:
-        return self._get(self._connection(), self._key(key), time.time())
+        return self._get(self._connection(), self._key(key), clock.timestamp())
 
     @staticmethod
     def _get(db: sqlite3.Connection, key: str, now: float) -> int:
@@ -126,7 +127,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
         return row[0] if row else 0
 
     def get_expiry(self, key: str) -> float:
-        now = time.time()
+        now = clock.timestamp()
         row = self._connection().execute("SELECT expires_at FROM counters WHERE key = ? AND expires_at > ?",
                                          (self._key(key), now)).fetchone()
         return row[0] if row else now
@@ -165,7 +166,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
-        key, now = self._key(key), time.time()
+        key, now = self._key(key), clock.timestamp()
         with self._transaction() as db:
             self._prune(db, now)
             db.execute("DELETE FROM window_entries WHERE key = ? AND at <= ?", (key, now - expiry))
@@ -178,7 +179,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(the oldest entry still in the window, the entries in it)."""
-        now = time.time()
+        now = clock.timestamp()
         oldest, count = self._connection().execute(
             "SELECT MIN(at), COUNT(*) FROM window_entries WHERE key = ? AND at > ?", (self._key(key), now - expiry)).fetchone()
         return (oldest, count) if count else (now, 0)
@@ -188,7 +189,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
     def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
-        now = time.time()
+        now = clock.timestamp()
         previous_key, current_key = self.sliding_window_keys(self._key(key), expiry, now)
         with self._transaction() as db:
             previous, previous_ttl, current, _ = self._window(db, previous_key, current_key, expiry, now)
@@ -199,7 +200,7 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
             return True
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        now = time.time()
+        now = clock.timestamp()
         previous_key, current_key = self.sliding_window_keys(self._key(key), expiry, now)
         return self._window(self._connection(), previous_key, current_key, expiry, now)
 
@@ -211,6 +212,6 @@ class SQLiteStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport, T
         return previous, previous_ttl, current, current_ttl
 
     def clear_sliding_window(self, key: str, expiry: int) -> None:
-        previous_key, current_key = self.sliding_window_keys(key, expiry, time.time())
+        previous_key, current_key = self.sliding_window_keys(key, expiry, clock.timestamp())
         self.clear(previous_key)
         self.clear(current_key)
