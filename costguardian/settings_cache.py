@@ -42,6 +42,7 @@ MAX_ENTRIES = 20_000  # then the least recently used goes
 _entries: OrderedDict[tuple, tuple[int, object]] = OrderedDict()
 _entries_lock = threading.Lock()
 _pins = threading.local()
+_UNPINNED = object()
 
 
 def _version_query(org_id):
@@ -66,12 +67,12 @@ def pinned(org_id: int, known: int | None = None):
     pins = getattr(_pins, "versions", None)
     if pins is None:
         pins = _pins.versions = {}
-    before = pins.get(org_id, _pins)
+    before = pins.get(org_id, _UNPINNED)
     pins[org_id] = known if known is not None else version(org_id)
     try:
         yield
     finally:
-        if before is _pins:
+        if before is _UNPINNED:
             pins.pop(org_id, None)
         else:
             pins[org_id] = before

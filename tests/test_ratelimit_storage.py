@@ -4,13 +4,18 @@ storage, and several processes share one limit exactly (gunicorn's workers:
 per-process counters let N workers through N times the limit)."""
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 import time_machine
 from limits import RateLimitItemPerMinute, parse
 from limits.storage import MemoryStorage, storage_from_string
@@ -124,8 +129,6 @@ RACER = textwrap.dedent("""
 def test_four_processes_share_one_limit_exactly(tmp_path, strategy):
     """Four processes (as gunicorn's workers would) hit one limit of 40 a
     hundred times each, at once: 40 hits get through in all, not 40 each."""
-    import time
-
     uri = f"cg-sqlite:///{tmp_path}/limits.sqlite"
     storage_from_string(uri)  # the file and its tables, before the race
     start = str(time.time() + 1.5)
@@ -144,13 +147,6 @@ def test_two_gunicorn_workers_keep_one_sign_in_limit_by_default(tmp_path, backen
     workers answered (each with memory:// would let 3 through)."""
     if backend == "postgres":
         pytest.skip("the embedded default: the SQLite pass covers it")
-    import os
-    import socket
-    import time
-    from pathlib import Path
-
-    import requests
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
