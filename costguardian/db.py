@@ -1,10 +1,12 @@
 """Database connection (SQLite or PostgreSQL from one URL) and migrations."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,7 +48,15 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
     gunicorn worker) and writes outside such a transaction still meet SQLite's
     busy handler, in the gaps between the queued transactions. A thread waits
     for the lock as long as the busy timeout, then fails with the same
-    "database is locked" error."""
+    "database is locked" error.
+
+    Between processes (two gunicorn workers, the Huey consumer) the turn is a
+    second lock, an flock on a file beside the database (HostWriterLock),
+    taken after the process's own: a process waiting for another's commit is
+    woken by the kernel the moment it lets go, instead of sleeping in SQLite's
+    busy handler (1, 2, 5, 10… ms) while the other process's threads take the
+    database turn after turn. With two workers under gateway load this gave
+    about a sixth more calls per second (docs/PERFORMANCE.md)."""
 
     WRITE_LOCKS = ("IMMEDIATE", "EXCLUSIVE")
 
@@ -55,6 +65,7 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
         self._writer = threading.Lock()
         self._writing = threading.local()
         self._writer_timeout = SQLITE_PRAGMAS["busy_timeout"] / 1000
+        self._host_writer = HostWriterLock(self.database + "-writer.lock")
 
     def _connect(self):
         conn = super()._connect()
@@ -77,10 +88,14 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
         if not lock_type or lock_type.upper() not in self.WRITE_LOCKS:
             return super().begin(lock_type)
         self.connection()  # from the pool (which may wait) before the lock, not while holding it
+        deadline = time.monotonic() + self._writer_timeout
         if not self._writer.acquire(timeout=self._writer_timeout):
             raise OperationalError("database is locked")
         self._writing.held = True
         try:
+            if not self._host_writer.acquire(max(0.0, deadline - time.monotonic())):
+                raise OperationalError("database is locked")
+            self._writing.host = True
             super().begin(lock_type)
         except BaseException:
             self._release_writer()
@@ -103,7 +118,94 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
     def _release_writer(self):
         if getattr(self._writing, "held", False):
             self._writing.held = False
-            self._writer.release()
+            try:
+                if getattr(self._writing, "host", False):
+                    self._writing.host = False
+                    self._host_writer.release()
+            finally:
+                self._writer.release()
+
+
+class HostWriterLock:
+    """The SQLite write turn between the processes of a host: an flock on
+    `path` (created beside the database), held from BEGIN IMMEDIATE to the
+    commit or rollback by one thread of one process at a time (the process's
+    own writer lock queues its threads first).
+
+    flock has no timeout, so a process whose first try finds the lock taken
+    hands the wait to its waiter thread, which blocks in flock and passes the
+    lock on as soon as the kernel grants it; the asking thread waits for that
+    at most `timeout` seconds. A wait given up is not lost: the lock, when it
+    comes, goes to the next thread that asks, or is let go at once. The file
+    is opened again in a forked child (a lock belongs to the open file, which
+    a child shares with its parent). When the file cannot be opened (a
+    read-only folder), SQLite's own busy handler is the only turn, as before."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._pid: int | None = None
+        self._fd: int | None = None
+        self._state = threading.Condition()
+        self._wanted = False  # a thread waits for the lock
+        self._granted = False  # the waiter took it for that thread
+        self._waiter: threading.Thread | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        fd = self._file()
+        if fd is None:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + timeout
+        with self._state:
+            if self._waiter is None or not self._waiter.is_alive():
+                self._waiter = threading.Thread(target=self._wait_for_lock, args=(fd,), daemon=True,
+                                                name="sqlite-host-writer")
+                self._waiter.start()
+            self._wanted = True
+            self._state.notify_all()
+            while not self._granted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._wanted = False  # the waiter lets it go when it comes
+                    return False
+                self._state.wait(remaining)
+            self._granted = False
+            return True
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int | None:
+        if self._pid != os.getpid():  # first use, or a forked child: its own open file, waiter and state
+            self._pid, self._fd = os.getpid(), None
+            self._state = threading.Condition()
+            self._wanted = self._granted = False
+            self._waiter = None
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                log.warning("cannot open %s: SQLite's writers of different processes wait in its busy "
+                            "handler", self.path, exc_info=True)
+        return self._fd
+
+    def _wait_for_lock(self, fd: int) -> None:
+        state = self._state
+        while self._pid == os.getpid():
+            with state:
+                while not self._wanted:
+                    state.wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks (without the GIL) until the holder lets go
+            with state:
+                if self._wanted:
+                    self._wanted, self._granted = False, True
+                    state.notify_all()
+                    continue
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the thread that asked gave up meanwhile
 
 
 class Checkpointer:

@@ -1,7 +1,8 @@
 """SQLite's writers of one process take turns on a lock
 (db.SerializedSqliteDatabase) instead of sleeping in SQLite's busy handler:
 concurrent write transactions all commit, a failed one releases the lock,
-and a writer that cannot get it in time fails as SQLite would."""
+and a writer that cannot get it in time fails as SQLite would. Between
+processes the turn is an flock beside the database (db.HostWriterLock)."""
 from __future__ import annotations
 
 import threading
@@ -108,3 +109,115 @@ def test_closing_every_connection_stops_the_checkpointer_and_the_next_one_starts
         db.obj.execute_sql("SELECT 1")
         second = serialized._checkpointing()
     assert second is not first and second.thread.is_alive()
+
+
+# --- between processes: the flock beside the database (db.HostWriterLock) -----------------
+
+HOLDER = """
+import sys, sqlite3
+sys.path.insert(0, {root!r})
+from costguardian.db import HostWriterLock
+lock = HostWriterLock({path!r})
+assert lock.acquire(30)
+conn = sqlite3.connect({database!r}, isolation_level=None) if {database!r} else None
+if conn is not None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO t VALUES ('holder')")
+print("held", flush=True)
+sys.stdin.readline()
+if conn is not None:
+    conn.execute("COMMIT")
+lock.release()
+print("released", flush=True)
+print("again" if lock.acquire(float(sys.stdin.readline() or 0)) else "refused", flush=True)
+"""
+
+
+def _holder(tmp_path, path: str, database: str = ""):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=root, path=path, database=database)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def _tell(process, line: str = "") -> str:
+    process.stdin.write(line + "\n")
+    process.stdin.flush()
+    return process.stdout.readline().strip()
+
+
+def test_a_write_waits_for_another_processs_commit_in_the_host_lock_not_in_sqlites_busy_handler(tmp_path):
+    """Here SQLite's busy timeout is 0: a BEGIN IMMEDIATE meeting the other
+    process's write lock would fail at once. It succeeds, after that commit,
+    because the writer waited for the flock first."""
+    import sqlite3
+
+    path = str(tmp_path / "t.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = wal")
+        conn.execute("CREATE TABLE t (who TEXT)")
+    database = SerializedSqliteDatabase(path, pragmas={"journal_mode": "wal", "busy_timeout": 0},
+                                        check_same_thread=False)
+    holder = _holder(tmp_path, path + "-writer.lock", path)
+    outcome = []
+
+    def write() -> None:
+        try:
+            with database.connection_context(), database.atomic("IMMEDIATE"):
+                database.execute_sql("INSERT INTO t VALUES ('waiter')")
+            outcome.append("committed")
+        except Exception as exc:  # noqa: BLE001 (asserted below)
+            outcome.append(repr(exc))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and outcome == []  # waiting for the other process
+    assert _tell(holder) == "released"
+    thread.join(10)
+    assert outcome == ["committed"]
+    with database.connection_context():
+        assert [row[0] for row in database.execute_sql("SELECT who FROM t")] == ["holder", "waiter"]
+    assert _tell(holder, "5") == "again"  # the waiter let go at its commit
+    holder.wait(10)
+    database.close_all()
+
+
+def test_a_wait_given_up_does_not_keep_the_lock_when_it_comes(tmp_path):
+    from costguardian.db import HostWriterLock
+
+    path = str(tmp_path / "writer.lock")
+    lock = HostWriterLock(path)
+    holder = _holder(tmp_path, path)
+    assert lock.acquire(0.2) is False  # the other process holds it
+    assert _tell(holder) == "released"
+    # The waiter thread may get the lock now: with nobody asking any more it lets it go,
+    # so the other process gets it back (it would wait 5 s and refuse otherwise).
+    assert _tell(holder, "5") == "again"
+    holder.wait(10)
+    assert lock.acquire(5) is True  # and the next ask here, after the other process ended, gets it
+    lock.release()
+
+
+def test_a_forked_child_does_not_share_its_parents_hold(tmp_path):
+    """A lock belongs to the open file, which a forked child shares: the child
+    opens the file again, so its parent's hold keeps it out."""
+    import multiprocessing
+
+    from costguardian.db import HostWriterLock
+
+    lock = HostWriterLock(str(tmp_path / "writer.lock"))
+    assert lock.acquire(1)
+    try:
+        outcome = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=lambda: outcome.put(lock.acquire(0.3)))
+        child.start()
+        assert outcome.get(timeout=10) is False
+        child.join(10)
+    finally:
+        lock.release()
