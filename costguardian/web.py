@@ -10,7 +10,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from costguardian import authz, permissions, timefmt
+from costguardian import authz, for_gateway_calls, permissions, timefmt
 from costguardian.config import is_production
 from costguardian.extensions import db, htmx, login_manager
 from costguardian.problems import type_url
@@ -56,6 +56,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
 
+    @for_gateway_calls
     def _open_db():
         # Whether this thread already held a connection when the request began
         # (a test or task may hold its own, which stays theirs).
@@ -84,6 +85,7 @@ def init_app(app: Flask) -> None:
     app.after_request(authz.audit_impersonated_request)
 
     @app.after_request
+    @for_gateway_calls
     def _security_headers(response):
         headers = response.headers
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -251,6 +253,7 @@ def _unexpected_error(exc: Exception):
     return error_response(500, "An unexpected error occurred. It has been logged; please try again.")
 
 
+@for_gateway_calls
 def _count_server_error(response):
     """after_request: a 5xx answer (an unexpected exception included) counts
     for its route and minute on the system health page. Never raises: the

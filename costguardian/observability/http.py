@@ -9,6 +9,7 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from costguardian import for_gateway_calls
 from costguardian.extensions import limiter
 from costguardian.observability import context, metrics
 
@@ -104,6 +105,7 @@ def _finished(environ, request_id: str, status: int, seconds: float) -> None:
              extra={"request_id": request_id, "cg": {k: v for k, v in fields.items() if v is not None}})
 
 
+@for_gateway_calls
 def _note_request(response):
     """after_request (registered first, so it runs last): what the request
     line says besides status and time, known only inside Flask."""
