@@ -66,18 +66,26 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
         self._writing = threading.local()
         self._writer_timeout = SQLITE_PRAGMAS["busy_timeout"] / 1000
         self._host_writer = HostWriterLock(self.database + "-writer.lock")
+        self._checkpointer: Checkpointer | None = None  # the running one, as last looked up
 
-    def _connect(self):
+    def _connect(self):  # each time a connection is taken from the pool
         conn = super()._connect()
         # The write-ahead log is copied into the database by this process's
-        # checkpointer thread, not by whichever commit crosses 1,000 pages
-        # (a commit still does at SAFETY_CHECKPOINT_PAGES, should the thread fail).
-        self._checkpointing()
-        conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_CHECKPOINT_PAGES}")
+        # checkpointer thread (started again if it ended), not by whichever
+        # commit crosses 1,000 pages.
+        checkpointer = self._checkpointer
+        if checkpointer is None or not checkpointer.alive():
+            self._checkpointing()
         return conn
 
+    def _add_conn_hooks(self, conn):  # once per new connection
+        super()._add_conn_hooks(conn)
+        # A commit still checkpoints at SAFETY_CHECKPOINT_PAGES, should the thread fail.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_CHECKPOINT_PAGES}")
+
     def _checkpointing(self) -> "Checkpointer":
-        return Checkpointer.of(self.database, self._timeout)
+        self._checkpointer = Checkpointer.of(self.database, self._timeout)
+        return self._checkpointer
 
     def close_all(self):
         super().close_all()

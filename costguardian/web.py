@@ -96,8 +96,12 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if is_production(app.config):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.endpoint not in _NO_DATABASE and current_user.is_authenticated:
-            headers.setdefault("Cache-Control", "no-store")  # private pages stay out of shared caches
+        endpoint = request.endpoint
+        if endpoint not in _NO_DATABASE and (getattr(app.view_functions.get(endpoint), "api_key_auth", False)
+                                             or current_user.is_authenticated):
+            # Private pages and API answers stay out of shared caches (an API key's
+            # answer is private without loading a session's user).
+            headers.setdefault("Cache-Control", "no-store")
         return response
 
     def _bell_unread() -> int:

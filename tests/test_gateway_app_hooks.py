@@ -56,10 +56,12 @@ def test_a_gateway_call_runs_only_the_hooks_marked_for_it_and_leaves_the_browser
     assert "Set-Cookie" not in response.headers  # the session was neither read nor renewed
     assert response.headers["X-Content-Type-Options"] == "nosniff"  # the security headers still apply
     assert "default-src" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"  # a key's answer is private
     assert response.headers["X-CG-Request-Id"] and response.headers["X-Request-Id"]
     line = next(line for line in captured.lines() if line["logger"] == "costguardian.request")
     assert (line["endpoint"], line["org_id"], line["api_key_id"], line["status"]) == (
         "gateway.chat_completions", org.id, created.key.id, 200)  # what _note_request adds
+    assert "user_id" not in line  # the browser's user was not loaded from its cookie
 
     ran.clear()
     page = client.get("/account/")
