@@ -30,8 +30,11 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import urllib3
 from flask import current_app
-from urllib3.exceptions import ReadTimeoutError
+from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.exceptions import ConnectTimeoutError, HTTPError as Urllib3Error, NewConnectionError, ReadTimeoutError
 
 from costguardian import clock
 from costguardian.observability import metrics
@@ -157,13 +160,86 @@ def _session(guarded: bool) -> requests.Session:
 
 _prepared_urls: dict[str, str] = {}
 PREPARED_URLS = 4096
+_pool_manager: urllib3.PoolManager | None = None
+
+
+def _pool() -> urllib3.PoolManager:
+    """The connections every thread of the process shares to the providers
+    when neither the SSRF guard nor a proxy applies (see _post)."""
+    global _pool_manager
+    if _pool_manager is None:
+        with _sessions_lock:
+            if _pool_manager is None:
+                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+                where = {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
+                _pool_manager = urllib3.PoolManager(num_pools=webhook_urls.POOL_HOSTS, maxsize=POOL_SIZE,
+                                                    retries=False, cert_reqs="CERT_REQUIRED", **where)
+    return _pool_manager
 
 
 def _post(session: requests.Session, url: str, body: bytes, headers: dict, timeouts: tuple[float, float]):
-    """`session.post(url, data=body, headers=headers, stream=True, timeout=timeouts, allow_redirects=False)`
-    without Session.request's merging of the session's params, cookies, auth
-    and hooks into every call (the gateway's sessions set none of them):
-    about 5% of a call's CPU. The URL is prepared (IDNA, quoting) once."""
+    """`session.post(url, data=body, headers=headers, stream=True, timeout=timeouts, allow_redirects=False)`.
+
+    Straight on urllib3 (the library requests sends with) when the session
+    adds nothing to it: not the SSRF-guarded one (its adapter checks each
+    peer) and no proxy variable set. requests' Session.send and adapter
+    (hooks, cookie extraction twice, proxy and certificate lookups, the
+    Response built around urllib3's) were about 5% of a call's CPU. The
+    answer (_Answer) has the names of requests.Response the gateway reads,
+    and failures raise requests' exceptions, as before."""
+    if session is _sessions.get(False) and not session.trust_env:
+        timeout = urllib3.Timeout(connect=timeouts[0], read=timeouts[1])
+        try:
+            raw = _pool().urlopen("POST", url, body=body, headers=headers, preload_content=False, redirect=False,
+                                  retries=False, timeout=timeout)
+        except NewConnectionError as exc:  # (a ConnectTimeoutError too, for urllib3's old callers)
+            raise requests.ConnectionError(exc) from exc
+        except ConnectTimeoutError as exc:
+            raise requests.ConnectTimeout(exc) from exc
+        except ReadTimeoutError as exc:
+            raise requests.ReadTimeout(exc) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise requests.ConnectionError(exc) from exc
+        return _Answer(raw)
+    return _post_with_requests(session, url, body, headers, timeouts)
+
+
+class _Answer:
+    """An upstream answer read through urllib3 with the names of
+    requests.Response that the gateway reads: status_code, headers (merged
+    like requests' when a name repeats), content (read once; a failure while
+    reading raises requests.ConnectionError wrapping urllib3's error, as
+    requests does), raw (the stream), close() (requests' way: the
+    connection goes back to the pool once the body was read, else it is
+    closed)."""
+
+    __slots__ = ("raw", "status_code", "headers", "_content")
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse):
+        self.raw, self.status_code = raw, raw.status
+        self.headers = CaseInsensitiveDict(raw.headers.itermerged())
+        self._content: bytes | None = None
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            try:
+                self._content = self.raw.read()
+            except (Urllib3Error, OSError) as exc:
+                raise requests.ConnectionError(exc) from exc
+        return self._content
+
+    def close(self) -> None:
+        if self._content is None:
+            self.raw.close()
+        self.raw.release_conn()
+
+
+def _post_with_requests(session: requests.Session, url: str, body: bytes, headers: dict,
+                        timeouts: tuple[float, float]):
+    """_post through the session, without Session.request's merging of the
+    session's params, cookies, auth and hooks into every call (the gateway's
+    sessions set none of them). The URL is prepared (IDNA, quoting) once."""
     prepared = requests.PreparedRequest()
     prepared.method = "POST"
     prepared.url = _prepared_urls.get(url)
@@ -321,7 +397,7 @@ class _Exchange:
     def upstream_failed(self, status: int, outcome: str, message: str, code: str) -> Reply:
         return self.refuse(status, message, code, outcome=outcome)
 
-    def whole_answer(self, response: requests.Response, content_type: str) -> Reply:
+    def whole_answer(self, response: requests.Response | _Answer, content_type: str) -> Reply:
         try:
             content = response.content
         except requests.RequestException as exc:
@@ -387,7 +463,8 @@ class _Exchange:
         self.record.usage = usage
         return valid
 
-    def relay_stream(self, response: requests.Response, content_type: str, caller_wants_usage: bool) -> Reply:
+    def relay_stream(self, response: requests.Response | _Answer, content_type: str,
+                     caller_wants_usage: bool) -> Reply:
         kind = self.route.endpoint.kind
         if self.route.translation:  # the provider's events read for usage, relayed in the caller's format
             self.reader = translate.stream_reader(self.route, self.body)
@@ -402,7 +479,7 @@ class _Exchange:
         headers = {**self.passed_headers(response), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Reply(response.status_code, self.relay, headers, content_type, self.finish)
 
-    def passed_headers(self, response: requests.Response) -> dict[str, str]:
+    def passed_headers(self, response: requests.Response | _Answer) -> dict[str, str]:
         passed = {name: value for name, value in response.headers.items()
                   if name.lower() in PASSED_HEADERS or name.lower().startswith(PASSED_PREFIXES)}
         passed["X-CG-Request-Id"] = self.request_id
