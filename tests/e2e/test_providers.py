@@ -74,3 +74,30 @@ def test_owner_adds_an_openai_key_checked_by_the_provider(app, page, make_user, 
     expect(page.get_by_role("heading", level=1)).to_have_text("OpenAI · Production")
     assert _no_horizontal_scroll(page)
     shot(page, "4-edit-phone")
+
+
+def test_two_keys_of_a_provider_fit_the_page_at_every_width(app, page, make_user, make_org, sign_in, shot,
+                                                            llm_upstream, monkeypatch):
+    """A key that is not the default has four actions (Edit, Make default,
+    Disable, Delete); at 1366 px they ran off the page, and the eight columns
+    did not fit at 1024 either."""
+    from costguardian.services.actor import Actor
+    from costguardian.services.gateway import vault
+
+    monkeypatch.setitem(app.config, "CG_PROVIDER_BASE_URLS", llm_upstream.provider_base_urls())
+    owner = make_user("olga@acme.example.com", name="Olga Owner")
+    org = make_org("Acme Analytics", owner=owner)
+    vault.add(org, Actor(user=owner), "openai", "Production", OPENAI_KEY)
+    vault.add(org, Actor(user=owner), "openai", "Batch jobs for the nightly reports", OPENAI_KEY)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    sign_in(page, "olga@acme.example.com")
+    page.locator("ul.mainnav").get_by_role("link", name="Providers").click()
+    expect(page.get_by_test_id("credential-row")).to_have_count(2)
+    for width in (1366, 1280, 1024, 800, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        delete = page.get_by_test_id("credential-row").nth(1).get_by_role("button", name="Delete")
+        expect(delete).to_be_visible()
+        assert _no_horizontal_scroll(page), width
+        box = delete.bounding_box()
+        assert box["x"] + box["width"] <= width, width  # the last action is on the page
+    shot(page, "providers-two-keys-390")
