@@ -6,7 +6,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,6 +15,7 @@ from playhouse.db_url import parse as parse_db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from costguardian import clock
 from costguardian.extensions import db
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,12 @@ class SerializedSqliteDatabase(PooledSqliteDatabase):
         if not lock_type or lock_type.upper() not in self.WRITE_LOCKS:
             return super().begin(lock_type)
         self.connection()  # from the pool (which may wait) before the lock, not while holding it
-        deadline = time.monotonic() + self._writer_timeout
+        deadline = clock.monotonic() + self._writer_timeout
         if not self._writer.acquire(timeout=self._writer_timeout):
             raise OperationalError("database is locked")
         self._writing.held = True
         try:
-            if not self._host_writer.acquire(max(0.0, deadline - time.monotonic())):
+            if not self._host_writer.acquire(max(0.0, deadline - clock.monotonic())):
                 raise OperationalError("database is locked")
             self._writing.host = True
             super().begin(lock_type)
@@ -167,7 +167,7 @@ class HostWriterLock:
             return True
         except BlockingIOError:
             pass
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         with self._state:
             if self._waiter is None or not self._waiter.is_alive():
                 self._waiter = threading.Thread(target=self._wait_for_lock, args=(fd,), daemon=True,
@@ -176,7 +176,7 @@ class HostWriterLock:
             self._wanted = True
             self._state.notify_all()
             while not self._granted:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     self._wanted = False  # the waiter lets it go when it comes
                     return False

@@ -216,6 +216,29 @@ def test_azure_goes_to_the_deployment_with_its_api_version_and_key(gateway):
     assert event.provider == "azure" and event.model_raw == "gpt-4o-2024-08-06" and event.cost_nanos > 0
 
 
+
+def test_an_admin_typed_url_on_a_private_address_is_not_called_when_private_addresses_are_off(gateway, app,
+                                                                                                  monkeypatch):
+    """An Azure endpoint is typed by an admin, so its call goes through the
+    SSRF-guarded session (requests with the webhooks' checking adapter), not
+    the plain pool: with private addresses off, the fake's 127.0.0.1 is
+    refused at connect time, nothing reaches it, and the call is recorded as
+    unreachable."""
+    upstream = gateway.upstream
+    upstream.azure_deployments = {"prod-4o": "gpt-4o-2024-08-06"}
+    vault.add(gateway.org, Actor(user=gateway.owner), "azure", "EU", AZURE_KEY, base_url=upstream.url,
+              deployments="prod-4o = gpt-4o-2024-08-06")  # saved while private addresses were allowed
+    monkeypatch.setitem(app.config, "CG_ALLOW_PRIVATE_WEBHOOKS", False)
+    upstream.requests.clear()
+    with pytest.raises(openai.APIStatusError) as caught:
+        gateway.openai().chat.completions.create(model="azure/prod-4o", messages=HELLO)
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_unreachable"
+    assert "Only public addresses are called" in caught.value.message
+    assert upstream.requests == []
+    [call] = gateway.calls(1)
+    assert (call.status_code, call.outcome, call.forwarded) == (502, "unreachable", True)
+
+
 # --- attribution -----------------------------------------------------------------------
 
 def test_attribution_headers_and_the_user_field(gateway):

@@ -177,8 +177,9 @@ def _pool() -> urllib3.PoolManager:
     return _pool_manager
 
 
-def _post(session: requests.Session, url: str, body: bytes, headers: dict, timeouts: tuple[float, float]):
-    """`session.post(url, data=body, headers=headers, stream=True, timeout=timeouts, allow_redirects=False)`.
+def _post(guarded: bool, url: str, body: bytes, headers: dict, timeouts: tuple[float, float]):
+    """`_session(guarded).post(url, data=body, headers=headers, stream=True, timeout=timeouts,
+    allow_redirects=False)`.
 
     Straight on urllib3 (the library requests sends with) when the session
     adds nothing to it: not the SSRF-guarded one (its adapter checks each
@@ -187,7 +188,8 @@ def _post(session: requests.Session, url: str, body: bytes, headers: dict, timeo
     Response built around urllib3's) were about 5% of a call's CPU. The
     answer (_Answer) has the names of requests.Response the gateway reads,
     and failures raise requests' exceptions, as before."""
-    if session is _sessions.get(False) and not session.trust_env:
+    session = _session(guarded)
+    if not guarded and not session.trust_env:
         timeout = urllib3.Timeout(connect=timeouts[0], read=timeouts[1])
         try:
             raw = _pool().urlopen("POST", url, body=body, headers=headers, preload_content=False, redirect=False,
@@ -379,7 +381,7 @@ class _Exchange:
         self.record.forwarded = self.endpoint.records
         metrics.gateway_overhead(clock.monotonic() - self.started)
         try:
-            response = _post(_session(guarded), url, json.dumps(outgoing).encode(), headers, self.timeouts)
+            response = _post(guarded, url, json.dumps(outgoing).encode(), headers, self.timeouts)
         except requests.Timeout:
             return self.upstream_failed(504, recording.TIMEOUT, f"{route.provider.label} did not answer within "
                                         f"{self.timeouts[1]:g} s.", "upstream_timeout")
