@@ -55,6 +55,7 @@ DEFAULTS: dict[str, object] = {
     "CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS": 4096,  # output tokens reserved when a call sets no max_tokens
     "CG_GATEWAY_RESERVATION_TTL": 3600,  # seconds before an unsettled reservation stops holding money
     "CG_GATEWAY_FAIL_OPEN": False,  # database down: forward calls even for organizations with hard budgets
+    "CG_GATEWAY_LEASE_SECONDS": 2.0,  # how long a process's budget lease admits calls (leases.py); 0: none
     # Gateway proxy (services.gateway.proxy): waiting for a provider.
     "CG_GATEWAY_CONNECT_TIMEOUT": 10.0,  # seconds to connect to a provider
     "CG_GATEWAY_READ_TIMEOUT": 600.0,  # seconds between two bytes of a provider's answer (then 504)
@@ -87,7 +88,8 @@ DEFAULTS: dict[str, object] = {
 INTEGER_SETTINGS = {"PASSWORD_RESET_TTL_MINUTES", "CG_TRUSTED_PROXIES", "CG_WEBHOOK_TIMEOUT",
                     "CG_WEBHOOK_DISABLE_AFTER", "CG_PROVIDER_TIMEOUT", "CG_GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS",
                     "CG_GATEWAY_RESERVATION_TTL", "STRIPE_WEBHOOK_TOLERANCE", "BILLING_GRACE_DAYS", "CG_BACKUP_KEEP"}
-FLOAT_SETTINGS = {"CG_RETRY_SCALE", "CG_GATEWAY_CONNECT_TIMEOUT", "CG_GATEWAY_READ_TIMEOUT"}
+FLOAT_SETTINGS = {"CG_RETRY_SCALE", "CG_GATEWAY_CONNECT_TIMEOUT", "CG_GATEWAY_READ_TIMEOUT",
+                  "CG_GATEWAY_LEASE_SECONDS"}
 BOOLEAN_SETTINGS = {"CG_ALLOW_PRIVATE_WEBHOOKS", "CG_GATEWAY_FAIL_OPEN", "BILLING_ENABLED"}
 
 

@@ -78,6 +78,13 @@ def pinned(org_id: int, known: int | None = None):
             pins[org_id] = before
 
 
+def pinned_version(org_id: int) -> int | None:
+    """The version this thread's pin of the organization read (None: not
+    pinned, or the organization has no version)."""
+    pins = getattr(_pins, "versions", None)
+    return None if pins is None else pins.get(org_id)
+
+
 def cached(kind: str, org_id: int, key: Hashable, load: Callable[[], T]) -> T:
     """`load()`, or what it returned before for this organization's pinned version."""
     pins = getattr(_pins, "versions", None)

@@ -152,3 +152,26 @@ def serving(app, name: str):
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+def python_command(args: list[str]) -> list[str]:
+    """A Python command that runs `args` (a module's main) on the test's clock
+    when the run is moved in time (--today), so every process agrees on "now":
+    the process travels by the test's offset from the real time, and its
+    clock ticks from its start (time-machine starts ticking at the first
+    reading, which in a process still importing could be seconds later)."""
+    import sys
+
+    import time_machine
+
+    from costguardian import clock
+
+    if not os.environ.get("CG_TEST_TODAY"):
+        return [sys.executable, *args]
+
+    module, *rest = args[1:]  # ["-m", module, ...]
+    offset = clock.now_aware().timestamp() - time_machine.escape_hatch.time.time()
+    start = ("import runpy, sys, time, time_machine; "
+             "time_machine.travel(time.time() + float(sys.argv.pop(1)), tick=True).start(); time.time(); "
+             f"sys.argv[0] = {module!r}; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", start, repr(offset), *rest]

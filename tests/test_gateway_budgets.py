@@ -49,15 +49,37 @@ def test_a_hard_budget_without_room_is_a_429_in_anthropics_shape_naming_the_budg
 
 
 def test_an_admitted_call_is_recorded_then_settled(gateway):
-    budget = _hard_budget(gateway.org, "100")
+    budget = _hard_budget(gateway.org, "2")  # room for fewer than 100 of these calls: a reservation per call
     with gateway.openai().chat.completions.create(model="gpt-4o", messages=HELLO, stream=True) as stream:
         for _ in stream:
             pass
-    gateway.anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=HELLO)
+    gateway.anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=4000, messages=HELLO)
     events = gateway.events(2)
     assert GatewayReservation.select().count() == 0  # released once each call's event was in the counter
     [spend] = BudgetSpend.select().where(BudgetSpend.budget == budget.id)
     assert spend.spend_nanos == sum(e.cost_nanos for e in events) > 0 and spend.requests == 2
+
+
+def test_calls_far_from_the_limit_are_held_by_a_lease_lowered_by_their_costs(gateway, app):
+    from costguardian.services.gateway import leases
+
+    budget = _hard_budget(gateway.org, "100")
+    for _ in range(3):
+        gateway.openai().chat.completions.create(model="gpt-4o", messages=HELLO)
+    with gateway.openai().chat.completions.create(model="gpt-4o", messages=HELLO, stream=True) as stream:
+        for _ in stream:
+            pass
+    events = gateway.events(4)
+    [lease] = GatewayReservation.select()  # one lease for the four calls: one write before the first
+    assert lease.admission is None and lease.budget_id == budget.id
+    [kept] = leases.registry(app).current.values()
+    assert (kept.row_id, kept.in_flight) == (lease.id, 0)
+    assert lease.amount_nanos == kept.granted - sum(e.cost_nanos for e in events) > 0
+    assert kept.granted == 100 * 10**9 // leases.ROOM_SHARE  # 1/50 of the room ($2: fewer than 1000 estimates)
+    [spend] = BudgetSpend.select().where(BudgetSpend.budget == budget.id)
+    assert spend.spend_nanos == sum(e.cost_nanos for e in events) > 0 and spend.requests == 4
+    leases.registry(app).stop()  # the process stops (or the lease's time is up): it gives the rest back
+    assert GatewayReservation.select().count() == 0
 
 
 def test_a_budget_scoped_to_a_tag_holds_only_calls_that_carry_it(gateway):

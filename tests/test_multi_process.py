@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,7 +41,7 @@ from costguardian.services.budgets import budgets
 from costguardian.services.keys import create_key
 from costguardian.services.notifications import deliveries as delivery_service
 from tests.fakes.smtp import free_port
-from tests.support import SYSTEM, add_member, make_org, make_user
+from tests.support import SYSTEM, add_member, make_org, make_user, python_command
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS, BATCHES, OWN, SHARED = 8, 25, 15, 5  # per batch: 15 ids of its own, 5 racing to the other app
@@ -80,24 +79,6 @@ def _batches(thread: int) -> list[tuple[int, list[dict]]]:
         if b % RETRY_EVERY == RETRY_EVERY - 1:
             sent.append((1 - app, batch))
     return sent
-
-
-def _python(args: list[str]) -> list[str]:
-    """A Python command that runs `args` (a module's main) on the test's clock
-    when the run is moved in time (--today), so every process agrees on "now":
-    the process travels by the test's offset from the real time, and its
-    clock ticks from its start (time-machine starts ticking at the first
-    reading, which in a process still importing could be seconds later)."""
-    if not os.environ.get("CG_TEST_TODAY"):
-        return [sys.executable, *args]
-    import time_machine
-
-    module, *rest = args[1:]  # ["-m", module, ...]
-    offset = clock.now_aware().timestamp() - time_machine.escape_hatch.time.time()
-    start = ("import runpy, sys, time, time_machine; "
-             "time_machine.travel(time.time() + float(sys.argv.pop(1)), tick=True).start(); time.time(); "
-             f"sys.argv[0] = {module!r}; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
-    return [sys.executable, "-c", start, repr(offset), *rest]
 
 
 def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -216,7 +197,7 @@ def test_two_apps_and_two_consumers_count_alert_and_deliver_exactly_once(
     try:
         for n in range(2):  # both with the periodic scheduler on: its tasks must be safe to run twice
             log = tmp_path / f"consumer-{n}.log"
-            command = _python(["-m", "huey.bin.huey_consumer", "tasks.huey", "--workers", "2",
+            command = python_command(["-m", "huey.bin.huey_consumer", "tasks.huey", "--workers", "2",
                                "--worker-type", "thread", "--max-delay", "0.2"])
             processes.append((f"consumer {n}", _start(command, shared, log), log))
         for n, port in enumerate(ports):
@@ -225,7 +206,7 @@ def test_two_apps_and_two_consumers_count_alert_and_deliver_exactly_once(
             env = {**shared, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
                    "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "CG_LOG_LEVEL": "WARNING"}
             log = tmp_path / f"app-{n}.log"
-            processes.append((f"app {n}", _start(_python(["-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"]),
+            processes.append((f"app {n}", _start(python_command(["-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"]),
                                                  env, log), log))
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + STARTUP

@@ -20,6 +20,12 @@ counter and its reservation is released. A reservation whose call never
 settles (a crashed worker) stops counting at its `expires_at`
 (CG_GATEWAY_RESERVATION_TTL) and is swept by a periodic task.
 
+Far from a budget's limit the holds are leases (leases.py): a process
+reserves a slice of the budget's room in the transaction of one admission
+and admits its next calls against it in memory; each call's recording lowers
+the lease by the call's cost. The database holds every in-flight call's
+estimate either way.
+
 Soft budgets never block and hold no reservation. See docs/ARCHITECTURE.md
 "Gateway admission" for the locks, the overshoot bound and fail-open/closed.
 """
@@ -43,7 +49,7 @@ from costguardian.extensions import db
 from costguardian.models import (ApiKey, Budget, BudgetIncrease, BudgetSpend, GatewayReservation, ModelAlias,
                                  Organization)
 from costguardian.money import format_usd
-from costguardian.services.gateway import tokens as token_estimates
+from costguardian.services.gateway import leases as budget_leases, tokens as token_estimates
 from costguardian.services.usage import catalog
 from costguardian.services.usage.pricing import OrgPrices, Tokens
 
@@ -92,6 +98,9 @@ class Admission:
     #                      also when nothing is held: id None)
     input_tokens_estimate: int
     max_output_tokens: int
+    # The leases the estimate was taken from (leases.py), instead of a reservation row of its own;
+    # emptied when the call settles.
+    leases: tuple = ()
 
 
 class Blocked(Exception):
@@ -233,10 +242,15 @@ def admit(call: Call) -> Admission:
         _remember_hard(call.org.id, True if hard else None, now)
         if not hard:
             return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens)
+        version = settings_cache.pinned_version(call.org.id)
+        leased = budget_leases.registry().take(call.org.id, version, sorted((b.id, p.start) for b, p in hard),
+                                               est.cost_nanos, budget_leases.lease_seconds())
+        if leased is not None:  # held in memory, from this process's leases of every covering budget
+            return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, leased)
         for attempt in (1, 2, 3):
             try:
-                admission, blocked = _reserve_in_turn(call.org.id, hard, est, now) if attempt == 1 else \
-                    _reserve(call.org.id, hard, est, now)
+                admission, blocked = _reserve_in_turn(call.org.id, hard, est, now, version) if attempt == 1 else \
+                    _reserve(call.org.id, hard, est, now, version)
                 break
             except IntegrityError:  # a covering budget was deleted meanwhile: look again
                 if attempt == 3:
@@ -262,12 +276,15 @@ def admit(call: Call) -> Admission:
     return admission
 
 
-def _reserve(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, now: datetime):
+def _reserve(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, now: datetime,
+             version: int | None = None):
     """One transaction: lock the covering hard budgets' counters, check each
     (its spend, the period's raises and the calls in flight), insert the
-    reservations. Returns (Admission, None) or (None, (the budget with the
-    least room, the money its calls in flight hold))."""
-    ask = _Ask(org_id, covering, est, now)
+    reservations (or leases, when every budget has room for many such calls
+    and the call's settings `version` is pinned). Returns (Admission, None)
+    or (None, (the budget with the least room, the money its calls in flight
+    hold))."""
+    ask = _Ask(org_id, covering, est, now, version)
     _reserve_together([ask])
     return ask.outcome
 
@@ -286,10 +303,11 @@ MAX_BATCH = 100
 
 
 class _Ask:
-    __slots__ = ("org_id", "covering", "est", "now", "outcome", "error", "done")
+    __slots__ = ("org_id", "covering", "est", "now", "version", "outcome", "error", "done")
 
-    def __init__(self, org_id: int, covering: list, est: Estimate, now: datetime):
+    def __init__(self, org_id: int, covering: list, est: Estimate, now: datetime, version: int | None = None):
         self.org_id, self.covering, self.est, self.now = org_id, covering, est, now
+        self.version = version  # the settings version the call was pinned to (None: no leases)
         self.outcome = None  # what _reserve returns
         self.error: Exception | None = None
         self.done = False
@@ -302,12 +320,13 @@ class _Turns:
         self.turn = threading.Lock()
 
 
-def _reserve_in_turn(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, now: datetime):
+def _reserve_in_turn(org_id: int, covering: list[tuple[Budget, object]], est: Estimate, now: datetime,
+                     version: int | None = None):
     """_reserve, written together with the admissions waiting beside it."""
     turns = current_app.extensions.setdefault("cg_gateway_admissions", _Turns()) if has_app_context() else None
     if turns is None:
-        return _reserve(org_id, covering, est, now)
-    ask = _Ask(org_id, covering, est, now)
+        return _reserve(org_id, covering, est, now, version)
+    ask = _Ask(org_id, covering, est, now, version)
     with turns.queue_lock:
         turns.pending.append(ask)
     while not ask.done:
@@ -330,6 +349,8 @@ def _reserve_batch(batch: list[_Ask]) -> None:
             batch[0].error = exc
         else:
             for ask in batch:
+                if ask.outcome is not None:  # admitted from a lease before the transaction
+                    continue
                 try:
                     _reserve_together([ask])
                 except Exception as alone:
@@ -343,26 +364,72 @@ def _reserve_together(batch: list[_Ask]) -> None:
     """Every ask of the batch in one transaction, the organizations in id
     order and each one's counters locked at once in key order (the order
     every writer takes them in); raises (and commits nothing) on any error."""
+    leases = budget_leases.registry() if has_app_context() else None
+    if leases is not None:
+        batch = _from_leases(leases, batch)
+        if not batch:
+            return
+        # The process's leases of these budgets cannot hold these calls (used up, too old, older settings):
+        # they retire, and this transaction gives back what they hold unused.
+        leases.retire_keys([((b.id, p.start), ask.version) for ask in batch if ask.version is not None
+                            for b, p in ask.covering])
+        give, drop = leases.plan()
     outcomes = []
+    grants: list[budget_leases.Lease] = []
+    versions: dict[int, int | None] = {}  # organization → its settings version, read in the transaction
     now = min(ask.now for ask in batch)  # the earliest: a reservation expiring meanwhile still counts
     by_org: dict[int, list[_Ask]] = {}
     for ask in batch:
         by_org.setdefault(ask.org_id, []).append(ask)
-    with write_transaction():
-        for org_id in sorted(by_org):
-            asks = by_org[org_id]
-            keys = sorted({(budget.id, period.start) for ask in asks for budget, period in ask.covering})
-            spend, live, held, raised = _state(org_id, keys, now)
-            for ask in asks:
-                outcome = _check_and_hold(org_id, ask, live, spend, held, raised)
-                outcomes.append((ask, outcome))
+    committed = False
+    try:
+        with write_transaction():
+            states = {}
+            for org_id in sorted(by_org):
+                keys = sorted({(budget.id, period.start) for ask in by_org[org_id] for budget, period in ask.covering})
+                states[org_id] = _state(org_id, keys, now)
+            # Lease rows after the counters, as every writer takes them (leases.py); then the money
+            # they no longer hold is not counted as held by the checks below.
+            freed = budget_leases.write_planned(give, drop) if leases is not None else {}
+            for org_id in sorted(by_org):
+                spend, live, held, raised = states[org_id]
+                for key, amount in freed.items():
+                    if key in held:
+                        held[key] -= min(amount, held[key])
+                for ask in by_org[org_id]:
+                    outcome = _check_and_hold(org_id, ask, live, spend, held, raised, grants, versions)
+                    outcomes.append((ask, outcome))
+        committed = True
+    finally:
+        if leases is not None:
+            leases.done(give, drop, committed)
+    if grants:
+        leases.install(grants)
     for ask, outcome in outcomes:  # committed
         ask.outcome = outcome
 
 
-def _check_and_hold(org_id: int, ask: _Ask, live: set, spend: dict, held: dict, raised: dict):
+def _from_leases(leases: budget_leases.Registry, batch: list[_Ask]) -> list[_Ask]:
+    """Admit from the process's leases the asks that fit in them now (a lease
+    granted while they waited for their turn); returns the others."""
+    rest = []
+    seconds = budget_leases.lease_seconds()
+    for ask in batch:
+        taken = leases.take(ask.org_id, ask.version, sorted((b.id, p.start) for b, p in ask.covering),
+                            ask.est.cost_nanos, seconds)
+        if taken is None:
+            rest.append(ask)
+        else:
+            est = ask.est
+            ask.outcome = Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, taken), None
+    return rest
+
+
+def _check_and_hold(org_id: int, ask: _Ask, live: set, spend: dict, held: dict, raised: dict, grants: list,
+                    versions: dict | None = None):
     """One call of a batch: _reserve's check against the state read for the
-    batch, and its reservations added to `held` for the calls after it."""
+    batch, and its reservations (or leases, added to `grants`) added to
+    `held` for the calls after it."""
     est = ask.est
     covering = [(b, p) for b, p in ask.covering if b.id in live]
     keys = sorted((b.id, p.start) for b, p in covering)
@@ -379,12 +446,51 @@ def _check_and_hold(org_id: int, ask: _Ask, live: set, spend: dict, held: dict, 
     if est.cost_nanos == 0:
         return Admission(None, 0, est.input_tokens, est.max_output_tokens), None
     expires = ask.now + reservation_ttl()
+    leased = _lease(org_id, ask, covering, spend, held, raised, grants, versions, expires) \
+        if ask.version is not None and versions is not None and budget_leases.lease_seconds() > 0 else ()
+    if leased:
+        return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, leased), None
     first = None
     for budget_id, period_start in keys:
         row_id = _insert_reservation(org_id, budget_id, period_start, est.cost_nanos, first, ask.now, expires)
         first = first or row_id
         held[(budget_id, period_start)] = held.get((budget_id, period_start), 0) + est.cost_nanos
     return Admission(first, est.cost_nanos, est.input_tokens, est.max_output_tokens), None
+
+
+def _lease(org_id: int, ask: _Ask, covering: list, spend: dict, held: dict, raised: dict, grants: list,
+           versions: dict, expires: datetime) -> tuple:
+    """The call's estimate taken from leases of every covering budget, those
+    of this batch first, new ones granted where needed (added to `grants`
+    and `held`); () when a budget has too little room for leases, or the
+    call's settings are no longer the organization's (then the call holds a
+    reservation of its own)."""
+    cost = ask.est.cost_nanos
+    rooms = {}
+    for budget, period in covering:
+        key = (budget.id, period.start)
+        rooms[key] = budget.amount_nanos + raised.get(key, 0) - spend.get(key, 0) - held.get(key, 0)
+        if rooms[key] < budget_leases.MIN_ROOM_CALLS * cost:
+            return ()
+    # A lease outlives the call: it is granted only by budgets as they are now (read in this transaction,
+    # under its locks), never by what a call pinned before an edit.
+    if org_id not in versions:
+        versions[org_id] = settings_cache.version(org_id)
+    if versions[org_id] != ask.version:
+        return ()
+    taken = []
+    for key in sorted(rooms):
+        lease = next((g for g in reversed(grants) if g.key == key and g.version == ask.version
+                      and g.free() >= cost), None)
+        if lease is None:
+            amount = min(rooms[key] // budget_leases.ROOM_SHARE, budget_leases.LEASE_CALLS * cost)
+            lease = budget_leases.Lease(key, org_id, ask.version, amount)
+            lease.row_id = _insert_reservation(org_id, key[0], key[1], amount, None, ask.now, expires)
+            held[key] = held.get(key, 0) + amount
+            grants.append(lease)
+        lease.in_flight += cost
+        taken.append(lease)
+    return tuple(taken)
 
 
 def _state(org_id: int, keys: list[tuple[int, datetime]], now: datetime) -> tuple[dict, set, dict, dict]:
@@ -500,12 +606,26 @@ _RAISES = Prepared(lambda *flat: BudgetIncrease.select(
     .where(_pairs(BudgetIncrease, flat)).group_by(BudgetIncrease.budget, BudgetIncrease.period_start).tuples())
 
 
-def settle(admission: Admission) -> None:
-    """Release the call's reservations (after its usage event was recorded).
-    Idempotent: a second settle deletes nothing. A database error is logged,
-    not raised (the proxy settles in a `finally`): the reservation then
-    stops counting when it expires."""
-    if admission is None or admission.id is None:
+def settle(admission: Admission, spent: int = 0) -> None:
+    """Release the call's reservations (after its usage event was recorded;
+    `spent`: its cost, now in the spend counters, which its leases' rows are
+    lowered by). Idempotent: a second settle deletes nothing. A database
+    error is logged, not raised (the proxy settles in a `finally`): the
+    reservation then stops counting when it expires."""
+    if admission is None:
+        return
+    if admission.leases:
+        held, admission.leases = admission.leases, ()
+        try:
+            if spent > 0:
+                with write_transaction():
+                    for lease in sorted(held, key=lambda lease: lease.row_id):
+                        budget_leases.lower(lease.row_id, spent)
+        except _DATABASE_DOWN:
+            # The lease still counts the cost as spent (it admits that much less); its row holds it until deleted.
+            log.exception("lowering the gateway's budget leases by a call's cost failed; they hold it until retired")
+        budget_leases.registry().settled(held, admission.reserved_nanos, spent)
+    if admission.id is None:
         return
     try:
         with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)

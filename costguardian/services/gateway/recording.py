@@ -30,7 +30,7 @@ from costguardian.db import write_transaction
 from costguardian.models import GatewayRequest
 from costguardian.prepared import Prepared
 from costguardian.observability import metrics
-from costguardian.services.gateway import admission, request_log
+from costguardian.services.gateway import admission, leases as budget_leases, request_log
 from costguardian.services.usage import ingest
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,11 @@ MAX_BATCH = 200  # calls written in one transaction
 
 class _Item:
     __slots__ = ("call", "held", "status", "done", "finished", "priced", "result")
+
+    def spent(self) -> int:
+        """The call's cost as its usage event adds it to the spend counters (0 when it adds nothing)."""
+        result = self.result
+        return (result.cost_nanos or 0) if result is not None and result.status == "accepted" else 0
 
     def __init__(self, call: CallRecord, held):
         self.call, self.held = call, held
@@ -242,11 +247,24 @@ def _write_together(batch: list[_Item]) -> list[tuple]:
             if not any(p is item.priced for p in priced):
                 priced.append(item.priced)
     held = [item.held.id for item in batch if item.held is not None and item.held.id is not None]
+    leased: dict = {}  # lease → the costs of its calls, which its row holds no longer once they are in spend
+    for item in batch:
+        if item.held is not None and item.held.leases:
+            for lease in item.held.leases:
+                leased[lease] = leased.get(lease, 0) + item.spent()
     with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
         stored = [(org, priced, ingest.store(org, priced)) for _, (org, priced) in sorted(by_org.items())]
         _INSERT_LOGS.write(*[value for item in batch for value in _log_row(item.call)])
         if held:
             admission.release(held)
+        for lease in sorted(leased, key=lambda lease: lease.row_id):  # after the counters, in id order (leases.py)
+            budget_leases.lower(lease.row_id, leased[lease])
+    if leased:  # committed: the calls' estimates are in flight no longer
+        registry = budget_leases.registry()
+        for item in batch:
+            if item.held is not None and item.held.leases:
+                registry.settled(item.held.leases, item.held.reserved_nanos, item.spent())
+                item.held.leases = ()
     return stored
 
 
@@ -285,7 +303,7 @@ def _write_alone(item: _Item) -> None:
         log.exception("recording gateway request %s failed", call.request_id)
     finally:
         if item.held is not None:
-            admission.settle(item.held)
+            admission.settle(item.held, item.spent())  # its leases: their rows and their memory lowered alike
 
 
 def _event(call: CallRecord, usage: dict | None) -> dict:
