@@ -194,10 +194,11 @@ def _clean_state(request):
     from costguardian.extensions import limiter
     from tests.support import empty_tables
 
-    from costguardian.services.gateway import leases
+    from costguardian.services.gateway import admission, leases
 
     app = request.getfixturevalue("app")
     leases.registry(app).stop(write=False)  # the gateway's budget leases of this test: their rows go with the tables
+    admission._hard_orgs.clear()  # which organizations had hard budgets: the next test's reuse these ids
     with app.app_context():
         empty_tables()
         limiter.reset()

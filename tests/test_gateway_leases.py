@@ -181,7 +181,7 @@ def test_a_lowered_budget_holds_at_once_for_the_next_call(org, app):
         _admit(org, call)
 
 
-def test_a_call_pinned_before_an_edit_does_not_take_the_newer_lease_nor_get_one(org, app):
+def test_a_call_pinned_before_an_edit_neither_takes_the_newer_lease_nor_gets_one(org, app):
     call = _call(org)
     est = admission.estimate(call).cost_nanos
     budget = _hard(org, 10_000 * est)
@@ -191,8 +191,11 @@ def test_a_call_pinned_before_an_edit_does_not_take_the_newer_lease_nor_get_one(
     [lease] = _admit(org, call).leases  # a call pinned now: a lease by the new version
     with settings_cache.pinned(org.id, before):  # a call that read the settings before the edit
         stale = admission.admit(call)
-    assert stale.leases == () and stale.id is not None
-    assert not lease.retired and leases.registry(app).current[lease.key] is lease
+    assert stale.leases == () and stale.id is not None  # held by a reservation of its own
+    # Its admission wrote, so the process's lease gave back its unused part before the check.
+    assert lease.retired and _row(lease).amount_nanos == lease.in_flight
+    [fresh] = _admit(org, call).leases  # the next current call: a new lease
+    assert fresh is not lease and fresh.version == settings_cache.version(org.id) != before
 
 
 def test_a_quiet_process_gives_its_lease_back_on_time(org, app, monkeypatch):
@@ -301,3 +304,74 @@ def test_two_processes_with_leases_keep_the_budget_and_give_everything_back(app,
         else:
             with pytest.raises(Blocked):
                 admission.admit(call)
+
+
+def test_a_call_recorded_twice_lowers_its_lease_row_and_memory_alike(org, app):
+    """The second recording of a call finds its event stored already: the
+    counters count it once, and whatever the lease was lowered by, its row
+    and the process's memory of it agree (never a row lower than memory)."""
+    call = _call(org)
+    est = admission.estimate(call).cost_nanos
+    budget = _hard(org, 10_000 * est)
+    first, again = _admit(org, call), _admit(org, call)
+    [lease] = first.leases
+    assert _record(org, first, 400, 1) == "accepted"
+    assert _record(org, again, 400, 1) == "duplicate"  # the same request id
+    assert lease.in_flight == 0
+    assert _row(lease).amount_nanos == lease.granted - lease.settled - lease.returned
+    status = budgets.status(Budget.get_by_id(budget.id))
+    assert (status.spend, status.requests) == _brute_force(budget) == (UsageEvent.get().cost_nanos, 1)
+
+
+def test_a_call_without_a_pin_gets_the_processes_unused_lease_back_first(org, app):
+    """In-app callers (the chat, the onboarding's first call) admit without a
+    settings pin and cannot use leases: the process's unused lease must not
+    count against them either."""
+    small = _call(org, max_tokens=10)
+    s = admission.estimate(small).cost_nanos
+    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s
+    _hard(org, 10_000 * s)
+    [lease] = _admit(org, small).leases
+    big = _call(org, max_tokens=10 + (9_900 * s - s) // out)
+    assert 9_800 * s < admission.estimate(big).cost_nanos <= 9_999 * s
+    granted = admission.admit(big)  # no pin
+    assert granted.id is not None and lease.retired and _row(lease).amount_nanos == s
+
+
+def test_an_admission_waits_for_a_give_back_another_thread_has_planned(org, app):
+    """The keeper plans a give-back, then writes it: an admission in between
+    would read the row before it is lowered and count its unused part as
+    held. It waits instead, and then sees the row lowered."""
+    import threading
+
+    small = _call(org, max_tokens=10)
+    s = admission.estimate(small).cost_nanos
+    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s
+    _hard(org, 10_000 * s)
+    [lease] = _admit(org, small).leases
+    big = _call(org, max_tokens=10 + (9_900 * s - s) // out)
+    registry = leases.registry(app)
+    result = []
+
+    def admit_big():
+        with app.app_context(), db.connection_context():
+            try:
+                result.append(_admit(org, big))
+            except Exception as exc:  # looked at below
+                result.append(exc)
+
+    with registry.writing:  # the keeper's turn: it has retired the lease and planned its give-back
+        registry.retire_all()
+        give, drop = registry.plan()
+        assert [(g.row_id, amount) for g, amount in give] == [(lease.row_id, 199 * s)]
+        waiting = threading.Thread(target=admit_big)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive() and result == []  # the admission waits for the give-back
+        with db.atomic():
+            leases.write_planned(give, drop)
+        registry.done(give, drop, True)
+    waiting.join(timeout=30)
+    [granted] = result
+    assert isinstance(granted, admission.Admission) and granted.id is not None
+    assert _row(lease).amount_nanos == s

@@ -365,18 +365,24 @@ def _reserve_together(batch: list[_Ask]) -> None:
     order and each one's counters locked at once in key order (the order
     every writer takes them in); raises (and commits nothing) on any error."""
     leases = budget_leases.registry() if has_app_context() else None
-    if leases is not None:
-        batch = _from_leases(leases, batch)
-        if not batch:
-            return
-        # The process's leases of these budgets cannot hold these calls (used up, too old, older settings):
-        # they retire, and this transaction gives back what they hold unused.
-        leases.retire_keys([((b.id, p.start), ask.version) for ask in batch if ask.version is not None
-                            for b, p in ask.covering])
-        give, drop = leases.plan()
+    if leases is None:
+        return _reserve_written(batch, None)
+    batch = _from_leases(leases, batch)
+    if not batch:
+        return
+    # The process's leases of these budgets cannot hold these calls (used up, too old, other settings,
+    # or a call that cannot use leases): they retire, and this transaction gives back what they hold unused.
+    leases.retire_keys({(b.id, p.start) for ask in batch for b, p in ask.covering})
+    with leases.writing:  # no other give-back planned and unwritten while this one reads what is held
+        _reserve_written(batch, leases)
+
+
+def _reserve_written(batch: list[_Ask], leases: budget_leases.Registry | None) -> None:
+    give, drop = leases.plan() if leases is not None else ([], [])
     outcomes = []
     grants: list[budget_leases.Lease] = []
-    versions: dict[int, int | None] = {}  # organization → its settings version, read in the transaction
+    # organization → its settings version, read in the transaction (None: no leases without an app's registry)
+    versions: dict[int, int | None] | None = {} if leases is not None else None
     now = min(ask.now for ask in batch)  # the earliest: a reservation expiring meanwhile still counts
     by_org: dict[int, list[_Ask]] = {}
     for ask in batch:
@@ -390,7 +396,7 @@ def _reserve_together(batch: list[_Ask]) -> None:
                 states[org_id] = _state(org_id, keys, now)
             # Lease rows after the counters, as every writer takes them (leases.py); then the money
             # they no longer hold is not counted as held by the checks below.
-            freed = budget_leases.write_planned(give, drop) if leases is not None else {}
+            freed = budget_leases.write_planned(give, drop, now)
             for org_id in sorted(by_org):
                 spend, live, held, raised = states[org_id]
                 for key, amount in freed.items():
@@ -403,10 +409,10 @@ def _reserve_together(batch: list[_Ask]) -> None:
     finally:
         if leases is not None:
             leases.done(give, drop, committed)
-    if grants:
-        leases.install(grants)
     for ask, outcome in outcomes:  # committed
         ask.outcome = outcome
+    if grants:
+        leases.install(grants)
 
 
 def _from_leases(leases: budget_leases.Registry, batch: list[_Ask]) -> list[_Ask]:
@@ -484,7 +490,7 @@ def _lease(org_id: int, ask: _Ask, covering: list, spend: dict, held: dict, rais
                       and g.free() >= cost), None)
         if lease is None:
             amount = min(rooms[key] // budget_leases.ROOM_SHARE, budget_leases.LEASE_CALLS * cost)
-            lease = budget_leases.Lease(key, org_id, ask.version, amount)
+            lease = budget_leases.Lease(key, org_id, ask.version, amount, expires)
             lease.row_id = _insert_reservation(org_id, key[0], key[1], amount, None, ask.now, expires)
             held[key] = held.get(key, 0) + amount
             grants.append(lease)
@@ -669,7 +675,7 @@ def _blocked(org: Organization, status, held: int, est: Estimate) -> Blocked:
         pass
     message = (f"Blocked by the hard budget \"{budget.name}\": {format_usd(status.spend)} of "
                f"{format_usd(status.limit)} spent this period"
-               + (f", {format_usd(held)} held by calls in progress" if held else "")
+               + (f", {format_usd(held)} held for calls in progress" if held else "")
                + f", and this call may cost up to {format_usd(est.cost_nanos)}. {when} "
                f"{who[0].upper() + who[1:]} can raise it.")
     return Blocked(budget.name, budget.id, resets_at, message)

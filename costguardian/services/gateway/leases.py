@@ -74,13 +74,14 @@ def lease_seconds() -> float:
 class Lease:
     """A slice of one budget period's room, held by this process (one row)."""
 
-    __slots__ = ("key", "org_id", "version", "row_id", "granted", "settled", "returned", "in_flight", "started",
-                 "retired", "busy", "__weakref__")
+    __slots__ = ("key", "org_id", "version", "row_id", "expires_at", "granted", "settled", "returned", "in_flight",
+                 "started", "retired", "busy", "__weakref__")
 
-    def __init__(self, key: tuple[int, datetime], org_id: int, version: int, granted: int):
+    def __init__(self, key: tuple[int, datetime], org_id: int, version: int, granted: int, expires_at: datetime):
         self.key = key  # (budget id, period start)
         self.org_id, self.version = org_id, version
         self.row_id: int | None = None  # set once inserted
+        self.expires_at = expires_at  # the row's: after it, the row no longer counts
         self.granted = granted  # the row's amount when reserved
         self.settled = 0  # actual costs of its calls, recorded (the row was lowered by them)
         self.returned = 0  # free money given back (the row was lowered by it)
@@ -106,7 +107,12 @@ class Registry:
         self.lock = threading.Lock()
         self.current: dict[tuple[int, datetime], Lease] = {}  # key → the lease new calls take from
         self.retired: list[Lease] = []  # retired, with a row still to give back or delete
+        # Held by whoever gives retired leases back (an admission's transaction, the keeper), from the
+        # plan to its commit: an admission never reads a row whose give-back another has planned but
+        # not yet written (it would count the unused money as held).
+        self.writing = threading.Lock()
         self.keeper: threading.Thread | None = None
+        self.generation = 0  # a keeper runs while it is the one started for this generation
         self.wake = threading.Event()
         self.stopping = False
 
@@ -136,14 +142,15 @@ class Registry:
             return tuple(leases)
 
     def retire_keys(self, keys) -> None:
-        """Retire this process's leases of these (key, settings version)
-        pairs, unless newer than the version (a call of theirs is being
-        admitted by a write: its transaction gives their free part back and
-        may grant new ones)."""
+        """Retire this process's leases of these keys: a call of theirs is
+        being admitted by a write (it did not fit, or could not use them), and
+        that transaction gives their free part back before its check — else
+        the process would refuse calls for money its own leases hold unused —
+        and may grant new ones."""
         with self.lock:
-            for key, version in keys:
+            for key in keys:
                 lease = self.current.get(key)
-                if lease is not None and lease.version <= version:
+                if lease is not None:
                     self._retire(lease)
 
     def retire_old(self, seconds: float) -> None:
@@ -173,7 +180,10 @@ class Registry:
                 if old is not None and old is not lease:
                     self._retire(old)
                 self.current[lease.key] = lease
-        self._start_keeper()
+        try:
+            self._start_keeper()
+        except RuntimeError:  # no thread can be started (the interpreter is stopping): the next admission gives back
+            log.exception("could not start the gateway's lease keeper")
 
     def settled(self, leases, cost: int, spent: int) -> None:
         """A call of these leases ended: its estimate is no longer in flight,
@@ -230,11 +240,12 @@ class Registry:
         with self.lock:
             if self.stopping or (self.keeper is not None and self.keeper.is_alive()):
                 return
-            self.keeper = threading.Thread(target=self._keep, name="cg-gateway-leases", daemon=True)
+            self.keeper = threading.Thread(target=self._keep, args=(self.generation,), name="cg-gateway-leases",
+                                           daemon=True)
             self.keeper.start()
 
-    def _keep(self) -> None:
-        while not self.stopping:
+    def _keep(self, generation: int) -> None:
+        while not self.stopping and self.generation == generation:
             app = self.app()
             if app is None:
                 return
@@ -248,7 +259,7 @@ class Registry:
                     log.exception("giving back the gateway's budget leases failed; retrying")
             if self.idle():
                 with self.lock:
-                    if not self.current and not self.retired:
+                    if not self.current and not self.retired and self.generation == generation:
                         self.keeper = None
                         return
             self.wake.wait(max(0.05, seconds / 2))
@@ -257,22 +268,26 @@ class Registry:
     def stop(self, write: bool = True) -> None:
         """Retire every lease and give them back (a process stopping), or
         with write=False only forget them (the tests, after emptying the tables)."""
-        self.stopping = True
-        self.wake.set()
-        keeper = self.keeper
-        if keeper is not None and keeper is not threading.current_thread():
-            keeper.join(timeout=10)
-        self.retire_all()
-        if write:
-            app = self.app()
-            if app is not None:
-                with app.app_context():
-                    write_back(self)
         with self.lock:
-            self.current.clear()
-            self.retired.clear()
-            self.keeper = None
-        self.stopping = False
+            self.stopping = True
+            self.generation += 1  # a keeper that outlives the join below stops at its next turn
+        self.wake.set()
+        try:
+            keeper = self.keeper
+            if keeper is not None and keeper is not threading.current_thread():
+                keeper.join(timeout=10)
+            self.retire_all()
+            if write:
+                app = self.app()
+                if app is not None:
+                    with app.app_context():
+                        write_back(self)
+        finally:
+            with self.lock:
+                self.current.clear()
+                self.retired.clear()
+                self.keeper = None
+                self.stopping = False
 
 
 _registries_lock = threading.Lock()
@@ -305,7 +320,7 @@ def _stop_at_exit(ref) -> None:
 _LOWER = Prepared(lambda amount, same, zero, row_id: GatewayReservation.update(
     amount_nanos=Case(None, [(GatewayReservation.amount_nanos > amount, GatewayReservation.amount_nanos - same)],
                       zero)).where(GatewayReservation.id == row_id))
-_DELETE = Prepared(lambda *ids: GatewayReservation.delete().where(GatewayReservation.id.in_(list(ids))))
+_DELETE = Prepared(lambda row_id: GatewayReservation.delete().where(GatewayReservation.id == row_id))
 
 
 def lower(row_id: int, amount: int) -> None:
@@ -314,33 +329,38 @@ def lower(row_id: int, amount: int) -> None:
         _LOWER.write(amount, amount, 0, row_id)
 
 
-def write_planned(give: list[tuple[Lease, int]], drop: list[Lease]) -> dict:
+def write_planned(give: list[tuple[Lease, int]], drop: list[Lease], now: datetime | None = None) -> dict:
     """In the caller's transaction: lower the rows of `give` by their free
-    money and delete those of `drop`, in row id order; returns {key: money
-    those rows no longer hold}. Every transaction that writes lease rows
-    (admission, recording, the keeper) writes them after any spend counter
-    and in row id order, so that none waits for another in a cycle."""
+    money and delete those of `drop`, all in row id order; returns {key:
+    money those rows no longer hold, of the rows unexpired at `now`}. Every
+    transaction that writes lease rows (admission, recording, the keeper)
+    writes them after any spend counter and in row id order, so that none
+    waits for another in a cycle."""
     freed: dict = {}
-    for row_id, amount, key in sorted([(lease.row_id, amount, lease.key) for lease, amount in give]):
-        lower(row_id, amount)
-        freed[key] = freed.get(key, 0) + amount
-    if drop:
-        _DELETE.write(*sorted(lease.row_id for lease in drop))
-        for lease in drop:  # what the row held: its calls' estimates less their costs (none is in flight)
-            freed[lease.key] = freed.get(lease.key, 0) + max(0, lease.granted - lease.settled - lease.returned)
+    rows = sorted([(lease.row_id, lease, amount) for lease, amount in give]
+                  + [(lease.row_id, lease, None) for lease in drop], key=lambda row: row[0])
+    for row_id, lease, amount in rows:
+        if amount is None:  # what the row held: its calls' estimates less their costs (none is in flight)
+            _DELETE.write(row_id)
+            amount = max(0, lease.granted - lease.settled - lease.returned)
+        else:
+            lower(row_id, amount)
+        if now is None or lease.expires_at > now:  # an expired row was not counted as held
+            freed[lease.key] = freed.get(lease.key, 0) + amount
     return freed
 
 
 def write_back(reg: Registry) -> None:
     """Give back the retired leases' free money and delete the rows of those
     with no call in flight, in a transaction of its own."""
-    give, drop = reg.plan()
-    if not give and not drop:
-        return
-    committed = False
-    try:
-        with connected(db), write_transaction():
-            write_planned(give, drop)
-        committed = True
-    finally:
-        reg.done(give, drop, committed)
+    with reg.writing:
+        give, drop = reg.plan()
+        if not give and not drop:
+            return
+        committed = False
+        try:
+            with connected(db), write_transaction():
+                write_planned(give, drop)
+            committed = True
+        finally:
+            reg.done(give, drop, committed)

@@ -247,11 +247,15 @@ def _write_together(batch: list[_Item]) -> list[tuple]:
             if not any(p is item.priced for p in priced):
                 priced.append(item.priced)
     held = [item.held.id for item in batch if item.held is not None and item.held.id is not None]
-    leased: dict = {}  # lease → the costs of its calls, which its row holds no longer once they are in spend
+    # lease → the costs of its calls, which its row holds no longer once they are in spend. Each call's
+    # cost is read once, as priced: the row and the lease's memory must be lowered by the same amount
+    # (the store may find an event already recorded; then the lease just holds less than it could).
+    spent = {id(item): item.spent() for item in batch if item.held is not None and item.held.leases}
+    leased: dict = {}
     for item in batch:
-        if item.held is not None and item.held.leases:
+        if id(item) in spent:
             for lease in item.held.leases:
-                leased[lease] = leased.get(lease, 0) + item.spent()
+                leased[lease] = leased.get(lease, 0) + spent[id(item)]
     with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
         stored = [(org, priced, ingest.store(org, priced)) for _, (org, priced) in sorted(by_org.items())]
         _INSERT_LOGS.write(*[value for item in batch for value in _log_row(item.call)])
@@ -263,7 +267,7 @@ def _write_together(batch: list[_Item]) -> list[tuple]:
         registry = budget_leases.registry()
         for item in batch:
             if item.held is not None and item.held.leases:
-                registry.settled(item.held.leases, item.held.reserved_nanos, item.spent())
+                registry.settled(item.held.leases, item.held.reserved_nanos, spent[id(item)])
                 item.held.leases = ()
     return stored
 
