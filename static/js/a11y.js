@@ -133,12 +133,18 @@
   });
 
   var pending = null;
+  var loaded = false;
   function later() {
     if (pending) { cancelAnimationFrame(pending); }
-    pending = requestAnimationFrame(function () { pending = null; markScrollers(document); });
+    pending = requestAnimationFrame(function () {
+      pending = null;
+      markScrollers(document);
+      // Marked once the page's whole layout is known (what a browser test waits for before it checks).
+      if (loaded) { document.documentElement.setAttribute("data-scrollers", "marked"); }
+    });
   }
   document.addEventListener("DOMContentLoaded", later);
-  window.addEventListener("load", later);
+  window.addEventListener("load", function () { loaded = true; later(); });
   window.addEventListener("resize", later);
   document.addEventListener("htmx:afterSettle", later);
 })();

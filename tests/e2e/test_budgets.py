@@ -81,6 +81,14 @@ def test_budget_below_spend_alerts_in_the_bell_and_shows_exceeded(app, page, sig
                            "document.querySelector(\"canvas[data-chart='budget-chart-data']\"))")
     expect(page.get_by_test_id("alert-history")).to_contain_text("100%")
     shot(page, "detail")
+    # On a phone the table scrolls sideways and each message keeps a readable width: it was squeezed to a
+    # word a line, every row hundreds of pixels tall.
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    tallest = page.evaluate("Math.max(...[...document.querySelectorAll('[data-testid=alert-history] tbody tr')]"
+                            ".map(row => row.getBoundingClientRect().height))")
+    assert tallest < 200, tallest
+    page.set_viewport_size(size)
 
     # The list says Exceeded.
     page.locator("nav.budget-nav").get_by_role("link", name="All budgets").click()
