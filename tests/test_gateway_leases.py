@@ -77,6 +77,22 @@ def _until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _a_lease_and_a_call_too_big_for_it(org) -> tuple[leases.Lease, int, Call]:
+    """A budget of 10,000 small calls, a lease taken by one of them (200 s,
+    199 s of it unused), and a big call the budget has room for only if the
+    lease's unused part is not counted as held: 9,800 s < its cost ≤ 9,999 s.
+    Returns (the lease, s, the big call)."""
+    small = _call(org, max_tokens=10)
+    s = admission.estimate(small).cost_nanos
+    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s  # one more output token
+    _hard(org, 10_000 * s)
+    [lease] = _admit(org, small).leases
+    assert lease.granted == 200 * s and lease.free() == 199 * s
+    big = _call(org, max_tokens=10 + (9_900 * s - s) // out)
+    assert 9_800 * s < admission.estimate(big).cost_nanos <= 9_999 * s
+    return lease, s, big
+
+
 @pytest.fixture(autouse=True)
 def _tokenizer_loaded():
     """The calls' estimates counted by tiktoken from the first (a process's first calls are estimated by
@@ -146,19 +162,7 @@ def test_a_call_that_does_not_fit_its_lease_gets_the_unused_part_back_first(org,
     """The lease's unused money is given back in the transaction that admits
     the bigger call, before the check: counted as held it would refuse a
     call the budget has room for."""
-    small = _call(org, max_tokens=10)
-    s = admission.estimate(small).cost_nanos
-    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s  # one more output token
-    limit = 10_000 * s
-    _hard(org, limit)
-    first = _admit(org, small)
-    [lease] = first.leases
-    assert lease.granted == 200 * s and lease.free() == 199 * s
-    # A call the budget has room for only if the lease's unused 199 s are not held: 9_800 s < cost ≤ 9_999 s.
-    tokens = 10 + (9_900 * s - s) // out
-    big = _call(org, max_tokens=tokens)
-    b = admission.estimate(big).cost_nanos
-    assert 9_800 * s < b <= 9_999 * s
+    lease, s, big = _a_lease_and_a_call_too_big_for_it(org)
     granted = _admit(org, big)
     assert granted.leases == () and granted.id is not None  # too big for a lease: a reservation of its own
     assert lease.retired and lease.returned == 199 * s
@@ -327,13 +331,7 @@ def test_a_call_without_a_pin_gets_the_processes_unused_lease_back_first(org, ap
     """In-app callers (the chat, the onboarding's first call) admit without a
     settings pin and cannot use leases: the process's unused lease must not
     count against them either."""
-    small = _call(org, max_tokens=10)
-    s = admission.estimate(small).cost_nanos
-    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s
-    _hard(org, 10_000 * s)
-    [lease] = _admit(org, small).leases
-    big = _call(org, max_tokens=10 + (9_900 * s - s) // out)
-    assert 9_800 * s < admission.estimate(big).cost_nanos <= 9_999 * s
+    lease, s, big = _a_lease_and_a_call_too_big_for_it(org)
     granted = admission.admit(big)  # no pin
     assert granted.id is not None and lease.retired and _row(lease).amount_nanos == s
 
@@ -344,12 +342,7 @@ def test_an_admission_waits_for_a_give_back_another_thread_has_planned(org, app)
     held. It waits instead, and then sees the row lowered."""
     import threading
 
-    small = _call(org, max_tokens=10)
-    s = admission.estimate(small).cost_nanos
-    out = admission.estimate(_call(org, max_tokens=11)).cost_nanos - s
-    _hard(org, 10_000 * s)
-    [lease] = _admit(org, small).leases
-    big = _call(org, max_tokens=10 + (9_900 * s - s) // out)
+    lease, s, big = _a_lease_and_a_call_too_big_for_it(org)
     registry = leases.registry(app)
     result = []
 
