@@ -242,11 +242,12 @@ def admit(call: Call) -> Admission:
         _remember_hard(call.org.id, True if hard else None, now)
         if not hard:
             return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens)
-        version = settings_cache.pinned_version(call.org.id)
-        leased = budget_leases.registry().take(call.org.id, version, sorted((b.id, p.start) for b, p in hard),
-                                               est.cost_nanos, budget_leases.lease_seconds())
-        if leased is not None:  # held in memory, from this process's leases of every covering budget
-            return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, leased)
+        version = settings_cache.pinned_version(call.org.id)  # None: not a gateway call, no leases
+        if version is not None and has_app_context():
+            leased = budget_leases.registry().take(call.org.id, version, sorted((b.id, p.start) for b, p in hard),
+                                                   est.cost_nanos, budget_leases.lease_seconds())
+            if leased is not None:  # held in memory, from this process's leases of every covering budget
+                return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, leased)
         for attempt in (1, 2, 3):
             try:
                 admission, blocked = _reserve_in_turn(call.org.id, hard, est, now, version) if attempt == 1 else \
