@@ -244,8 +244,8 @@ def admit(call: Call) -> Admission:
             return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens)
         version = settings_cache.pinned_version(call.org.id)  # None: not a gateway call, no leases
         if version is not None and has_app_context():
-            leased = budget_leases.registry().take(call.org.id, version, sorted((b.id, p.start) for b, p in hard),
-                                                   est.cost_nanos, budget_leases.lease_seconds())
+            leased = budget_leases.registry().take(version, sorted((b.id, p.start) for b, p in hard), est.cost_nanos,
+                                                   budget_leases.lease_seconds())
             if leased is not None:  # held in memory, from this process's leases of every covering budget
                 return Admission(None, est.cost_nanos, est.input_tokens, est.max_output_tokens, leased)
         for attempt in (1, 2, 3):
@@ -422,8 +422,8 @@ def _from_leases(leases: budget_leases.Registry, batch: list[_Ask]) -> list[_Ask
     rest = []
     seconds = budget_leases.lease_seconds()
     for ask in batch:
-        taken = leases.take(ask.org_id, ask.version, sorted((b.id, p.start) for b, p in ask.covering),
-                            ask.est.cost_nanos, seconds)
+        taken = leases.take(ask.version, sorted((b.id, p.start) for b, p in ask.covering), ask.est.cost_nanos,
+                            seconds)
         if taken is None:
             rest.append(ask)
         else:
@@ -491,7 +491,7 @@ def _lease(org_id: int, ask: _Ask, covering: list, spend: dict, held: dict, rais
                       and g.free() >= cost), None)
         if lease is None:
             amount = min(rooms[key] // budget_leases.ROOM_SHARE, budget_leases.LEASE_CALLS * cost)
-            lease = budget_leases.Lease(key, org_id, ask.version, amount, expires)
+            lease = budget_leases.Lease(key, ask.version, amount, expires)
             lease.row_id = _insert_reservation(org_id, key[0], key[1], amount, None, ask.now, expires)
             held[key] = held.get(key, 0) + amount
             grants.append(lease)

@@ -74,12 +74,12 @@ def lease_seconds() -> float:
 class Lease:
     """A slice of one budget period's room, held by this process (one row)."""
 
-    __slots__ = ("key", "org_id", "version", "row_id", "expires_at", "granted", "settled", "returned", "in_flight",
+    __slots__ = ("key", "version", "row_id", "expires_at", "granted", "settled", "returned", "in_flight",
                  "started", "retired", "busy", "__weakref__")
 
-    def __init__(self, key: tuple[int, datetime], org_id: int, version: int, granted: int, expires_at: datetime):
-        self.key = key  # (budget id, period start)
-        self.org_id, self.version = org_id, version
+    def __init__(self, key: tuple[int, datetime], version: int, granted: int, expires_at: datetime):
+        self.key = key  # (budget id, period start): budget ids are unique across organizations
+        self.version = version  # the organization's settings version it was granted by
         self.row_id: int | None = None  # set once inserted
         self.expires_at = expires_at  # the row's: after it, the row no longer counts
         self.granted = granted  # the row's amount when reserved
@@ -118,7 +118,7 @@ class Registry:
 
     # --- in memory, under the lock
 
-    def take(self, org_id: int, version: int | None, keys: list, cost: int, seconds: float) -> tuple | None:
+    def take(self, version: int | None, keys: list, cost: int, seconds: float) -> tuple | None:
         """The leases of every key, each with `cost` taken from its free part;
         None (nothing taken) unless every key has a usable one."""
         if version is None or cost <= 0 or seconds <= 0:
@@ -131,8 +131,7 @@ class Registry:
                 if lease is None:
                     return None
                 if lease.version != version or now - lease.started >= seconds:
-                    if lease.version <= version:  # (versions only grow: a newer lease stays for newer calls)
-                        self._retire(lease)
+                    self._retire(lease)  # the call's admission writes, and gives back what it holds unused
                     return None
                 if lease.free() < cost:
                     return None
