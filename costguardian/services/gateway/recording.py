@@ -109,11 +109,6 @@ MAX_BATCH = 200  # calls written in one transaction
 class _Item:
     __slots__ = ("call", "held", "status", "done", "finished", "priced", "result")
 
-    def spent(self) -> int:
-        """The call's cost as its usage event adds it to the spend counters (0 when it adds nothing)."""
-        result = self.result
-        return (result.cost_nanos or 0) if result is not None and result.status == "accepted" else 0
-
     def __init__(self, call: CallRecord, held):
         self.call, self.held = call, held
         self.status: str | None = None
@@ -121,6 +116,11 @@ class _Item:
         self.finished: threading.Event | None = None  # its batch's work after the commit is done too
         self.priced = None  # its ingest.Priced (when forwarded)
         self.result = None  # its ingest.EventResult
+
+    def spent(self) -> int:
+        """The call's cost as its usage event adds it to the spend counters (0 when it adds nothing)."""
+        result = self.result
+        return (result.cost_nanos or 0) if result is not None and result.status == "accepted" else 0
 
 
 _writing = threading.local()  # .now: this thread is writing a batch (or what follows its commit)
@@ -250,12 +250,13 @@ def _write_together(batch: list[_Item]) -> list[tuple]:
     # lease → the costs of its calls, which its row holds no longer once they are in spend. Each call's
     # cost is read once, as priced: the row and the lease's memory must be lowered by the same amount
     # (the store may find an event already recorded; then the lease just holds less than it could).
-    spent = {id(item): item.spent() for item in batch if item.held is not None and item.held.leases}
+    spent: dict[int, int] = {}
     leased: dict = {}
     for item in batch:
-        if id(item) in spent:
+        if item.held is not None and item.held.leases:
+            spent[id(item)] = cost = item.spent()
             for lease in item.held.leases:
-                leased[lease] = leased.get(lease, 0) + spent[id(item)]
+                leased[lease] = leased.get(lease, 0) + cost
     with write_transaction():  # queued with the other writers (db.SerializedSqliteDatabase)
         stored = [(org, priced, ingest.store(org, priced)) for _, (org, priced) in sorted(by_org.items())]
         _INSERT_LOGS.write(*[value for item in batch for value in _log_row(item.call)])
