@@ -72,6 +72,7 @@ def test_owner_adds_an_openai_key_checked_by_the_provider(app, page, make_user, 
 
     page.get_by_test_id("credential-row").get_by_role("button", name="Edit").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("OpenAI · Production")
+    page.wait_for_load_state("load")  # measured once the page is laid out (once under load it was measured before)
     assert _no_horizontal_scroll(page)
     shot(page, "4-edit-phone")
 
